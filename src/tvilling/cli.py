@@ -1,0 +1,308 @@
+"""The ``tvilling`` command: thin entry points over the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from tvilling import __version__
+from tvilling.config import CONFIG_ENV, Settings, load_settings
+from tvilling.core.errors import TvillingError
+
+if TYPE_CHECKING:
+    from tvilling.app import Platform
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def store_options(fn: F) -> F:
+    """--data-dir / --store / --config, shared by every command that opens the store."""
+    fn = click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+                      help=f"TOML config file (default ./tvilling.toml; env {CONFIG_ENV}).")(fn)
+    fn = click.option("--store", default=None, metavar="URL",
+                      help="'memory', or postgresql://… for server mode (default: embedded store).")(fn)
+    fn = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      help="Directory of the embedded store (default ./tvilling-data).")(fn)
+    return fn
+
+
+def _settings(config_file: str | None, **overrides: Any) -> Settings:
+    if config_file:
+        os.environ[CONFIG_ENV] = config_file
+    try:
+        return load_settings(**overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@contextmanager
+def _platform(data_dir: Path | None, store: str | None, config_file: str | None) -> Iterator[Platform]:
+    from tvilling.app import build_platform
+
+    settings = _settings(config_file, data_dir=data_dir, store=store)
+    with _errors(), build_platform(settings) as platform:
+        yield platform
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except TvillingError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        for item in exc.fields.get("errors", [])[1:20]:
+            if isinstance(item, dict):
+                click.echo(f"  {item.get('path', '')}: {item.get('message', item)}", err=True)
+        sys.exit(1)
+
+
+def _emit(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _json_arg(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text(encoding="utf-8")
+    elif text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tvilling")
+def main() -> None:
+    """Tvilling: live digital twins of physical assets."""
+
+
+@main.command()
+@store_options
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8000).")
+def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
+          port: int | None) -> None:
+    """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
+    import uvicorn
+
+    from tvilling.api.app import create_app
+
+    settings = _settings(config_file, data_dir=data_dir, store=store, host=host, port=port)
+    with _errors():
+        app = create_app(settings)
+    where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"
+    click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where})", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+# -- models -----------------------------------------------------------------------------------
+@main.group()
+def models() -> None:
+    """Register and inspect DTDL models."""
+
+
+@models.command("import")
+@store_options
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--validate-only", is_flag=True, help="Validate fully, store nothing.")
+def models_import(data_dir: Path | None, store: str | None, config_file: str | None, path: Path,
+                  validate_only: bool) -> None:
+    """Import DTDL interfaces from a .json file or every .json file under a folder."""
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise click.UsageError(f"no .json files under {path}")
+    docs: list[Any] = []
+    for f in files:
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{f}: not valid JSON: {exc}") from exc
+        docs.extend(doc if isinstance(doc, list) else [doc])
+    with _platform(data_dir, store, config_file) as p:
+        ids = p.models.add(docs, validate_only=validate_only)
+    verb = "valid" if validate_only else "registered"
+    click.echo(f"{len(ids)} model(s) {verb} from {len(files)} file(s):")
+    for i in ids:
+        click.echo(f"  {i}")
+
+
+@models.command("list")
+@store_options
+def models_list(data_dir: Path | None, store: str | None, config_file: str | None) -> None:
+    """List registered model versions."""
+    with _platform(data_dir, store, config_file) as p:
+        for rec in p.models.list():
+            flag = "  (decommissioned)" if rec.decommissioned else ""
+            click.echo(f"{rec.id}{flag}")
+
+
+@models.command("get")
+@store_options
+@click.argument("dtmi")
+def models_get(data_dir: Path | None, store: str | None, config_file: str | None, dtmi: str) -> None:
+    """Print a model version and its DTDL definition."""
+    with _platform(data_dir, store, config_file) as p:
+        _emit(p.models.describe(dtmi))
+
+
+@models.command("decommission")
+@store_options
+@click.argument("dtmi")
+def models_decommission(data_dir: Path | None, store: str | None, config_file: str | None, dtmi: str) -> None:
+    """Decommission a model version: existing twins stay, no new twins of it."""
+    with _platform(data_dir, store, config_file) as p:
+        p.models.decommission(dtmi)
+    click.echo(f"{dtmi} decommissioned")
+
+
+# -- twins ------------------------------------------------------------------------------------
+@main.group()
+def twins() -> None:
+    """Create, read, patch, query twins and read their history."""
+
+
+@twins.command("create")
+@store_options
+@click.argument("twin_id")
+@click.option("--model", required=True, help="DTMI of the twin's model.")
+@click.option("--attributes", default=None, help="JSON object (or @file).")
+@click.option("--reported", default=None, help="JSON object (or @file).")
+@click.option("--desired", default=None, help="JSON object (or @file).")
+def twins_create(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+                 model: str, attributes: str | None, reported: str | None, desired: str | None) -> None:
+    """Create (or replace) a twin."""
+    body = {"model": model}
+    for key, text in (("attributes", attributes), ("reported", reported), ("desired", desired)):
+        if text is not None:
+            body[key] = _json_arg(text, f"--{key}")
+    with _platform(data_dir, store, config_file) as p:
+        twin, created = p.twins.put(twin_id, body, actor="cli")
+    click.echo(f"{'created' if created else 'replaced'} {twin_id} at revision {twin.revision}", err=True)
+    _emit(twin.to_json())
+
+
+@twins.command("get")
+@store_options
+@click.argument("twin_id")
+@click.option("--revision", type=int, default=None, help="As it was at this revision.")
+@click.option("--at", default=None, help="As it was at this ISO 8601 time.")
+def twins_get(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+              revision: int | None, at: str | None) -> None:
+    """Print a twin (now, or as it was)."""
+    from tvilling.twins.service import parse_time
+
+    with _platform(data_dir, store, config_file) as p:
+        if revision is not None or at is not None:
+            twin = p.twins.get_at(twin_id, revision=revision,
+                                  at=parse_time(at, field="--at") if at else None)
+        else:
+            twin = p.twins.get(twin_id)
+        _emit(twin.to_json())
+
+
+@twins.command("patch")
+@store_options
+@click.argument("twin_id")
+@click.argument("patch")
+@click.option("--if-match", type=int, default=None, help="Fail unless the twin is at this revision.")
+def twins_patch(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+                patch: str, if_match: int | None) -> None:
+    """Merge-patch a twin: PATCH is JSON like '{"reported": {"speed": 1200}}' (or @file, or -)."""
+    with _platform(data_dir, store, config_file) as p:
+        twin = p.twins.patch(twin_id, _json_arg(patch, "PATCH"), actor="cli", if_match=if_match)
+        _emit(twin.to_json())
+
+
+@twins.command("delete")
+@store_options
+@click.argument("twin_id")
+def twins_delete(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str) -> None:
+    """Delete a twin."""
+    with _platform(data_dir, store, config_file) as p:
+        p.twins.delete(twin_id, actor="cli")
+    click.echo(f"deleted {twin_id}")
+
+
+@twins.command("relate")
+@store_options
+@click.argument("twin_id")
+@click.argument("rel_id")
+@click.option("--name", required=True, help="Relationship name declared by the model.")
+@click.option("--target", required=True, help="Target twin id.")
+@click.option("--properties", default=None, help="JSON object (or @file).")
+def twins_relate(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+                 rel_id: str, name: str, target: str, properties: str | None) -> None:
+    """Create or replace relationship REL_ID from TWIN_ID."""
+    body = {"name": name, "target": target, "properties": _json_arg(properties, "--properties") or {}}
+    with _platform(data_dir, store, config_file) as p:
+        p.twins.set_relationship(twin_id, rel_id, body, actor="cli")
+    click.echo(f"{twin_id} -[{name}]-> {target} ({rel_id})")
+
+
+@twins.command("query")
+@store_options
+@click.argument("query")
+@click.option("--all", "all_pages", is_flag=True, help="Follow the cursor through every page.")
+def twins_query(data_dir: Path | None, store: str | None, config_file: str | None, query: str,
+                all_pages: bool) -> None:
+    """Run a query (JSON, @file or -); see `tvilling twins query-help`."""
+    from tvilling.twins.query import encode_cursor
+
+    doc = _json_arg(query, "QUERY")
+    with _platform(data_dir, store, config_file) as p:
+        while True:
+            page = p.twins.query(doc)
+            for twin in page.items:
+                click.echo(json.dumps(twin.to_json(), default=str))
+            if page.next is None or not all_pages:
+                if page.next is not None:
+                    click.echo(f"# more: add \"cursor\": \"{encode_cursor(page.next)}\"", err=True)
+                return
+            doc = {**doc, "cursor": encode_cursor(page.next)}
+
+
+@twins.command("query-help")
+def twins_query_help() -> None:
+    """Explain the query form."""
+    from tvilling.twins import query as q
+
+    click.echo(q.__doc__ or "")
+
+
+@twins.command("history")
+@store_options
+@click.argument("twin_id")
+@click.option("--after", type=int, default=0, help="Only events after this revision.")
+@click.option("--limit", type=int, default=100)
+def twins_history(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+                  after: int, limit: int) -> None:
+    """Print a twin's events, one JSON object a line."""
+    with _platform(data_dir, store, config_file) as p:
+        for e in p.twins.events(twin_id, after=after, limit=limit):
+            click.echo(json.dumps(e.to_json(), default=str))
+
+
+@twins.command("migrate")
+@store_options
+@click.argument("twin_id")
+@click.argument("model")
+@click.option("--dry-run", is_flag=True, help="Only report.")
+def twins_migrate(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str,
+                  model: str, dry_run: bool) -> None:
+    """Migrate a twin to another model version, printing the validation report."""
+    with _platform(data_dir, store, config_file) as p:
+        _emit(p.twins.migrate(twin_id, model, actor="cli", dry_run=dry_run))
+
+
+if __name__ == "__main__":
+    main()

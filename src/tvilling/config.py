@@ -1,0 +1,75 @@
+"""Typed configuration, read once: defaults < ``tvilling.toml`` < ``TVILLING_*`` environment < flags.
+
+>>> Settings(port=9000).port
+9000
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+CONFIG_ENV = "TVILLING_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Every setting of a Tvilling process. Environment variables: ``TVILLING_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TVILLING_", extra="forbid", toml_file=None)
+
+    data_dir: Path = Field(Path("tvilling-data"), description="directory of the embedded store")
+    store: str | None = Field(
+        None,
+        description="store URL: unset for the embedded SQLite store in data_dir, "
+        "'memory' for a throw-away in-memory one, or postgresql://user@host:port/db for server mode",
+    )
+    pg_schema: str = Field("tvilling", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                           description="PostgreSQL schema holding Tvilling's tables")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted (413 above)")
+    default_page_size: int = Field(100, ge=1, le=1000)
+    max_page_size: int = Field(1000, ge=1, le=10_000)
+    log_level: str = "info"
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is None or value == "memory" or value.startswith(("postgresql://", "postgres://")):
+            return value
+        raise ValueError("store must be 'memory' or a postgresql:// URL (leave it unset for the embedded store)")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _config_path() -> Path | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"{CONFIG_ENV}={explicit}: no such config file")
+        return path
+    default = Path("tvilling.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the config file and environment, with explicit ``overrides`` (None = not given)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

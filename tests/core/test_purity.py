@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _checker():
+    spec = importlib.util.spec_from_file_location("check_core_imports", ROOT / ".ci" / "check_core_imports.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_core_imports_no_storage_transport_or_web_code():
+    checker = _checker()
+    assert checker.check(ROOT / "src" / "tvilling" / "core") == []
+
+
+def test_the_import_check_catches_a_leak(tmp_path):
+    checker = _checker()
+    (tmp_path / "bad.py").write_text("import sqlite3\nfrom tvilling.twins.service import TwinService\nimport fastapi\n")
+    problems = checker.check(tmp_path)
+    assert len(problems) == 3
+    assert "sqlite3" in problems[0] and "tvilling.twins" in problems[1] and "fastapi" in problems[2]
