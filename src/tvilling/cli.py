@@ -271,6 +271,38 @@ def twins_query(data_dir: Path | None, store: str | None, config_file: str | Non
             doc = {**doc, "cursor": encode_cursor(page.next)}
 
 
+@twins.command("import")
+@store_options
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=int, default=10_000, show_default=True)
+def twins_import(data_dir: Path | None, store: str | None, config_file: str | None, path: Path,
+                 batch_size: int) -> None:
+    """Bulk-import twins from a JSON Lines file (one twin a line, with its relationships)."""
+    from tvilling.twins.importer import import_twins
+
+    def items() -> Iterator[Any]:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise click.ClickException(f"{path}:{n}: not valid JSON: {exc}") from exc
+
+    with path.open("rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    with _platform(data_dir, store, config_file) as p, \
+            click.progressbar(length=lines, label="importing twins", file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(n: int) -> None:
+            bar.update(n - done[0])
+            done[0] = n
+
+        count = import_twins(p.twins, items(), batch_size=batch_size, actor="cli", progress=progress)
+    click.echo(f"imported {count} twin(s)")
+
+
 @twins.command("query-help")
 def twins_query_help() -> None:
     """Explain the query form."""

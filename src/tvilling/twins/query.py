@@ -243,6 +243,11 @@ def _json_eq(a: Any, b: Any) -> bool:
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if _is_number(a) and _is_number(b):
         return bool(a == b)
+    # Containers compare element by element with these same rules, so [true] != [1] as in JSON.
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_json_eq(a[k], b[k]) for k in a)
     return type(a) is type(b) and bool(a == b)
 
 

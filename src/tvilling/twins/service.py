@@ -269,7 +269,8 @@ class TwinService:
                 rels.append((rel.id, rel.name, self.store.get(rel.target).model))
             except NotFound:
                 continue
-        report = migration_report(self.models.modelset, twin_id, twin.reported, twin.desired, rels, new_model)
+        report = migration_report(self.models.modelset, twin_id, twin.reported, twin.desired, rels, new_model,
+                                  current_model=twin.model)
         out = {"twin": twin_id, "from": twin.model, "to": new_model, "ok": report.ok,
                "problems": list(report.problems), "dropped": list(report.dropped), "applied": False}
         if not report.ok:

@@ -22,7 +22,8 @@ class MemoryModelStore:
 
     def add_models(self, records: Sequence[ModelRecord]) -> None:
         with self._lock:
-            clash = [r.id for r in records if r.id in self._models]
+            ids = [r.id for r in records]
+            clash = [i for n, i in enumerate(ids) if i in self._models or i in ids[:n]]
             if clash:
                 raise Conflict(f"model {clash[0]} is registered already", model=clash[0], rule="exists")
             for r in records:
