@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from conftest import BEARING, LINE, MACHINE, PLANT_V2, SPINDLE, plant_documents
+from api_plant import BEARING, LINE, MACHINE, PLANT_V2, SPINDLE, plant_documents
 
 BEARINGS_HOT_ON_L1 = {
     "match": [
