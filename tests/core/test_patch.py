@@ -70,3 +70,11 @@ def test_check_json_bounds_depth_and_rejects_non_finite():
         check_json({"t": [1.0, math.nan]}, field="reported")
     assert err2.value.fields["field"] == "reported.t[1]"
     check_json({"a": [1, 2.5, "x", None, True, {"b": []}]}, field="ok")
+
+
+def test_check_json_rejects_nul_characters():
+    with pytest.raises(Invalid) as err:
+        check_json({"name": "a\x00b"}, field="attributes")
+    assert err.value.fields == {"field": "attributes.name", "rule": "nul"}
+    with pytest.raises(Invalid):
+        check_json({"a\x00": 1}, field="attributes")

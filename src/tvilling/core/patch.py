@@ -77,6 +77,8 @@ def check_json(value: Any, *, field: str, max_depth: int = MAX_DEPTH) -> None:
             for key, sub in item.items():
                 if not isinstance(key, str):
                     raise Invalid(f"{path} has a non-string key {key!r}", field=path, rule="type")
+                if "\x00" in key:
+                    raise Invalid(f"{path} has a key with a NUL character", field=path, rule="nul")
                 stack.append((sub, depth + 1, f"{path}.{key}"))
         elif isinstance(item, list | tuple):
             for i, sub in enumerate(item):
@@ -84,7 +86,10 @@ def check_json(value: Any, *, field: str, max_depth: int = MAX_DEPTH) -> None:
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise Invalid(f"{path} is {item}, which is not a finite number", field=path, rule="finite")
-        elif item is not None and not isinstance(item, str | int | bool):
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise Invalid(f"{path} holds a NUL character, which no store keeps", field=path, rule="nul")
+        elif item is not None and not isinstance(item, int | bool):
             raise Invalid(
                 f"{path} has a value of type {type(item).__name__}, which is not JSON", field=path, rule="type"
             )

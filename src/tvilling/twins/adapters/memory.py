@@ -174,8 +174,8 @@ class MemoryTwinStore:
     def _follow(self, sources: set[str], step: Step) -> set[str]:
         found: set[str] = set()
         if step.direction == "out":
-            for source in sources:
-                for rel in self._twins[source].relationships.values():
+            for source_id in sources:
+                for rel in self._twins[source_id].relationships.values():
                     if rel.name == step.via and rel_matches(rel.properties, step.rel_where):
                         target = self._twins.get(rel.target)
                         if target is not None and self._select(target, step):
