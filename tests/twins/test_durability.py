@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from pgtest import PG_DSN
 from tvilling.core.events import fold
 from tvilling.twins.adapters.postgres import open_postgres
 from tvilling.twins.adapters.sqlite import open_sqlite
-
-from .conftest import PG_DSN
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ACKS_BEFORE_KILL = 150

@@ -10,13 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pgtest import PG_DSN, drop_schema, require_postgres
 from tvilling.core.events import RELATIONSHIP_SET, TWIN_CREATED, Event
 from tvilling.twins.adapters.memory import MemoryTwinStore
 from tvilling.twins.adapters.postgres import open_postgres
 from tvilling.twins.adapters.sqlite import open_sqlite
 from tvilling.twins.query import Predicate, Query, Step
-
-from .conftest import PG_DSN, drop_schema, require_postgres
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 MODELS = ["dtmi:x:A;1", "dtmi:x:B;1", "dtmi:x:C;2"]

@@ -11,12 +11,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgtest import PG_DSN
 from tvilling.core.errors import Conflict, Invalid, Unavailable
 from tvilling.core.events import TWIN_CREATED, TWIN_PATCHED, Event, fold
 from tvilling.twins.adapters.postgres import open_postgres
 from tvilling.twins.adapters.sqlite import SCHEMA_VERSION, open_sqlite
 
-from .conftest import ADAPTERS, PG_DSN, open_adapter
+from .conftest import ADAPTERS, open_adapter
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

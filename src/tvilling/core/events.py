@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -131,6 +131,34 @@ def fold(events: Iterable[Event], state: Twin | None = None) -> Twin | None:
     for event in events:
         state = apply(state, event)
     return state
+
+
+def fold_batch(
+    events: Sequence[Event], revisions: Mapping[str, int], states: Mapping[str, Twin | None]
+) -> tuple[dict[str, Twin | None], dict[str, int]]:
+    """Check and fold a batch of events (several twins, in order) onto the twins' current state.
+
+    ``revisions`` holds each twin's last logged revision (deleted twins included) and
+    ``states`` its live state. Every twin's events must continue its log without a gap,
+    else ``Conflict`` (rule ``stale_revision``): that is the optimistic-concurrency check
+    every store applies. Returns the new state and last revision of each twin in the batch.
+    """
+    new: dict[str, Twin | None] = {}
+    revs: dict[str, int] = {}
+    for e in events:
+        if e.twin not in revs:
+            revs[e.twin] = revisions.get(e.twin, 0)
+            new[e.twin] = states.get(e.twin)
+        if e.revision != revs[e.twin] + 1:
+            raise Conflict(
+                f"twin {e.twin!r} is at revision {revs[e.twin]}; an event for revision {e.revision} cannot follow it",
+                twin=e.twin,
+                revision=revs[e.twin],
+                rule="stale_revision",
+            )
+        new[e.twin] = apply(new[e.twin], e)
+        revs[e.twin] = e.revision
+    return new, revs
 
 
 def _merge(current: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import msgspec
 
 from tvilling.core.errors import Invalid, Malformed, TooLarge
 from tvilling.core.patch import check_json
+from tvilling.core.twin import Twin
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -265,3 +266,10 @@ def twin_matches(twin: Any, preds: Sequence[Predicate]) -> bool:
 
 def rel_matches(properties: Mapping[str, Any], preds: Sequence[Predicate]) -> bool:
     return all(matches(lookup(properties, p.path), p.op, p.value) for p in preds)
+
+
+def page_of(items: list[Twin], limit: int) -> tuple[list[Twin], str | None]:
+    """Split ``limit + 1`` fetched items into the page and its ``next`` id."""
+    if len(items) > limit:
+        return items[:limit], items[limit - 1].id
+    return items, None

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from tvilling.core.errors import Conflict, NotFound
-from tvilling.core.events import Event, apply
+from tvilling.core.events import Event, fold_batch
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.ports import ModelRecord, Page
-from tvilling.twins.query import Query, Step, rel_matches, twin_matches
+from tvilling.twins.query import Query, Step, page_of, rel_matches, twin_matches
 
 
 class MemoryModelStore:
@@ -108,22 +108,7 @@ class MemoryTwinStore:
     # -- writes --
     def commit(self, events: Sequence[Event]) -> list[Event]:
         with self._lock:
-            states: dict[str, Twin | None] = {}
-            revs: dict[str, int] = {}
-            for e in events:
-                if e.twin not in revs:
-                    revs[e.twin] = self._revisions.get(e.twin, 0)
-                    states[e.twin] = self._twins.get(e.twin)
-                if e.revision != revs[e.twin] + 1:
-                    raise Conflict(
-                        f"twin {e.twin!r} is at revision {revs[e.twin]}; "
-                        f"an event for revision {e.revision} cannot follow it",
-                        twin=e.twin,
-                        revision=revs[e.twin],
-                        rule="stale_revision",
-                    )
-                states[e.twin] = apply(states[e.twin], e)
-                revs[e.twin] = e.revision
+            states, revs = fold_batch(events, self._revisions, self._twins)
             stored = []
             for e in events:
                 pos = len(self._feed) + 1
@@ -164,12 +149,12 @@ class MemoryTwinStore:
                     items.append(twin)
                     if len(items) > query.limit:
                         break
-            return _page(items, query.limit)
+            return Page(*page_of(items, query.limit))
         current = {t.id for t in self._twins.values() if self._select(t, first)}
         for step in query.steps[1:]:
             current = self._follow(current, step)
         ids = sorted(i for i in current if query.after is None or i > query.after)
-        return _page([self._twins[i] for i in ids[: query.limit + 1]], query.limit)
+        return Page(*page_of([self._twins[i] for i in ids[: query.limit + 1]], query.limit))
 
     def _follow(self, sources: set[str], step: Step) -> set[str]:
         found: set[str] = set()
@@ -197,9 +182,3 @@ class MemoryTwinStore:
 
     def close(self) -> None:
         pass
-
-
-def _page(items: list[Twin], limit: int) -> Page:
-    if len(items) > limit:
-        return Page(items[:limit], items[limit - 1].id)
-    return Page(items, None)

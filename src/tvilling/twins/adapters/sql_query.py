@@ -16,8 +16,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from tvilling.core.errors import Conflict
-from tvilling.core.events import Event, apply
+from tvilling.core.events import Event, fold_batch
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.query import SCALAR_ROOTS, Predicate, Query, Step
 
@@ -182,21 +181,7 @@ def plan_commit(
 
     Raises ``Conflict`` (or what :func:`apply` raises) before anything is written.
     """
-    states: dict[str, Twin | None] = {}
-    revs: dict[str, int] = {}
-    for e in events:
-        if e.twin not in revs:
-            revs[e.twin] = revisions.get(e.twin, 0)
-            states[e.twin] = snapshots.get(e.twin)
-        if e.revision != revs[e.twin] + 1:
-            raise Conflict(
-                f"twin {e.twin!r} is at revision {revs[e.twin]}; an event for revision {e.revision} cannot follow it",
-                twin=e.twin,
-                revision=revs[e.twin],
-                rule="stale_revision",
-            )
-        states[e.twin] = apply(states[e.twin], e)
-        revs[e.twin] = e.revision
+    states, _ = fold_batch(events, revisions, snapshots)
     plan = CommitPlan(stored=[msgspec.structs.replace(e, position=base_position + i) for i, e in enumerate(events, 1)])
     for twin_id, new in states.items():
         old = snapshots.get(twin_id)
@@ -213,10 +198,3 @@ def plan_commit(
             plan.rel_clear.append(twin_id)
         plan.rel_rows.extend((twin_id, rel) for rel in new.relationships.values())
     return plan
-
-
-def page_of(items: list[Twin], limit: int) -> tuple[list[Twin], str | None]:
-    """Split ``limit + 1`` fetched items into the page and its ``next`` id."""
-    if len(items) > limit:
-        return items[:limit], items[limit - 1].id
-    return items, None

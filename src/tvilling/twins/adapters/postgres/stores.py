@@ -13,9 +13,9 @@ from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.adapters.postgres.database import Database
 from tvilling.twins.adapters.postgres.dialect import PostgresDialect
-from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, page_of, plan_commit
+from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, plan_commit
 from tvilling.twins.ports import ModelRecord, Page
-from tvilling.twins.query import Query
+from tvilling.twins.query import Query, page_of
 
 _twin = msgspec.json.Decoder(Twin)
 _encode = msgspec.json.Encoder().encode

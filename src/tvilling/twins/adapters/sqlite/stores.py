@@ -12,11 +12,11 @@ import msgspec
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
-from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, page_of, plan_commit
+from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, plan_commit
 from tvilling.twins.adapters.sqlite.database import Database, translated
 from tvilling.twins.adapters.sqlite.dialect import SqliteDialect
 from tvilling.twins.ports import ModelRecord, Page
-from tvilling.twins.query import Query
+from tvilling.twins.query import Query, page_of
 
 _twin = msgspec.json.Decoder(Twin)
 _encode = msgspec.json.Encoder().encode
