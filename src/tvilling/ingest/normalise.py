@@ -1,0 +1,209 @@
+"""Envelopes → validated columns: each value checked against the twin's model, units converted.
+
+This is the one per-value loop of the pipeline (envelopes are dicts); everything after it
+works on NumPy columns. Columnar inputs (HTTP columnar form, replay) skip the envelope
+form and enter as :class:`~tvilling.history.readings.Readings` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from tvilling.core.envelope import Envelope, format_ts
+from tvilling.core.errors import Invalid
+from tvilling.history.readings import BAD, CONVERTED, GOOD, UNCERTAIN, Readings
+from tvilling.ingest.deadletter import DeadLetter
+from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec
+from tvilling.models.units import convert
+
+QUALITY = {None: GOOD, "good": GOOD, "uncertain": UNCERTAIN, "bad": BAD}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+@dataclass
+class Columns:
+    """Rows being built, plus what was rejected or dropped on the way."""
+
+    twin: list[str] = field(default_factory=list)
+    prop: list[str] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    text: list[str | None] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
+    flags: list[int] = field(default_factory=list)
+    source: list[str | None] = field(default_factory=list)
+    rejects: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+    has_text: bool = False
+
+    def readings(self) -> tuple[Readings, np.ndarray]:
+        n = len(self.ts)
+        text = np.array(self.text, dtype=object) if self.has_text else None
+        r = Readings(np.array(self.twin, dtype=object), np.array(self.prop, dtype=object),
+                     np.array(self.ts, dtype=np.int64), np.array(self.value, dtype=np.float64),
+                     np.array(self.quality, dtype=np.uint8), np.array(self.flags, dtype=np.uint16), text)
+        src = np.array(self.source, dtype=object) if n else np.empty(0, dtype=object)
+        return r, src
+
+
+class SeenIds:
+    """A bounded memory of (twin, message id) pairs, to drop redelivered messages."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def seen(self, twin: str, msg_id: str) -> bool:
+        key = (twin, msg_id)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return True
+        return False
+
+    def remember(self, keys: Sequence[tuple[str, str]]) -> None:
+        for key in keys:
+            self._seen[key] = None
+        while len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+def to_us(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICRO
+
+
+def normalise(
+    envelopes: Sequence[Envelope],
+    *,
+    models_of: Mapping[str, str],
+    specs_of: Callable[[str], Mapping[str, Spec]],
+    validate_other: Callable[[str, str, str, Any], Any],
+    seen: SeenIds,
+    transport: str,
+    received: datetime,
+    address: str | None = None,
+) -> tuple[Columns, list[tuple[str, str]]]:
+    """Validate every value; returns the columns and the message ids to remember once stored."""
+    cols = Columns()
+    new_ids: list[tuple[str, str]] = []
+    batch_ids: set[tuple[str, str]] = set()
+    for env in envelopes:
+        model = models_of.get(env.twin)
+        if model is None:
+            cols.rejects.append(_letter(env, None, f"twin {env.twin!r} does not exist", "unknown_twin",
+                                        transport, received, address))
+            continue
+        if env.id is not None:
+            id_key = (env.twin, env.id)
+            if id_key in batch_ids or seen.seen(*id_key):
+                cols.duplicates += len(env.values)
+                continue
+            batch_ids.add(id_key)
+            new_ids.append(id_key)
+        specs = specs_of(model)
+        ts = to_us(env.ts)
+        quality = QUALITY[env.quality]
+        for key, raw in env.values.items():
+            spec = specs.get(key)
+            if spec is None and isinstance(raw, Mapping) and any(f"{key}.{k}" in specs for k in raw):
+                for sub, sub_raw in raw.items():  # a component's values, nested
+                    _one(cols, env, f"{key}.{sub}", sub_raw, specs.get(f"{key}.{sub}"), ts, quality, model,
+                         validate_other, transport, received, address)
+                continue
+            _one(cols, env, key, raw, spec, ts, quality, model, validate_other, transport, received, address)
+    return cols, new_ids
+
+
+def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, ts: int, quality: int,
+         model: str, validate_other: Callable[[str, str, str, Any], Any], transport: str, received: datetime,
+         address: str | None) -> None:
+    def reject(reason: str, rule: str) -> None:
+        cols.rejects.append(_letter(env, path, f"twin {env.twin!r}: {path}: {reason}", rule, transport, received,
+                                    address, value=raw))
+
+    if spec is None:
+        reject(f"the model {model} has no property or telemetry {path!r}", "unknown_property")
+        return
+    flags = 0
+    value: Any = raw
+    if isinstance(raw, Mapping) and set(raw) == {"value", "unit"} and spec.kind in (NUMBER, INTEGER):
+        if spec.unit is None:
+            reject(f"has no unit in the model, but the value carries {raw['unit']!r}", "unit")
+            return
+        try:
+            value = convert(raw["value"], str(raw["unit"]), spec.unit)
+        except (Invalid, TypeError, ValueError) as exc:
+            reject(f"cannot convert {raw['unit']!r} to {spec.unit!r}: {exc}", "unit")
+            return
+        flags = CONVERTED
+    kind = spec.kind
+    if kind in (NUMBER, INTEGER):
+        if type(value) is bool or not isinstance(value, int | float):
+            reject(f"expected a number, got {_show(value)}", "type")
+            return
+        if kind == INTEGER and not isinstance(value, int):
+            reject(f"expected an integer, got {_show(value)}", "type")
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            reject(f"{value} is not a finite number", "finite")
+            return
+        text = None
+    elif kind == BOOLEAN:
+        if type(value) is not bool:
+            reject(f"expected true or false, got {_show(value)}", "type")
+            return
+        text = "true" if value else "false"
+        value = math.nan
+    elif kind == STRING:
+        if not isinstance(value, str):
+            reject(f"expected a string, got {_show(value)}", "type")
+            return
+        text = json.dumps(value)
+        value = math.nan
+    else:
+        try:
+            checked = validate_other(env.twin, model, path, value)
+        except Invalid as exc:
+            reject(exc.message, str(exc.fields.get("rule", "type")))
+            return
+        if isinstance(checked, int | float) and not isinstance(checked, bool):
+            value, text = float(checked), None
+        else:
+            value, text = math.nan, json.dumps(checked)
+    if text is not None:
+        cols.has_text = True
+    cols.twin.append(env.twin)
+    cols.prop.append(path)
+    cols.ts.append(ts)
+    cols.value.append(value)
+    cols.text.append(text)
+    cols.quality.append(quality)
+    cols.flags.append(flags)
+    cols.source.append(env.source)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _letter(env: Envelope, prop: str | None, reason: str, rule: str, transport: str, received: datetime,
+            address: str | None, value: Any = None) -> DeadLetter:
+    doc = env.to_json()
+    if prop is not None:
+        doc["values"] = {prop: value}
+    return DeadLetter(transport=transport, address=address, twin=env.twin, property=prop, rule=rule,
+                      reason=reason, received=received, payload=msgspec.json.encode(doc))
+
+
+def ts_text(ts_us: int) -> str:
+    return format_ts(_EPOCH + _MICRO * int(ts_us))

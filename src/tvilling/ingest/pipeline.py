@@ -1,0 +1,305 @@
+"""The ingest pipeline: transport → validate → units → clean → history + twin state, or dead letter.
+
+Order of durability, per batch: dead letters, then history, then one event per twin
+(its newest values, with time, source, quality and flags as metadata). Only then do the
+series statistics advance and the transport may acknowledge. A crash in between
+leads to redelivery, never to loss (at worst a reading is stored twice in history).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from tvilling.core import events as ev
+from tvilling.core.envelope import Envelope
+from tvilling.core.errors import Conflict
+from tvilling.core.events import Event
+from tvilling.core.twin import Twin
+from tvilling.history.readings import QUALITY_NAMES, Readings, flag_names
+from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean
+from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
+from tvilling.ingest.normalise import SeenIds, normalise, to_us, ts_text
+from tvilling.ingest.ports import IngestResult, RawMessage
+from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec, specs_for
+from tvilling.models.validate import validate_section
+from tvilling.twins.service import TwinService
+
+MAX_COMMIT_RETRIES = 5
+
+
+class HistoryAppend(Protocol):
+    def append(self, readings: Readings) -> int: ...
+
+
+@dataclass(frozen=True)
+class IngestSettings(CleanSettings):
+    dedupe_ids: int = 200_000  # message ids remembered to drop redeliveries
+
+
+class Pipeline:
+    """Synchronous and thread-safe; one batch at a time. Transports use :class:`IngestService`."""
+
+    def __init__(self, twins: TwinService, history: HistoryAppend, dead_letters: DeadLetterStore,
+                 settings: IngestSettings | None = None) -> None:
+        self.twins = twins
+        self.history = history
+        self.dead_letters = dead_letters
+        self.settings = settings or IngestSettings()
+        self.series = SeriesState()
+        self.seen = SeenIds(self.settings.dedupe_ids)
+        self._specs: dict[str, dict[str, Spec]] = {}
+        self._lock = threading.Lock()
+        self._stale_marked: set[int] = set()
+
+    # -- entry points -------------------------------------------------------------------
+    def ingest_envelopes(self, envelopes: Sequence[Envelope], *, transport: str = "api",
+                         raw: RawMessage | None = None, now: datetime | None = None) -> IngestResult:
+        received = now or datetime.now(UTC)
+        with self._lock:
+            snaps = self.twins.store.get_many(sorted({e.twin for e in envelopes}))
+            cols, new_ids = normalise(
+                envelopes, models_of={k: t.model for k, t in snaps.items()}, specs_of=self._specs_of,
+                validate_other=self._validate_other, seen=self.seen, transport=transport, received=received,
+                address=raw.address if raw else None,
+            )
+            readings, source = cols.readings()
+            result = self._store(readings, source, snaps, cols.rejects, cols.duplicates, transport, received)
+            self.seen.remember(new_ids)
+            return result
+
+    def ingest_readings(self, readings: Readings, *, source: str | None = None, transport: str = "replay",
+                        now: datetime | None = None) -> IngestResult:
+        """The columnar fast path (replay, HTTP columnar form): numeric and text readings, validated per series."""
+        received = now or datetime.now(UTC)
+        with self._lock:
+            snaps = self.twins.store.get_many(sorted(set(readings.twin.tolist())))
+            readings, letters = self._validate_columns(readings, snaps, transport, received)
+            src = np.full(len(readings), source, dtype=object)
+            return self._store(readings, src, snaps, letters, 0, transport, received)
+
+    def reject(self, raw: RawMessage, reason: str, rule: str = "translate") -> None:
+        self.dead_letters.add([DeadLetter(transport=raw.transport, address=raw.address, rule=rule, reason=reason,
+                                          received=raw.received, payload=raw.payload)])
+
+    def check_stale(self, now: datetime | None = None) -> int:
+        """Mark the properties whose series fell silent (quality 'uncertain', 'stale': true); returns how many."""
+        now_us = to_us(now or datetime.now(UTC))
+        limit = int(self.settings.stale_after_s * 1e6)
+        with self._lock:
+            last = self.series.last_ts
+            silent = np.flatnonzero((last != NO_TS) & (now_us - last > limit))
+            fresh = [i for i in silent.tolist() if i not in self._stale_marked]
+            self._stale_marked = {i for i in self._stale_marked if last[i] != NO_TS and now_us - last[i] > limit}
+            if not fresh:
+                return 0
+            keys = list(self.series.index)
+            per_twin: dict[str, dict[str, Any]] = defaultdict(dict)
+            for i in fresh:
+                twin, prop = keys[i]
+                per_twin[twin][prop] = {"time": ts_text(int(last[i])), "quality": "uncertain", "stale": True,
+                                        "silent_s": round((now_us - int(last[i])) / 1e6, 1)}
+            self._commit_patches({t: ({}, {"reported": m}) for t, m in per_twin.items()}, "ingest:stale")
+            self._stale_marked.update(fresh)
+            return len(fresh)
+
+    # -- stages --------------------------------------------------------------------------
+    def _store(self, readings: Readings, source: npt.NDArray[np.object_], snaps: Mapping[str, Twin],
+               letters: list[DeadLetter], duplicates: int, transport: str, received: datetime) -> IngestResult:
+        sid = self.series.ids(readings.twin, readings.prop, seed=lambda t, p: _seed(snaps.get(t), p))
+        cleaned = clean(readings, sid, self.series, to_us(received), self.settings)
+        for rows, reason, rule in cleaned.rejected:
+            letters.extend(_group_letters(readings, rows, reason, rule, transport, received))
+        if letters:
+            self.dead_letters.add(letters)
+        accepted = cleaned.readings
+        if len(accepted):
+            self.history.append(accepted)
+            self._commit_patches(self._patches(accepted, source[cleaned.keep], cleaned.newest, snaps),
+                                 f"ingest:{transport}")
+        cleaned.commit_state()
+        self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
+        return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in letters),
+                            duplicates=duplicates + cleaned.duplicates, flagged=cleaned.flagged)
+
+    def _patches(self, r: Readings, source: npt.NDArray[np.object_], newest: npt.NDArray[np.bool_],
+                 snaps: Mapping[str, Twin]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for i in np.flatnonzero(newest).tolist():
+            twin, path = r.twin[i], r.prop[i]
+            snap = snaps.get(twin)
+            if snap is None:
+                continue
+            spec = self._specs_of(snap.model).get(path)
+            text = r.text[i] if r.text is not None else None
+            value: Any = json.loads(text) if text is not None else float(r.value[i])
+            if spec is not None and spec.kind == INTEGER and isinstance(value, float):
+                value = int(value)
+            reported, meta = out.setdefault(twin, ({}, {"reported": {}}))
+            _set_path(reported, path, value)
+            stamp: dict[str, Any] = {"time": ts_text(int(r.ts[i])), "quality": QUALITY_NAMES[int(r.quality[i])]}
+            if source[i] is not None:
+                stamp["source"] = source[i]
+            if r.flags[i]:
+                stamp["flags"] = flag_names(int(r.flags[i]))
+            meta["reported"][path] = stamp
+        return out
+
+    def _commit_patches(self, patches: Mapping[str, tuple[dict[str, Any], dict[str, Any]]], actor: str) -> None:
+        pending = dict(patches)
+        store = self.twins.store
+        snaps = store.get_many(sorted(pending))
+        for _ in range(MAX_COMMIT_RETRIES):
+            now = datetime.now(UTC)
+            events = []
+            for twin_id, (reported, meta) in pending.items():
+                snap = snaps.get(twin_id)
+                if snap is None:
+                    continue  # deleted meanwhile: its readings stay in history
+                payload: dict[str, Any] = {"metadata": meta}
+                if reported:
+                    payload["reported"] = reported
+                events.append(Event(twin=twin_id, revision=snap.revision + 1, time=now, actor=actor,
+                                    type=ev.TWIN_PATCHED, payload=payload))
+            if not events:
+                return
+            try:
+                store.commit(events)
+                return
+            except Conflict:
+                snaps = store.get_many(sorted(pending))
+        raise Conflict(f"twin state kept changing under ingest ({MAX_COMMIT_RETRIES} tries)", rule="contention")
+
+    def _validate_columns(self, r: Readings, snaps: Mapping[str, Twin], transport: str,
+                          received: datetime) -> tuple[Readings, list[DeadLetter]]:
+        letters: list[DeadLetter] = []
+        keep = np.ones(len(r), dtype=bool)
+        pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, key in enumerate(zip(r.twin.tolist(), r.prop.tolist(), strict=True)):
+            pairs[key].append(i)
+        for (twin, prop), rows_list in pairs.items():
+            rows = np.array(rows_list, dtype=np.int64)
+            snap = snaps.get(twin)
+            problem = None
+            if snap is None:
+                problem = (f"twin {twin!r} does not exist", "unknown_twin")
+            else:
+                spec = self._specs_of(snap.model).get(prop)
+                if spec is None:
+                    problem = (f"the model {snap.model} has no property or telemetry {prop!r}", "unknown_property")
+                elif spec.kind in (NUMBER, INTEGER):
+                    has_text = r.text is not None and any(t is not None for t in r.text[rows])
+                    vals = r.value[rows]
+                    bad = ~np.isfinite(vals)
+                    if spec.kind == INTEGER:
+                        bad |= np.isfinite(vals) & (vals != np.round(vals))
+                    if has_text:
+                        problem = (f"{prop!r} expects numbers, got text values", "type")
+                    elif bad.any():
+                        letters.extend(_group_letters(r, rows[bad], f"twin {twin!r}: {prop}: not a finite "
+                                                      f"{'integer' if spec.kind == INTEGER else 'number'}",
+                                                      "finite", transport, received))
+                        keep[rows[bad]] = False
+                elif spec.kind in (BOOLEAN, STRING):
+                    want = bool if spec.kind == BOOLEAN else str
+                    texts = r.text[rows] if r.text is not None else [None] * len(rows)
+                    wrong = np.array([t is None or not isinstance(json.loads(t), want) for t in texts])
+                    if wrong.any():
+                        letters.extend(_group_letters(r, rows[wrong], f"twin {twin!r}: {prop}: expected "
+                                                      f"{'true/false' if want is bool else 'a string'}", "type",
+                                                      transport, received))
+                        keep[rows[wrong]] = False
+            if problem is not None:
+                letters.extend(_group_letters(r, rows, problem[0], problem[1], transport, received))
+                keep[rows] = False
+        if keep.all():
+            return r, letters
+        return r.take(np.flatnonzero(keep)), letters
+
+    def _specs_of(self, model: str) -> dict[str, Spec]:
+        specs = self._specs.get(model)
+        if specs is None:
+            registry = self.twins.models
+            specs = specs_for(registry.modelset, registry.resolve(model))
+            self._specs[model] = specs
+        return specs
+
+    def _validate_other(self, twin: str, model: str, path: str, value: Any) -> Any:
+        registry = self.twins.models
+        nested: dict[str, Any] = {}
+        _set_path(nested, path, value)
+        checked = validate_section(registry.resolve(model), registry.modelset, twin, "reported", nested)
+        for part in path.split("."):
+            checked = checked[part]
+        return checked
+
+
+class IngestService:
+    """The :class:`~tvilling.ingest.ports.IngestSink` that transports call: the pipeline in a worker thread."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
+        transport = raw.transport if raw is not None else "api"
+        return await asyncio.to_thread(self.pipeline.ingest_envelopes, envelopes, transport=transport, raw=raw)
+
+    async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:
+        await asyncio.to_thread(self.pipeline.reject, raw, reason, rule)
+
+
+def _seed(snap: Twin | None, path: str) -> tuple[int, float, str | None]:
+    """A new series starts from what the twin's state last recorded for it (survives restarts)."""
+    if snap is None:
+        return NO_TS, math.nan, None
+    stamp = snap.metadata.get("reported", {}).get(path)
+    if not isinstance(stamp, Mapping) or "time" not in stamp:
+        return NO_TS, math.nan, None
+    try:
+        ts = to_us(datetime.fromisoformat(str(stamp["time"]).replace("Z", "+00:00")))
+    except ValueError:
+        return NO_TS, math.nan, None
+    value: Any = snap.reported
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return ts, float(value), None
+    return ts, math.nan, None if value is None else json.dumps(value)
+
+
+def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = value
+
+
+def _group_letters(r: Readings, rows: npt.NDArray[np.int64], reason: str, rule: str, transport: str,
+                   received: datetime) -> list[DeadLetter]:
+    """One dead letter per series, holding every rejected reading of it (times and values)."""
+    out = []
+    by_series: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i in rows.tolist():
+        by_series[(r.twin[i], r.prop[i])].append(i)
+    for (twin, prop), idx in by_series.items():
+        values = [json.loads(r.text[i]) if r.text is not None and r.text[i] is not None
+                  else _jsonable(float(r.value[i])) for i in idx]
+        doc = {"twin": twin, "property": prop, "ts": [ts_text(int(r.ts[i])) for i in idx], "values": values}
+        out.append(DeadLetter(transport=transport, twin=twin, property=prop, rule=rule, reason=reason,
+                              received=received, payload=msgspec.json.encode(doc), count=len(idx)))
+    return out
+
+
+def _jsonable(x: float) -> float | str:
+    return x if math.isfinite(x) else str(x)
