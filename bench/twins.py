@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tvilling.app import build_platform  # noqa: E402
 from tvilling.config import Settings  # noqa: E402
+from tvilling.models.builtin import builtin_documents  # noqa: E402
 from tvilling.twins.importer import import_twins  # noqa: E402
 
 NS = "dtmi:tvilling:example:"
@@ -93,8 +94,7 @@ def run(store: str, n: int, pg: str, runs: int) -> dict[str, Any]:
     proc = psutil.Process()
     platform = build_platform(settings)
     try:
-        models = sorted((ROOT / "examples/models/plant").glob("*.json"))
-        platform.models.add([json.loads(p.read_text()) for p in models])
+        platform.models.add(builtin_documents("plant"))
         gc.collect()
         rss0 = proc.memory_info().rss
         t0 = time.perf_counter()

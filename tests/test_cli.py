@@ -9,9 +9,10 @@ from click.testing import CliRunner
 
 from tvilling import __version__
 from tvilling.cli import main
+from tvilling.models.builtin import builtin_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-PLANT = ROOT / "examples" / "models" / "plant"
+PLANT = builtin_dir("plant")
 BEARING = "dtmi:tvilling:example:Bearing;1"
 MACHINE = "dtmi:tvilling:example:Machine;1"
 

@@ -41,7 +41,7 @@ def test_cli_in_server_mode_uses_postgresql(monkeypatch):
     for schema in fresh_schema():
         monkeypatch.setenv("TVILLING_PG_SCHEMA", schema)
         runner = CliRunner()
-        for args in (["models", "import", "--store", PG_DSN, str(ROOT / "examples/models/plant")],
+        for args in (["models", "import", "--store", PG_DSN, "plant"],
                      ["twins", "create", "--store", PG_DSN, "B1", "--model", "dtmi:tvilling:example:Bearing;1"]):
             result = runner.invoke(main, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output

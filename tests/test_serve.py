@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tvilling.models.builtin import builtin_documents
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,7 +50,7 @@ def test_serve_runs_the_api_on_the_embedded_store(tmp_path):
         else:
             raise AssertionError("server did not start")
         assert status == 200 and body["status"] == "ok"
-        docs = [json.loads(p.read_text()) for p in sorted((ROOT / "examples/models/plant").glob("*.json"))]
+        docs = builtin_documents("plant")
         assert call("POST", f"{base}/api/models", docs)[0] == 201
         status, twin = call("PUT", f"{base}/api/twins/B1",
                             {"model": "dtmi:tvilling:example:Bearing;1", "reported": {"temperature": 70.0}})

@@ -113,11 +113,20 @@ def models() -> None:
 
 @models.command("import")
 @store_options
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path_arg", metavar="PATH")
 @click.option("--validate-only", is_flag=True, help="Validate fully, store nothing.")
-def models_import(data_dir: Path | None, store: str | None, config_file: str | None, path: Path,
+def models_import(data_dir: Path | None, store: str | None, config_file: str | None, path_arg: str,
                   validate_only: bool) -> None:
-    """Import DTDL interfaces from a .json file or every .json file under a folder."""
+    """Import DTDL interfaces from PATH: a .json file, every .json file under a folder, or the
+    name of a built-in model set (plant, plant-v2, datasets)."""
+    from tvilling.models.builtin import builtin_dir, builtin_names
+
+    path = Path(path_arg)
+    if not path.exists():
+        if path_arg not in builtin_names():
+            raise click.BadParameter(f"{path_arg!r} is neither a file or folder nor a built-in model set "
+                                     f"({', '.join(builtin_names())})", param_hint="PATH")
+        path = builtin_dir(path_arg)
     files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
     if not files:
         raise click.UsageError(f"no .json files under {path}")

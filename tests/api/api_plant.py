@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tvilling.models.builtin import builtin_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-PLANT = ROOT / "examples" / "models" / "plant"
-PLANT_V2 = ROOT / "examples" / "models" / "plant-v2"
+PLANT = builtin_dir("plant")
+PLANT_V2 = builtin_dir("plant-v2")
 LINE = "dtmi:tvilling:example:ProductionLine;1"
 MACHINE = "dtmi:tvilling:example:Machine;1"
 BEARING = "dtmi:tvilling:example:Bearing;1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tvilling.app import build_platform
@@ -10,6 +9,7 @@ from tvilling.config import Settings
 from tvilling.history.readings import Readings
 from tvilling.ingest.deadletter import MemoryDeadLetters
 from tvilling.ingest.pipeline import IngestSettings, Pipeline
+from tvilling.models.builtin import builtin_documents
 
 ROOT = Path(__file__).resolve().parents[2]
 BEARING = "dtmi:tvilling:example:Bearing;1"
@@ -34,7 +34,7 @@ class RecordingHistory:
 def make_pipeline(settings: IngestSettings | None = None, platform=None):
     if platform is None:
         platform = build_platform(Settings(store="memory"))
-        docs = [json.loads(p.read_text()) for p in sorted((ROOT / "examples/models/plant").glob("*.json"))]
+        docs = builtin_documents("plant")
         platform.models.add(docs)
         platform.twins.put("B1", {"model": BEARING})
         platform.twins.put("B2", {"model": BEARING})

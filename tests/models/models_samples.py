@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "models"
+from tvilling.models.builtin import LIBRARY
+
+EXAMPLES = LIBRARY
 V3 = "dtmi:dtdl:context;3"
 QT = "dtmi:dtdl:extension:quantitativeTypes;1"
 
