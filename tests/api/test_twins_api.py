@@ -214,12 +214,19 @@ def test_model_versions_migration_and_decommission(plant):
     c.put("/api/twins/B9", json={"model": v2, "reported": {"temperature": 50.0}})
     q = {"model": "dtmi:tvilling:example:Bearing", "where": [["reported.temperature", "<", 65]]}
     assert [t["id"] for t in c.post("/api/query", json=q).json()["items"]] == ["B2", "B9"]
+    # B1 is the target of M1's hasBearing, declared for Bearing;1, which Bearing;2 does not extend
     dry = c.post("/api/twins/B1/migrate", json={"model": v2, "dry_run": True}).json()
+    assert dry["ok"] is False and dry["applied"] is False
+    assert dry["problems"][0]["rule"] == "target_model" and "M1/M1-B1" in dry["problems"][0]["message"]
+    assert c.post("/api/twins/B1/migrate", json={"model": v2}).status_code == 422
+    # a bearing nothing points at migrates
+    c.put("/api/twins/B11", json={"model": BEARING, "reported": {"temperature": 40.0}})
+    dry = c.post("/api/twins/B11/migrate", json={"model": v2, "dry_run": True}).json()
     assert dry["ok"] is True and dry["applied"] is False
-    assert c.get("/api/twins/B1").json()["model"] == BEARING
-    done = c.post("/api/twins/B1/migrate", json={"model": v2}).json()
+    assert c.get("/api/twins/B11").json()["model"] == BEARING
+    done = c.post("/api/twins/B11/migrate", json={"model": v2}).json()
     assert done["applied"] is True
-    assert c.get("/api/twins/B1").json()["model"] == v2
+    assert c.get("/api/twins/B11").json()["model"] == v2
     bad = c.post("/api/twins/B2/migrate", json={"model": MACHINE})
     assert bad.status_code == 422
     assert c.post(f"/api/models/{BEARING}/decommission").json()["decommissioned"] is True

@@ -20,7 +20,14 @@ def test_core_imports_no_storage_transport_or_web_code():
 
 def test_the_import_check_catches_a_leak(tmp_path):
     checker = _checker()
-    (tmp_path / "bad.py").write_text("import sqlite3\nfrom tvilling.twins.service import TwinService\nimport fastapi\n")
+    (tmp_path / "bad.py").write_text(
+        "import sqlite3\nfrom tvilling.twins.service import TwinService\nimport fastapi\n"
+        "from ..twins.adapters import sqlite\nfrom . import ids\nimport importlib\n"
+        "importlib.import_module('socket')\nimport ftplib, wsgiref\n"
+    )
     problems = checker.check(tmp_path)
-    assert len(problems) == 3
-    assert "sqlite3" in problems[0] and "tvilling.twins" in problems[1] and "fastapi" in problems[2]
+    text = "\n".join(problems)
+    for leak in ("sqlite3", "tvilling.twins", "fastapi", "relative import leaves", "importlib",
+                 "dynamic import", "ftplib", "wsgiref"):
+        assert leak in text, leak
+    assert "from . import ids" not in text and len(problems) == 8

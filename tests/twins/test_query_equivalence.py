@@ -120,7 +120,7 @@ def dataset(n: int = 60, seed: int = 7) -> list[Event]:
                     payload={
                         "id": f"r{revision}",
                         "name": rng.choice(["r", "s"]),
-                        "target": rng.choice([*ids, "gone"]),
+                        "target": rng.choice(ids),
                         "properties": {k: value(rng) for k in rng.sample(KEYS, rng.randint(0, 2))},
                     },
                 )

@@ -553,12 +553,33 @@ def test_rel_where_and_deleted_twins_in_traversal(stores):
     back = Step(via="hasBearing", direction="in", rel_where=(p("side", "startswith", "fr"),))
     assert ids(twins, chain(Step(where=(p("id", "=", "B2"),)), back)) == ["M1"]
     # a deleted target is not reached; a deleted source's relationships are gone
-    twins.commit([ev("B1", 3, TWIN_DELETED)])
+    twins.commit([ev("M1", 4, RELATIONSHIP_DELETED, id="m1b1"), ev("B1", 3, TWIN_DELETED)])
     assert ids(twins, chain(Step(), drive)) == ["B4"]
-    twins.commit([ev("M3", 5, TWIN_DELETED)])
+    twins.commit([ev("L2", 3, RELATIONSHIP_DELETED, id="l2m3"), ev("M3", 5, TWIN_DELETED)])
     assert ids(twins, chain(Step(), drive)) == []
     assert ids(twins, chain(lines, Step(via="hasMachine"))) == ["M1", "M2"]
     assert ids(twins, chain(Step(where=(p("id", "=", "B3"),)), Step(via="hasBearing", direction="in"))) == []
+
+
+def test_relationships_never_point_at_a_missing_twin(stores):
+    _, twins = stores
+    plant(twins)
+    before = state_of(twins)
+    with pytest.raises(Conflict) as err:
+        twins.commit([ev("B3", 2, TWIN_DELETED)])  # M3/m3b3 points at it
+    assert err.value.fields["rule"] == "has_incoming" and "M3/m3b3" in err.value.message
+    with pytest.raises(Conflict) as err:
+        twins.commit([rel("M2", 3, "x", "hasBearing", "ghost")])
+    assert err.value.fields["rule"] == "target_exists"
+    with pytest.raises(Conflict):  # the relationship and the deletion of its target in one batch
+        twins.commit([rel("M2", 3, "x", "hasBearing", "B4"), ev("M3", 5, RELATIONSHIP_DELETED, id="m3b4"),
+                      ev("B4", 2, TWIN_DELETED)])
+    assert state_of(twins) == before
+    # a target created in the same batch, and a source and its target deleted together, are fine
+    twins.commit([created("B9", "dtmi:test:Bearing;1"), rel("M2", 3, "m2b9", "hasBearing", "B9")])
+    twins.commit([ev("M3", 5, TWIN_DELETED), ev("S1", 2, TWIN_DELETED), ev("L2", 3, RELATIONSHIP_DELETED,
+                                                                           id="l2m3")])
+    assert twins.incoming("S1") == [] and twins.last_revision("S1") == 2
 
 
 # -- models --

@@ -11,9 +11,10 @@ from tvilling.core.errors import Malformed, TooLarge
 from tvilling.core.patch import MAX_DEPTH, check_json
 
 
-async def read_json(request: Request) -> Any:
-    """The request's JSON body, refusing more than the configured number of bytes."""
-    limit: int = request.app.state.platform.settings.max_body_bytes
+async def read_json(request: Request, *, limit: int | None = None) -> Any:
+    """The request's JSON body, refusing more than ``limit`` (default: the configured) bytes."""
+    if limit is None:
+        limit = int(request.app.state.platform.settings.max_body_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body is {declared} bytes; at most {limit} are accepted",
@@ -30,9 +31,11 @@ async def read_json(request: Request) -> Any:
         raise Malformed("the request needs a JSON body")
     try:
         value = msgspec.json.decode(raw)
+        check_json(value, field="body", max_depth=MAX_DEPTH + 2)
     except msgspec.DecodeError as exc:
         raise Malformed(f"the body is not valid JSON: {exc}") from exc
-    check_json(value, field="body", max_depth=MAX_DEPTH + 2)
+    except RecursionError:
+        raise TooLarge(f"the body is nested more than {MAX_DEPTH} levels deep", rule="max_depth") from None
     return value
 
 

@@ -31,8 +31,9 @@ def twin_response(twin: Twin, status: int = 200) -> JSONResponse:
 async def put_twin(request: Request, twin_id: str) -> JSONResponse:
     body = await read_json(request)
     svc = request.app.state.platform.twins
+    create_only = request.headers.get("if-none-match", "").strip() == "*"
     twin, created = await run_in_threadpool(svc.put, twin_id, body, actor=_actor(request),
-                                            if_match=if_match(request))
+                                            if_match=if_match(request), create_only=create_only)
     return twin_response(twin, 201 if created else 200)
 
 

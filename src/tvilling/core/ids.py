@@ -5,7 +5,7 @@
 >>> check_twin_id("line-1/machine 2")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-tvilling.core.errors.Invalid: twin id 'line-1/machine 2' may only contain letters, digits and . _ : - ...
+tvilling.core.errors.Invalid: twin id 'line-1/machine 2' may only contain ASCII letters, digits and . _ : - ...
 """
 
 from __future__ import annotations
@@ -24,18 +24,22 @@ _DTMI = re.compile(rf"dtmi:{_SEGMENT}(?::{_SEGMENT})*(?:;([1-9][0-9]{{0,8}})(?:\
 
 
 def check_twin_id(twin_id: str, *, field: str = "id") -> str:
-    """Return ``twin_id`` if it is a valid twin id, else raise ``Invalid`` / ``TooLarge``."""
+    """Return ``twin_id`` if it is a valid twin id, else raise ``Invalid`` / ``TooLarge``.
+
+    The same rule holds for relationship ids (``field`` names which one is meant).
+    """
+    label = "twin id" if field == "id" else field
     if not isinstance(twin_id, str):
-        raise Invalid(f"twin id must be a string, got {type(twin_id).__name__}", field=field, rule="type")
+        raise Invalid(f"{label} must be a string, got {type(twin_id).__name__}", field=field, rule="type")
     if len(twin_id) > MAX_TWIN_ID:
         raise TooLarge(
-            f"twin id is {len(twin_id)} characters long; at most {MAX_TWIN_ID} are allowed",
+            f"{label} is {len(twin_id)} characters long; at most {MAX_TWIN_ID} are allowed",
             field=field,
             rule="max_length",
         )
     if not _TWIN_ID.fullmatch(twin_id):
         raise Invalid(
-            f"twin id {twin_id!r} may only contain letters, digits and . _ : - "
+            f"{label} {twin_id!r} may only contain ASCII letters, digits and . _ : - "
             f"(1 to {MAX_TWIN_ID} characters, starting with a letter or digit)",
             field=field,
             rule="pattern",

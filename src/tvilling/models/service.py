@@ -138,9 +138,15 @@ class ModelRegistry:
             return rec
 
     def ensure_usable(self, model_id: str, twin_id: str) -> ResolvedModel:
-        """The resolved model for a new twin; it must be registered and not decommissioned."""
+        """The resolved model for a new twin; it must be registered and not decommissioned.
+
+        The record is read from the store each time, so that a decommissioning done by
+        another process (another server, the CLI) holds at once.
+        """
         try:
-            rec = self.record(model_id)
+            rec = self._store.get_model(model_id)
+            if model_id not in self._records or self._records[model_id] != rec:
+                self.reload()
         except NotFound:
             raise Invalid(
                 f"twin {twin_id!r}: model {model_id} is not registered", twin=twin_id, field="model",

@@ -18,6 +18,7 @@ from tvilling.core.errors import Conflict, Invalid, TvillingError
 from tvilling.core.events import Event
 from tvilling.core.ids import check_twin_id
 from tvilling.core.patch import check_json
+from tvilling.models.modelset import ResolvedModel
 from tvilling.models.validate import validate_relationship, validate_section
 from tvilling.twins.service import TwinService
 
@@ -61,9 +62,16 @@ def _commit_batch(service: TwinService, batch: list[Mapping[str, Any]], actor: s
     stored = service.store.get_many(sorted(wanted_targets - set(batch_models)))
     target_models = {**{k: t.model for k, t in stored.items()}, **batch_models}
     events: list[Event] = []
+    usable: dict[str, ResolvedModel] = {}  # each model checked once a batch
+
+    def model_for(model_id: str, twin_id: str) -> ResolvedModel:
+        if model_id not in usable:
+            usable[model_id] = service.models.ensure_usable(model_id, twin_id)
+        return usable[model_id]
+
     for n, item in enumerate(batch):
         try:
-            events.extend(_events_for(service, item, target_models, now, actor))
+            events.extend(_events_for(service, item, target_models, now, actor, model_for))
         except TvillingError as exc:
             where = f"item {offset + n + 1}"
             exc.fields.setdefault("item", offset + n + 1)
@@ -78,7 +86,7 @@ def _commit_batch(service: TwinService, batch: list[Mapping[str, Any]], actor: s
 
 
 def _events_for(service: TwinService, item: Mapping[str, Any], target_models: Mapping[str, str],
-                now: datetime, actor: str) -> list[Event]:
+                now: datetime, actor: str, model_for: Callable[[str, str], ResolvedModel]) -> list[Event]:
     if not isinstance(item, Mapping):
         raise Invalid("each item must be a JSON object", rule="type")
     twin_id = check_twin_id(item.get("id"))  # type: ignore[arg-type]
@@ -88,7 +96,7 @@ def _events_for(service: TwinService, item: Mapping[str, Any], target_models: Ma
     model_id = item.get("model")
     if not isinstance(model_id, str):
         raise Invalid(f"twin {twin_id!r}: 'model' is required", twin=twin_id, field="model", rule="required")
-    model = service.models.ensure_usable(model_id, twin_id)
+    model = model_for(model_id, twin_id)
     payload: dict[str, Any] = {"model": model_id, "metadata": {}}
     attrs = item.get("attributes") or {}
     check_json(attrs, field="attributes")

@@ -7,12 +7,14 @@ there first makes the commit fail (optimistic concurrency), never a lost update.
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from tvilling.core import events as ev
-from tvilling.core.errors import Conflict, Invalid, Malformed, NotFound, PreconditionFailed
+from tvilling.core.errors import Conflict, Invalid, Malformed, NotFound, PreconditionFailed, TooLarge
 from tvilling.core.events import Event, apply, fold
 from tvilling.core.ids import check_twin_id
 from tvilling.core.patch import check_json
@@ -22,9 +24,10 @@ from tvilling.models.validate import migration_report, validate_relationship, va
 from tvilling.twins.ports import Page, TwinStore
 from tvilling.twins.query import Query, parse_query
 
+RETRY_BASE_S = 0.002
 PATCH_KEYS = frozenset({"attributes", "reported", "desired", "source", "quality", "time"})
 QUALITIES = frozenset({"good", "uncertain", "bad"})
-MAX_RETRIES = 5
+MAX_RETRIES = 25
 HISTORY_PAGE = 10_000
 
 
@@ -97,8 +100,11 @@ class TwinService:
 
     # -- writes ---------------------------------------------------------------------------
     def put(self, twin_id: str, body: Mapping[str, Any], *, actor: str = "api",
-            if_match: int | None = None) -> tuple[Twin, bool]:
-        """Create the twin, or replace its state; returns (twin, created)."""
+            if_match: int | None = None, create_only: bool = False) -> tuple[Twin, bool]:
+        """Create the twin, or replace its state; returns (twin, created).
+
+        ``create_only`` (HTTP ``If-None-Match: *``) refuses to replace an existing twin.
+        """
         check_twin_id(twin_id)
         if not isinstance(body, Mapping):
             raise Malformed("the twin must be a JSON object", twin=twin_id)
@@ -128,6 +134,9 @@ class TwinService:
             current = self.store.get(twin_id)
         except NotFound:
             current = None
+        if create_only and current is not None:
+            raise PreconditionFailed(f"twin {twin_id!r} exists already (If-None-Match: *)", twin=twin_id,
+                                     revision=current.revision, rule="if_none_match")
         if if_match is not None and (current is None or current.revision != if_match):
             raise _stale(twin_id, if_match, 0 if current is None else current.revision)
         kind = ev.TWIN_CREATED if current is None else ev.TWIN_REPLACED
@@ -136,7 +145,7 @@ class TwinService:
                 f"twin {twin_id!r} has model {current.model}; change it with a migration, not a replace",
                 twin=twin_id, field="model", rule="model_change",
             )
-        event = Event(twin=twin_id, revision=last + 1, time=when, actor=actor, type=kind, payload=payload)
+        event = Event(twin=twin_id, revision=last + 1, time=_now(), actor=actor, type=kind, payload=payload)
         self._commit(event, if_match)
         state = apply(current, event)
         assert state is not None  # a create/replace always yields a twin
@@ -155,7 +164,8 @@ class TwinService:
                 twin=twin_id, field=extra[0], rule="unknown_key",
             )
         when, source, quality = self._provenance(twin_id, body)
-        for _ in range(MAX_RETRIES):
+        for attempt in range(MAX_RETRIES):
+            _backoff(attempt)
             twin = self.get(twin_id)
             if if_match is not None and twin.revision != if_match:
                 raise _stale(twin_id, if_match, twin.revision)
@@ -175,7 +185,9 @@ class TwinService:
                     meta[section] = _meta(clean, when, source, quality)
             if meta:
                 payload["metadata"] = meta
-            event = Event(twin=twin_id, revision=twin.revision + 1, time=when, actor=actor,
+            if not payload:
+                return twin  # nothing to change: no new revision
+            event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
                           type=ev.TWIN_PATCHED, payload=payload)
             if self._commit(event, if_match, retry=True):
                 state = apply(twin, event)
@@ -220,7 +232,8 @@ class TwinService:
         check_twin_id(target_id, field="target")
         props = _object(body.get("properties"), twin_id, "properties")
         check_json(props, field="properties")
-        for _ in range(MAX_RETRIES):
+        for attempt in range(MAX_RETRIES):
+            _backoff(attempt)
             twin = self.get(twin_id)
             if if_match is not None and twin.revision != if_match:
                 raise _stale(twin_id, if_match, twin.revision)
@@ -246,15 +259,20 @@ class TwinService:
 
     def delete_relationship(self, twin_id: str, rel_id: str, *, actor: str = "api",
                             if_match: int | None = None) -> None:
-        twin = self.get(twin_id)
-        if if_match is not None and twin.revision != if_match:
-            raise _stale(twin_id, if_match, twin.revision)
-        if rel_id not in twin.relationships:
-            raise NotFound(f"twin {twin_id!r} has no relationship {rel_id!r}", twin=twin_id,
-                           relationship=rel_id)
-        event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                      type=ev.RELATIONSHIP_DELETED, payload={"id": rel_id})
-        self._commit(event, if_match)
+        for attempt in range(MAX_RETRIES):
+            _backoff(attempt)
+            twin = self.get(twin_id)
+            if if_match is not None and twin.revision != if_match:
+                raise _stale(twin_id, if_match, twin.revision)
+            if rel_id not in twin.relationships:
+                raise NotFound(f"twin {twin_id!r} has no relationship {rel_id!r}", twin=twin_id,
+                               relationship=rel_id)
+            event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
+                          type=ev.RELATIONSHIP_DELETED, payload={"id": rel_id})
+            if self._commit(event, if_match, retry=True):
+                return
+        raise Conflict(f"twin {twin_id!r} changed {MAX_RETRIES} times; try again", twin=twin_id,
+                       rule="contention")
 
     def migrate(self, twin_id: str, new_model: str, *, actor: str = "api", dry_run: bool = False,
                 if_match: int | None = None) -> dict[str, Any]:
@@ -271,13 +289,14 @@ class TwinService:
                 continue
         report = migration_report(self.models.modelset, twin_id, twin.reported, twin.desired, rels, new_model,
                                   current_model=twin.model)
-        out = {"twin": twin_id, "from": twin.model, "to": new_model, "ok": report.ok,
-               "problems": list(report.problems), "dropped": list(report.dropped), "applied": False}
-        if not report.ok:
+        problems = list(report.problems) + self._incoming_problems(twin_id, new_model)
+        out = {"twin": twin_id, "from": twin.model, "to": new_model, "ok": not problems,
+               "problems": problems, "dropped": list(report.dropped), "applied": False}
+        if problems:
             if dry_run:
                 return out
             raise Invalid(
-                f"twin {twin_id!r} cannot migrate to {new_model}: {report.problems[0]['message']}",
+                f"twin {twin_id!r} cannot migrate to {new_model}: {problems[0]['message']}",
                 twin=twin_id, field="model", rule="migration", report=out,
             )
         if dry_run:
@@ -296,6 +315,24 @@ class TwinService:
         out["applied"] = True
         out["revision"] = event.revision
         return out
+
+    def _incoming_problems(self, twin_id: str, new_model: str) -> list[dict[str, Any]]:
+        """Relationships of other twins that point here and would no longer accept the new model."""
+        problems = []
+        for source_id, rel in self.store.incoming(twin_id):
+            try:
+                source = self.store.get(source_id)
+            except NotFound:
+                continue
+            declared = self.models.resolve(source.model).relationships.get(rel.name)
+            target = declared.target if declared is not None else None
+            if target is not None and not self.models.modelset.is_a(new_model, target):
+                problems.append({
+                    "field": f"incoming.{source_id}.{rel.id}", "rule": "target_model",
+                    "message": f"relationship {source_id}/{rel.id} ({rel.name}) needs a target of model {target}, "
+                               f"which {new_model} is not",
+                })
+        return problems
 
     # -- helpers --------------------------------------------------------------------------
     def _commit(self, event: Event, if_match: int | None, *, retry: bool = False) -> bool:
@@ -331,9 +368,17 @@ class TwinService:
     def _limit(self, limit: int | None) -> int:
         if limit is None:
             return self.default_limit
-        if limit < 1 or limit > self.max_limit:
-            raise Malformed(f"limit must be between 1 and {self.max_limit}", field="limit")
+        if limit < 1:
+            raise Malformed("limit must be at least 1", field="limit")
+        if limit > self.max_limit:
+            raise TooLarge(f"limit may be at most {self.max_limit}", field="limit", rule="max_limit")
         return limit
+
+
+def _backoff(attempt: int) -> None:
+    """Before a retry after losing a race: a short random sleep, growing with the attempts."""
+    if attempt:
+        time.sleep(random.uniform(0, RETRY_BASE_S * min(2 ** attempt, 64)))
 
 
 def parse_time(value: Any, *, field: str) -> datetime:

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.core.events import Event, fold_batch
+from tvilling.core.links import check_links
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.ports import ModelRecord, Page
 from tvilling.twins.query import Query, Step, page_of, rel_matches, twin_matches
@@ -102,6 +103,15 @@ class MemoryTwinStore:
                 out.append((source, twin.relationships[rel_id]))
         return out
 
+    def _incoming_rows(self, targets: Sequence[str]) -> list[tuple[str, str, str]]:
+        rows = []
+        for target in targets:
+            for source, rel_id in self._incoming.get(target, ()):
+                twin = self._twins.get(source)
+                if twin is not None and rel_id in twin.relationships and twin.relationships[rel_id].target == target:
+                    rows.append((source, target, rel_id))
+        return rows
+
     def count(self) -> int:
         return len(self._twins)
 
@@ -109,6 +119,7 @@ class MemoryTwinStore:
     def commit(self, events: Sequence[Event]) -> list[Event]:
         with self._lock:
             states, revs = fold_batch(events, self._revisions, self._twins)
+            check_links(events, states, lambda ids: {i for i in ids if i in self._twins}, self._incoming_rows)
             stored = []
             for e in events:
                 pos = len(self._feed) + 1

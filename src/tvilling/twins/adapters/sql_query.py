@@ -10,13 +10,14 @@ The twin tables the statement reads are ``twins(id, model, revision, doc, ...)``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
 from tvilling.core.events import Event, fold_batch
+from tvilling.core.links import check_links
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.query import SCALAR_ROOTS, Predicate, Query, Step
 
@@ -175,13 +176,19 @@ def batch_ids(events: Sequence[Event]) -> list[str]:
 
 
 def plan_commit(
-    events: Sequence[Event], revisions: Mapping[str, int], snapshots: Mapping[str, Twin], base_position: int
+    events: Sequence[Event],
+    revisions: Mapping[str, int],
+    snapshots: Mapping[str, Twin],
+    base_position: int,
+    live: Callable[[Sequence[str]], set[str]],
+    incoming: Callable[[Sequence[str]], list[tuple[str, str, str]]],
 ) -> CommitPlan:
     """Check and fold a batch against the stored revisions and snapshots of its twins.
 
     Raises ``Conflict`` (or what :func:`apply` raises) before anything is written.
     """
     states, _ = fold_batch(events, revisions, snapshots)
+    check_links(events, states, live, incoming)
     plan = CommitPlan(stored=[msgspec.structs.replace(e, position=base_position + i) for i, e in enumerate(events, 1)])
     for twin_id, new in states.items():
         old = snapshots.get(twin_id)

@@ -189,7 +189,16 @@ class PostgresTwinStore:
             snapshots = {t.id: t for t in (_twin.decode(r[0]) for r in cur.fetchall())}
             cur.execute("SELECT coalesce(max(position), 0) FROM events")
             row = cur.fetchone()
-            plan = plan_commit(events, revisions, snapshots, row[0] if row else 0)
+            def live(targets: Sequence[str]) -> set[str]:
+                cur.execute("SELECT id FROM twins WHERE id = ANY(%s)", (list(targets),))
+                return {r[0] for r in cur.fetchall()}
+
+            def incoming(targets: Sequence[str]) -> list[tuple[str, str, str]]:
+                cur.execute("SELECT source, target, rel_id FROM relationships WHERE target = ANY(%s)",
+                            (list(targets),))
+                return [(r[0], r[1], r[2]) for r in cur.fetchall()]
+
+            plan = plan_commit(events, revisions, snapshots, row[0] if row else 0, live, incoming)
             _write(cur, plan)
         return plan.stored
 

@@ -200,7 +200,17 @@ class SqliteTwinStore:
                 for t in (_twin.decode(doc),)
             }
             base = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-            plan = plan_commit(events, revisions, snapshots, base)
+            def live(ids: Sequence[str]) -> set[str]:
+                rows = conn.execute("SELECT id FROM twins WHERE id IN (SELECT value FROM json_each(?))",
+                                    (_ids_json(ids),))
+                return {r[0] for r in rows}
+
+            def incoming(ids: Sequence[str]) -> list[tuple[str, str, str]]:
+                rows = conn.execute("SELECT source, target, rel_id FROM relationships "
+                                    "WHERE target IN (SELECT value FROM json_each(?))", (_ids_json(ids),))
+                return [(r[0], r[1], r[2]) for r in rows]
+
+            plan = plan_commit(events, revisions, snapshots, base, live, incoming)
             _write(conn, plan)
         return plan.stored
 
