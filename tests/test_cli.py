@@ -89,3 +89,15 @@ def test_bulk_import_from_json_lines(tmp_path):
     assert result.exit_code == 1 and "item 2" in result.stderr
     result = runner.invoke(main, ["twins", "get", "--data-dir", str(data), "X1"])
     assert result.exit_code == 1
+
+
+def test_a_bad_file_in_a_folder_import_is_named(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "good.json").write_text((PLANT / "Asset.json").read_text())
+    (folder / "odd.json").write_text(json.dumps({
+        "@context": "dtmi:dtdl:context;3", "@id": "dtmi:test:Odd;1", "@type": "Interface",
+        "contents": [{"@type": "Gizmo", "name": "g"}]}))
+    result = CliRunner().invoke(main, ["models", "import", "--data-dir", str(tmp_path / "d"), str(folder)])
+    assert result.exit_code == 1
+    assert "odd.json" in result.stderr and "Gizmo" in result.stderr

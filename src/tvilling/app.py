@@ -2,26 +2,85 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from tvilling.config import Settings
 from tvilling.models.service import ModelRegistry
 from tvilling.twins.ports import ModelStore, TwinStore
 from tvilling.twins.service import TwinService
 
+if TYPE_CHECKING:
+    from tvilling.history.ports import HistoryStore
+    from tvilling.ingest.deadletter import DeadLetterStore
+    from tvilling.ingest.pipeline import IngestService, Pipeline
+
 
 @dataclass
 class Platform:
-    """The wired services of one Tvilling process."""
+    """The wired services of one Tvilling process.
+
+    History, dead letters and the ingest pipeline open on first use: the embedded
+    history (DuckDB) admits one writing process, and a CLI command that only reads a twin
+    must not need it.
+    """
 
     settings: Settings
     model_store: ModelStore
     twin_store: TwinStore
     models: ModelRegistry
     twins: TwinService
+    _opened: list[Any] = field(default_factory=list)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        from tvilling.history import open_history
+
+        s = self.settings
+        if s.store == "memory":
+            store = open_history("memory")
+        elif s.store is not None:
+            store = open_history(s.store, schema=s.pg_schema)
+        else:
+            store = open_history(s.data_dir / "history.duckdb")
+        self._opened.append(store)
+        return store
+
+    @cached_property
+    def dead_letters(self) -> DeadLetterStore:
+        from tvilling.ingest.deadletter import MemoryDeadLetters, PostgresDeadLetters, SqliteDeadLetters
+
+        s = self.settings
+        store: DeadLetterStore
+        if s.store == "memory":
+            store = MemoryDeadLetters()
+        elif s.store is not None:
+            store = PostgresDeadLetters(s.store, schema=s.pg_schema)
+        else:
+            store = SqliteDeadLetters(s.data_dir / "dead-letters.db")
+        self._opened.append(store)
+        return store
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        from tvilling.ingest.pipeline import IngestSettings, Pipeline
+
+        s = self.settings
+        settings = IngestSettings(max_future_s=s.ingest_max_future_s, reorder_window_s=s.ingest_reorder_window_s,
+                                  stale_after_s=s.ingest_stale_after_s, spike_z=s.ingest_spike_z)
+        return Pipeline(self.twins, self.history, self.dead_letters, settings)
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        from tvilling.ingest.pipeline import IngestService
+
+        return IngestService(self.pipeline)
 
     def close(self) -> None:
+        for store in reversed(self._opened):
+            store.close()
+        self._opened.clear()
         self.twin_store.close()
 
     def __enter__(self) -> Platform:
@@ -38,12 +97,25 @@ def open_stores(settings: Settings) -> tuple[ModelStore, TwinStore]:
 
         return MemoryModelStore(), MemoryTwinStore()
     if settings.store is not None:
+        require_postgres()
         from tvilling.twins.adapters.postgres import open_postgres
 
         return open_postgres(settings.store, schema=settings.pg_schema)
     from tvilling.twins.adapters.sqlite import open_sqlite
 
     return open_sqlite(settings.data_dir / "tvilling.db")
+
+
+def require_postgres() -> None:
+    """Server mode needs the ``postgres`` extra; say so plainly when it is missing."""
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        from tvilling.core.errors import Unavailable
+
+        raise Unavailable("a postgresql:// store needs the PostgreSQL driver: pip install 'tvilling[postgres]'",
+                          rule="missing_extra") from None
 
 
 def build_platform(settings: Settings) -> Platform:

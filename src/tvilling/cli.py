@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +37,14 @@ def store_options(fn: F) -> F:
 def _settings(config_file: str | None, **overrides: Any) -> Settings:
     if config_file:
         os.environ[CONFIG_ENV] = config_file
+    from pydantic import ValidationError
+
     try:
         return load_settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise click.UsageError("bad settings (config file, TVILLING_* variables or flags):\n"
+                               + "\n".join(lines)) from None
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
 
@@ -59,8 +66,19 @@ def _errors() -> Iterator[None]:
         click.echo(f"error: {exc.message}", err=True)
         for item in exc.fields.get("errors", [])[1:20]:
             if isinstance(item, dict):
-                click.echo(f"  {item.get('path', '')}: {item.get('message', item)}", err=True)
+                click.echo(f"  {item.get('message', item)}", err=True)
         sys.exit(1)
+
+
+def _name_files(text: str, origins: list[str]) -> str:
+    """Replace ``$[i]`` (an index into all imported documents) by the file it came from."""
+    import re
+
+    def name(m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        return f"{origins[i]}: $" if i < len(origins) else m.group(0)
+
+    return re.sub(r"\$\[(\d+)\]", name, text)
 
 
 def _emit(value: Any) -> None:
@@ -105,6 +123,69 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
+@main.command()
+@store_options
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--speed", default="max", show_default=True,
+              help="N replays N× faster than the data's own clock; 'max' as fast as ingest takes it.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "skab", "nab", "cmapss"]), default="auto",
+              show_default=True)
+@click.option("--create/--no-create", default=True, show_default=True,
+              help="Register the data-set models and create missing twins (one per file or engine unit).")
+def replay(data_dir: Path | None, store: str | None, config_file: str | None, path: Path, speed: str, fmt: str,
+           create: bool) -> None:
+    """Replay SKAB, NAB or C-MAPSS files (a file or a folder) through the ingest pipeline."""
+    from tvilling.connect import replay as rp
+    from tvilling.core.errors import NotFound
+
+    try:
+        pace = None if speed == "max" else float(speed)
+    except ValueError:
+        raise click.BadParameter("use a number or 'max'", param_hint="--speed") from None
+    if pace is not None and pace <= 0:
+        raise click.BadParameter("must be positive", param_hint="--speed")
+    with _platform(data_dir, store, config_file) as p:
+        series = rp.load(path, fmt)
+        if create:
+            from tvilling.models.builtin import builtin_documents
+
+            p.models.add(builtin_documents("datasets"))
+            for s in series:
+                try:
+                    p.twins.get(s.twin)
+                except NotFound:
+                    p.twins.put(s.twin, {"model": s.model, "attributes": {"origin": s.origin}}, actor="replay")
+        total = sum(len(s) for s in series)
+        click.echo(f"replaying {len(series)} series, {total} readings, speed {speed}", err=True)
+        started = time.monotonic()
+        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar:
+            result = rp.replay(p.pipeline, series, speed=pace, progress=bar.update)
+        took = time.monotonic() - started
+    click.echo(f"accepted {result.accepted}, rejected {result.rejected} (see `tvilling dead-letters`), "
+               f"duplicates {result.duplicates}, flagged {result.flagged} in {took:.1f} s "
+               f"({result.accepted / max(took, 1e-9):,.0f} readings/s)")
+
+
+@main.command("dead-letters")
+@store_options
+@click.option("--twin", default=None, help="Only this twin's.")
+@click.option("--rule", default=None, help="Only those rejected by this rule (e.g. unknown_property).")
+@click.option("--after", type=int, default=0, help="Only ids after this one.")
+@click.option("--limit", type=int, default=50, show_default=True)
+def dead_letters(data_dir: Path | None, store: str | None, config_file: str | None, twin: str | None,
+                 rule: str | None, after: int, limit: int) -> None:
+    """List rejected input with the reason and the raw payload."""
+    with _platform(data_dir, store, config_file) as p:
+        items = p.dead_letters.list(after=after, limit=limit, twin=twin, rule=rule)
+        for d in items:
+            doc = d.to_json()
+            click.echo(f"#{doc['id']} {doc['received']} {doc['transport']} {doc['twin'] or '-'}"
+                       f"{'.' + doc['property'] if doc['property'] else ''} [{doc['rule']}] {doc['reason']}")
+            click.echo(f"    {doc['payload'][:300]}")
+        if not items:
+            click.echo("no dead letters", err=True)
+
+
 # -- models -----------------------------------------------------------------------------------
 @main.group()
 def models() -> None:
@@ -131,14 +212,24 @@ def models_import(data_dir: Path | None, store: str | None, config_file: str | N
     if not files:
         raise click.UsageError(f"no .json files under {path}")
     docs: list[Any] = []
+    origins: list[str] = []  # the file (and index in it) of each document, to name it in errors
     for f in files:
         try:
             doc = json.loads(f.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise click.ClickException(f"{f}: not valid JSON: {exc}") from exc
-        docs.extend(doc if isinstance(doc, list) else [doc])
+        items = doc if isinstance(doc, list) else [doc]
+        docs.extend(items)
+        origins.extend(f"{f}[{i}]" if isinstance(doc, list) else str(f) for i in range(len(items)))
     with _platform(data_dir, store, config_file) as p:
-        ids = p.models.add(docs, validate_only=validate_only)
+        try:
+            ids = p.models.add(docs, validate_only=validate_only)
+        except TvillingError as exc:
+            exc.message = _name_files(exc.message, origins)
+            for item in exc.fields.get("errors", []):
+                if isinstance(item, dict) and isinstance(item.get("message"), str):
+                    item["message"] = _name_files(item["message"], origins)
+            raise
     verb = "valid" if validate_only else "registered"
     click.echo(f"{len(ids)} model(s) {verb} from {len(files)} file(s):")
     for i in ids:

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     default_page_size: int = Field(100, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10_000)
     log_level: str = "info"
+    max_ingest_bytes: int = Field(16 * 1_048_576, ge=1024, description="largest POST /api/ingest body")
+    ingest_max_future_s: float = Field(300.0, gt=0, description="readings further ahead are rejected")
+    ingest_reorder_window_s: float = Field(3600.0, ge=0, description="late readings within it are re-ordered")
+    ingest_stale_after_s: float = Field(300.0, gt=0, description="silence after which a series is stale")
+    ingest_spike_z: float = Field(8.0, gt=0, description="z-score beyond which a reading is a spike")
 
     @field_validator("store")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import errors, graph, models, twins
+from tvilling.api import errors, graph, ingest, models, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 
@@ -44,4 +44,5 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(models.router)
     app.include_router(twins.router)
     app.include_router(graph.router)
+    app.include_router(ingest.router)
     return app

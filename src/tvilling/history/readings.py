@@ -45,8 +45,8 @@ class Readings:
     prop: npt.NDArray[np.object_]
     ts: npt.NDArray[np.int64]
     value: npt.NDArray[np.float64]
-    quality: npt.NDArray[np.uint8] = field(default=None)  # type: ignore[assignment]
-    flags: npt.NDArray[np.uint16] = field(default=None)  # type: ignore[assignment]
+    quality: npt.NDArray[np.uint8] = field(default=None)  # type: ignore[arg-type]
+    flags: npt.NDArray[np.uint16] = field(default=None)  # type: ignore[arg-type]
     text: npt.NDArray[np.object_] | None = None
 
     def __post_init__(self) -> None:

@@ -43,29 +43,40 @@ class SeriesState:
         self.n = np.empty(0, dtype=np.float64)
         self.mean = np.empty(0, dtype=np.float64)
         self.m2 = np.empty(0, dtype=np.float64)
+        self._seeded = 0  # series below this id have been seeded from the twins' state
 
-    def ids(self, twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_],
-            seed: Callable[[str, str], tuple[int, float, str | None]] | None = None) -> npt.NDArray[np.int64]:
-        """Series ids of the rows; new series are seeded with ``seed(twin, prop)`` → (last ts, value, text)."""
+    def ids(self, twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
+        """Series ids of the rows; new series get the next ids (seed them with :meth:`seed_new`)."""
         index = self.index
-        before = len(index)
-        out = np.fromiter((index.setdefault(k, len(index)) for k in zip(twin.tolist(), prop.tolist(),
-                                                                          strict=True)),
-                          dtype=np.int64, count=len(twin))
-        grow = len(index) - before
+        n = len(twin)
+        if n == 0:
+            return np.empty(0, dtype=np.int64)
+        # Telemetry comes in runs of one series: look the dictionary up once per run.
+        starts = np.flatnonzero(np.concatenate([[True], (twin[1:] != twin[:-1]) | (prop[1:] != prop[:-1])]))
+        run_ids = np.fromiter((index.setdefault(k, len(index)) for k in zip(twin[starts].tolist(),
+                                                                              prop[starts].tolist(), strict=True)),
+                              dtype=np.int64, count=len(starts))
+        grow = len(index) - len(self.last_ts)
         if grow:
             self.last_ts = np.concatenate([self.last_ts, np.full(grow, NO_TS, dtype=np.int64)])
             self.last_val = np.concatenate([self.last_val, np.full(grow, np.nan)])
             self.last_text = np.concatenate([self.last_text, np.full(grow, None, dtype=object)])
             for name in ("n", "mean", "m2"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow)]))
-            if seed is not None:
-                keys = list(index)[before:]
-                for offset, (t, p) in enumerate(keys):
-                    ts, val, text = seed(t, p)
-                    i = before + offset
-                    self.last_ts[i], self.last_val[i], self.last_text[i] = ts, val, text
-        return out
+        return np.repeat(run_ids, np.diff(np.append(starts, n)))
+
+    def seed_new(self, seed: Callable[[str, str], tuple[int, float, str | None]]) -> Callable[[], None]:
+        """A step that seeds every series registered since the last seeding with ``seed(twin, prop)``
+        → (last ts, value, text): what the twin's state last recorded, so restarts lose nothing."""
+
+        def run() -> None:
+            keys = list(self.index)
+            for i in range(self._seeded, len(keys)):
+                t, p = keys[i]
+                self.last_ts[i], self.last_val[i], self.last_text[i] = seed(t, p)
+            self._seeded = len(keys)
+
+        return run
 
 
 @dataclass

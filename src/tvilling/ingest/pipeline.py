@@ -84,10 +84,14 @@ class Pipeline:
         """The columnar fast path (replay, HTTP columnar form): numeric and text readings, validated per series."""
         received = now or datetime.now(UTC)
         with self._lock:
-            snaps = self.twins.store.get_many(sorted(set(readings.twin.tolist())))
-            readings, letters = self._validate_columns(readings, snaps, transport, received)
+            sid = self.series.ids(readings.twin, readings.prop)
+            first = np.unique(sid, return_index=True)[1]
+            snaps = self.twins.store.get_many(sorted(set(readings.twin[first].tolist())))
+            keep, letters = self._validate_columns(readings, sid, first, snaps, transport, received)
+            if keep is not None:
+                readings, sid = readings.take(keep), sid[keep]
             src = np.full(len(readings), source, dtype=object)
-            return self._store(readings, src, snaps, letters, 0, transport, received)
+            return self._store(readings, src, snaps, letters, 0, transport, received, sid=sid)
 
     def reject(self, raw: RawMessage, reason: str, rule: str = "translate") -> None:
         self.dead_letters.add([DeadLetter(transport=raw.transport, address=raw.address, rule=rule, reason=reason,
@@ -116,8 +120,12 @@ class Pipeline:
 
     # -- stages --------------------------------------------------------------------------
     def _store(self, readings: Readings, source: npt.NDArray[np.object_], snaps: Mapping[str, Twin],
-               letters: list[DeadLetter], duplicates: int, transport: str, received: datetime) -> IngestResult:
-        sid = self.series.ids(readings.twin, readings.prop, seed=lambda t, p: _seed(snaps.get(t), p))
+               letters: list[DeadLetter], duplicates: int, transport: str, received: datetime,
+               sid: npt.NDArray[np.int64] | None = None) -> IngestResult:
+        seed = self.series.seed_new(lambda t, p: _seed(snaps.get(t), p))
+        if sid is None:
+            sid = self.series.ids(readings.twin, readings.prop)
+        seed()
         cleaned = clean(readings, sid, self.series, to_us(received), self.settings)
         for rows, reason, rule in cleaned.rejected:
             letters.extend(_group_letters(readings, rows, reason, rule, transport, received))
@@ -181,15 +189,18 @@ class Pipeline:
                 snaps = store.get_many(sorted(pending))
         raise Conflict(f"twin state kept changing under ingest ({MAX_COMMIT_RETRIES} tries)", rule="contention")
 
-    def _validate_columns(self, r: Readings, snaps: Mapping[str, Twin], transport: str,
-                          received: datetime) -> tuple[Readings, list[DeadLetter]]:
+    def _validate_columns(self, r: Readings, sid: npt.NDArray[np.int64], first: npt.NDArray[np.intp],
+                          snaps: Mapping[str, Twin], transport: str,
+                          received: datetime) -> tuple[npt.NDArray[np.int64] | None, list[DeadLetter]]:
+        """Check each series of the batch once (rows grouped by series id); returns rows to keep or None."""
         letters: list[DeadLetter] = []
         keep = np.ones(len(r), dtype=bool)
-        pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, key in enumerate(zip(r.twin.tolist(), r.prop.tolist(), strict=True)):
-            pairs[key].append(i)
-        for (twin, prop), rows_list in pairs.items():
-            rows = np.array(rows_list, dtype=np.int64)
+        order = np.argsort(sid, kind="stable")
+        bounds = np.searchsorted(sid[order], sid[first])
+        ends = np.append(bounds[1:], len(order))
+        for f, lo, hi in zip(first.tolist(), bounds.tolist(), ends.tolist(), strict=True):
+            rows = order[lo:hi]
+            twin, prop = r.twin[f], r.prop[f]
             snap = snaps.get(twin)
             problem = None
             if snap is None:
@@ -224,8 +235,8 @@ class Pipeline:
                 letters.extend(_group_letters(r, rows, problem[0], problem[1], transport, received))
                 keep[rows] = False
         if keep.all():
-            return r, letters
-        return r.take(np.flatnonzero(keep)), letters
+            return None, letters
+        return np.flatnonzero(keep), letters
 
     def _specs_of(self, model: str) -> dict[str, Spec]:
         specs = self._specs.get(model)

@@ -1,0 +1,222 @@
+"""What the history adapters share: batch preparation, aggregate planning, paging, retention rules.
+
+An adapter subclasses ``StoreBase`` and supplies storage primitives (the ``_`` methods);
+the public methods of the ``HistoryStore`` port are implemented here once, so every
+adapter answers the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tvilling.core.errors import Invalid
+from tvilling.history.ports import DEFAULT_AGGS, TIERS, Bucket, Point, RetentionRule
+from tvilling.history.readings import Readings
+from tvilling.history.rollup import Partials, batch_partials, check_aggs, combine, plan, to_buckets
+from tvilling.history.series import SeriesIndex
+
+MAX_LIMIT = 100_000
+# Rows carry seq = (batch number << SEQ_BITS) | row index: one total order, the order of arrival.
+SEQ_BITS = 24
+MAX_BATCH = 1 << SEQ_BITS
+TABLES = ("raw", "1m", "1h")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch made ready for storage: validated columns, series ids per row, rollup partials per tier."""
+
+    readings: Readings
+    sid: npt.NDArray[np.int64]
+    rollups: dict[str, tuple[npt.NDArray[np.int64], Partials]]  # tier -> (series id per row, partials)
+    order: npt.NDArray[np.intp]  # the rows in (series, ts, arrival) order
+
+
+def checked(readings: Readings) -> Readings:
+    """The batch with canonical dtypes; Invalid if a column cannot be stored."""
+    try:
+        ts = np.asarray(readings.ts)
+        if ts.dtype.kind not in "iu":
+            raise TypeError("ts must be integer microseconds")
+        value = np.asarray(readings.value, dtype=np.float64)
+        quality = np.asarray(readings.quality)
+        flags = np.asarray(readings.flags)
+        if len(quality) and (quality.min() < 0 or quality.max() > 2):
+            raise ValueError("quality must be 0 (good), 1 (uncertain) or 2 (bad)")
+        if len(flags) and (flags.min() < 0 or flags.max() > 0xFFFF):
+            raise ValueError("flags must fit 16 bits")
+        return Readings(readings.twin, readings.prop, ts.astype(np.int64, copy=False), value,
+                        quality.astype(np.uint8, copy=False), flags.astype(np.uint16, copy=False), readings.text)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise Invalid(f"readings cannot be stored: {exc}", rule="readings") from exc
+
+
+def prepare(readings: Readings, sid: npt.NDArray[np.int64]) -> Prepared:
+    """Sort once by (series, ts, arrival) and derive every tier's partials from the numeric rows."""
+    order = np.lexsort((readings.ts, sid))
+    numeric = order[~np.isnan(readings.value[order])]
+    rollups = {name: batch_partials(sid[numeric], readings.ts[numeric], readings.value[numeric], res)
+               for name, res in TIERS}
+    return Prepared(readings, sid, rollups, order)
+
+
+class StoreBase:
+    """The port's methods over an adapter's storage primitives."""
+
+    series: SeriesIndex
+
+    # ----- adapter primitives -----
+    def _register(self, pairs: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    def _series_id(self, twin: str, prop: str) -> int | None:
+        return self.series.get(twin, prop)
+
+    def _twin_series(self, twin: str) -> dict[str, int]:
+        return self.series.of_twin(twin)
+
+    def _all_series(self) -> list[tuple[int, str, str]]:
+        return self.series.items()
+
+    def _store(self, batch: Prepared) -> None:
+        raise NotImplementedError
+
+    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
+        raise NotImplementedError
+
+    def _points_at(self, sid: int, ts: int) -> list[Point]:
+        raise NotImplementedError
+
+    def _partials(self, sid: int, source: str, lo: int, hi: int, every: int) -> Partials:
+        """Partials per ``every`` bucket of ``source`` ("raw", "1m", "1h") over ``[lo, hi)``."""
+        raise NotImplementedError
+
+    def _last(self, sids: Sequence[int]) -> dict[int, Point]:
+        raise NotImplementedError
+
+    def _save_rules(self, rules: list[RetentionRule]) -> None:
+        raise NotImplementedError
+
+    def _load_rules(self) -> list[RetentionRule]:
+        raise NotImplementedError
+
+    def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int:
+        raise NotImplementedError
+
+    # ----- the port -----
+    def append(self, readings: Readings) -> int:
+        if not len(readings):
+            return 0
+        if len(readings) > MAX_BATCH:
+            return sum(self.append(readings.take(np.arange(i, min(i + MAX_BATCH, len(readings)))))
+                       for i in range(0, len(readings), MAX_BATCH))
+        readings = checked(readings)
+        ids, new = self.series.lookup(readings.twin, readings.prop)
+        if new:
+            self._register(new)
+            ids = self.series.encode(readings.twin, readings.prop)
+        self._store(prepare(readings, ids))
+        return len(readings)
+
+    def range(self, twin: str, prop: str, start_us: int, end_us: int, *,
+              limit: int = 1000, after_us: int | None = None) -> list[Point]:
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise Invalid(f"limit must be 1 to {MAX_LIMIT}", field="limit", rule="range")
+        sid = self._series_id(twin, prop)
+        lo = start_us if after_us is None else max(start_us, after_us + 1)
+        if sid is None or lo >= end_us:
+            return []
+        rows = self._range_rows(sid, lo, end_us, limit)
+        if len(rows) == limit:  # never split one timestamp's points across pages
+            edge = rows[-1].ts_us
+            rows = [p for p in rows if p.ts_us < edge] + self._points_at(sid, edge)
+        return rows
+
+    def aggregate(self, twin: str, prop: str, start_us: int, end_us: int, every_us: int,
+                  aggs: Sequence[str] = DEFAULT_AGGS, *, tier: str | None = None) -> list[Bucket]:
+        check_aggs(aggs, every_us, start_us, end_us)
+        tiers = {None: TIERS, "1h": TIERS, "1m": TIERS[1:], "raw": ()}.get(tier)
+        if tiers is None:
+            raise Invalid("tier must be None, 'raw', '1m' or '1h'", field="tier", rule="aggregate")
+        sid = self._series_id(twin, prop)
+        if sid is None:
+            return []
+        parts = [self._partials(sid, source, lo, hi, every_us)
+                 for source, lo, hi in plan(start_us, end_us, every_us, tiers)]
+        return to_buckets(combine(parts, every_us), aggs)
+
+    def last(self, twin: str, prop: str) -> Point | None:
+        sid = self._series_id(twin, prop)
+        return None if sid is None else self._last([sid]).get(sid)
+
+    def last_many(self, twin: str) -> dict[str, Point]:
+        props = self._twin_series(twin)
+        found = self._last(list(props.values()))
+        return {p: found[s] for p, s in sorted(props.items()) if s in found}
+
+    def properties(self, twin: str) -> list[str]:
+        return sorted(self._twin_series(twin))
+
+    def set_retention(self, rule: RetentionRule) -> None:
+        rules = {r.scope: r for r in self._load_rules()}
+        rules[rule.scope] = rule
+        self._save_rules(list(rules.values()))
+
+    def retention_rules(self) -> list[RetentionRule]:
+        return self._load_rules()
+
+    def apply_retention(self, now_us: int, models: Mapping[str, str] | None = None) -> dict[str, int]:
+        cut = cutoffs(self._all_series(), self._load_rules(), now_us, models or {})
+        for table, res in TIERS:  # a rollup row goes when its whole bucket is older than the horizon
+            sids, before = cut[table]
+            cut[table] = (sids, before - res + 1)
+        return {table: self._delete_older(table, *cut[table]) if len(cut[table][0]) else 0 for table in TABLES}
+
+
+def resolve(rules: Mapping[tuple[str, str | None, str | None], RetentionRule],
+            twin: str, prop: str, model: str | None) -> RetentionRule | None:
+    """The most specific rule for one series."""
+    keys: list[tuple[str, str | None, str | None]] = [("twin", twin, prop), ("twin", twin, None)]
+    if model is not None:
+        keys += [("model", model, prop), ("model", model, None)]
+    keys += [("all", None, prop), ("all", None, None)]
+    for key in keys:
+        if key in rules:
+            return rules[key]
+    return None
+
+
+def cutoffs(series: Sequence[tuple[int, str, str]], rules: Sequence[RetentionRule], now_us: int,
+            models: Mapping[str, str]) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """Per table, the series that have a horizon and the time before which their rows go (one entry per series)."""
+    by_scope = {r.scope: r for r in rules}
+    out: dict[str, tuple[list[int], list[int]]] = {t: ([], []) for t in TABLES}
+    if by_scope:
+        for sid, twin, prop in series:
+            rule = resolve(by_scope, twin, prop, models.get(twin))
+            if rule is None:
+                continue
+            for table, keep in rule.keeps().items():
+                if keep is not None:
+                    out[table][0].append(sid)
+                    out[table][1].append(now_us - keep)
+    return {t: (np.array(s, dtype=np.int64), np.array(c, dtype=np.int64)) for t, (s, c) in out.items()}
+
+
+def rule_to_row(rule: RetentionRule) -> tuple[str, str, str, int | None, int | None, int | None]:
+    kind, scope, prop = rule.scope
+    return kind, scope or "", prop or "", rule.raw_us, rule.minute_us, rule.hour_us
+
+
+def rule_from_row(row: Sequence[object]) -> RetentionRule:
+    kind, scope, prop, raw, minute, hour = row
+    def opt(v: object) -> int | None:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)  # type: ignore[call-overload]
+    return RetentionRule(raw_us=opt(raw), minute_us=opt(minute), hour_us=opt(hour),
+                         model=str(scope) if kind == "model" else None,
+                         twin=str(scope) if kind == "twin" else None, prop=str(prop) or None)

@@ -1,0 +1,262 @@
+"""The embedded history store: one DuckDB file in the data directory.
+
+DuckDB allows ONE process to open a database file for writing (it holds an OS lock on the
+file while open); a second process gets ``Unavailable`` naming the process that holds it.
+Within the process, one store object serves every thread (calls are serialised by a lock).
+
+Batches go in as NumPy columns through DuckDB's own NumPy scan (``register`` of a dict of
+arrays), without pyarrow: measured on 100k-row batches, 3.6M rows/s for the integer
+columns against 3.4M rows/s through ``pa.table``; with string columns 1.5M vs 0.9M rows/s.
+Each append is one transaction (raw rows and both rollups) and is in the write-ahead log
+when it returns.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from tvilling.core.errors import Invalid, TvillingError, Unavailable
+from tvilling.history.base import SEQ_BITS, Prepared, StoreBase, rule_from_row, rule_to_row
+from tvilling.history.ports import Point, RetentionRule
+from tvilling.history.rollup import Partials
+from tvilling.history.series import SeriesIndex
+
+SCHEMA_VERSION = 1
+# DuckDB folds its write-ahead log into the file when the log passes this size. Its default
+# (16 MB) checkpoints every few 100k-row appends and made commits cost 35-66 ms a batch; at
+# 256 MB appends run about 2x faster, for a longer log to replay after a crash.
+CHECKPOINT_MB = 256
+ROLLUP_COLS = "series INTEGER NOT NULL, bucket BIGINT NOT NULL, min DOUBLE, max DOUBLE, sum DOUBLE, " \
+              "count BIGINT, last DOUBLE, last_ts BIGINT, seq BIGINT"
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, twin VARCHAR NOT NULL, prop VARCHAR NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS raw (series INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE,
+        text VARCHAR, quality UTINYINT, flags USMALLINT, seq BIGINT)""",
+    f"CREATE TABLE IF NOT EXISTS r1m ({ROLLUP_COLS})",
+    f"CREATE TABLE IF NOT EXISTS r1h ({ROLLUP_COLS})",
+    """CREATE TABLE IF NOT EXISTS retention (kind VARCHAR, scope VARCHAR, prop VARCHAR,
+        raw_us BIGINT, minute_us BIGINT, hour_us BIGINT, PRIMARY KEY (kind, scope, prop))""",
+]
+TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def bucket_of(col: str, every: int) -> str:
+    """SQL for the floor of ``col`` to a multiple of ``every`` (DuckDB's ``//`` and ``%`` truncate)."""
+    return f"({col} - ((({col} % {every}) + {every}) % {every}))"
+
+
+class DuckDBHistoryStore(StoreBase):
+    """``HistoryStore`` in one DuckDB file (created if missing).
+
+    >>> import tempfile, pathlib
+    >>> from tvilling.history.readings import Readings
+    >>> h = DuckDBHistoryStore(pathlib.Path(tempfile.mkdtemp()) / "history.duckdb")
+    >>> h.append(Readings.from_rows([("B1", "t", 1_000_000, 2.5)]))
+    1
+    >>> h.last("B1", "t").value
+    2.5
+    >>> h.close()
+    """
+
+    def __init__(self, path: str | Path, *, checkpoint_mb: int = CHECKPOINT_MB) -> None:
+        self.path = Path(path)
+        self.series = SeriesIndex()
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn: duckdb.DuckDBPyConnection | None = duckdb.connect(
+                str(self.path), config={"checkpoint_threshold": f"{int(checkpoint_mb)}MB"})
+        except duckdb.IOException as exc:
+            holder = _LOCK_HOLDER.search(str(exc))
+            if holder:
+                raise Unavailable(
+                    f"the history file {self.path} is open in another process (PID {holder['pid']}, "
+                    f"{holder['exe']}); DuckDB allows one writer process: stop it, or use PostgreSQL "
+                    "for several processes", path=str(self.path), pid=int(holder["pid"]),
+                    holder=holder["exe"]) from exc
+            raise Unavailable(f"cannot open the history file {self.path}: {exc}", path=str(self.path)) from exc
+        except duckdb.Error as exc:
+            raise Unavailable(f"cannot open the history file {self.path}: {exc}", path=str(self.path)) from exc
+        with self._tx("opening the history store") as c:
+            for stmt in SCHEMA:
+                c.execute(stmt)
+            row = c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise Unavailable(f"{self.path} has history schema {row[0]}, newer than this Tvilling "
+                                  f"({SCHEMA_VERSION}); upgrade Tvilling", path=str(self.path))
+            self.series.add(c.execute("SELECT id, twin, prop FROM series").fetchall())
+            top = c.execute("SELECT greatest((SELECT max(seq) FROM raw), (SELECT max(seq) FROM r1m), "
+                            "(SELECT max(seq) FROM r1h))").fetchone()
+        self._batch = ((top[0] if top and top[0] is not None else -1) >> SEQ_BITS) + 1
+
+    # ----- plumbing -----
+    @contextmanager
+    def _db(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self._conn is None:
+                raise Unavailable(f"{what}: the history store is closed", path=str(self.path))
+            try:
+                yield self._conn
+            except TvillingError:
+                raise
+            except (duckdb.ConversionException, duckdb.InvalidInputException, OverflowError) as exc:
+                raise Invalid(f"{what}: {exc}", rule="storable") from exc
+            except duckdb.Error as exc:
+                raise Unavailable(f"{what}: the history database failed: {exc}", path=str(self.path)) from exc
+
+    @contextmanager
+    def _tx(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._db(what) as c:
+            c.execute("BEGIN TRANSACTION")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+    # ----- primitives -----
+    def _register(self, pairs: list[tuple[str, str]]) -> None:
+        with self._tx("registering series") as c:
+            start = len(self.series) + 1
+            rows = [(start + i, t, p) for i, (t, p) in enumerate(pairs)]
+            c.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
+        self.series.add(rows)
+
+    def _store(self, batch: Prepared) -> None:
+        r = batch.readings
+        with self._tx("appending readings") as c:
+            base = self._batch << SEQ_BITS
+            cols: dict[str, npt.NDArray[Any]] = {
+                "series": batch.sid.astype(np.int32), "ts": r.ts, "value": r.value, "quality": r.quality,
+                "flags": r.flags, "seq": base + np.arange(len(r), dtype=np.int64)}
+            if r.text is not None:
+                cols["text"] = r.text
+            c.register("_batch", cols)
+            try:
+                # DuckDB's NumPy scan reads NaN as NULL: store NaN, as given
+                text = "text" if r.text is not None else "NULL"
+                c.execute(f"INSERT INTO raw SELECT series, ts, coalesce(value, 'NaN'::DOUBLE), {text}, quality, flags, "
+                          "seq FROM _batch")
+            finally:
+                c.unregister("_batch")
+            for name, (sid, p) in batch.rollups.items():
+                if not len(sid):
+                    continue
+                c.register("_part", {"series": sid.astype(np.int32), "bucket": p.bucket, "min": p.min,
+                                     "max": p.max, "sum": p.sum, "count": p.count, "last": p.last,
+                                     "last_ts": p.last_ts})
+                try:
+                    c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
+                              f"last_ts, {base} FROM _part")
+                finally:
+                    c.unregister("_part")
+        self._batch += 1
+
+    @staticmethod
+    def _points(rows: list[tuple[Any, ...]]) -> list[Point]:
+        return [Point(ts, value, text, quality, flags) for ts, value, text, quality, flags in rows]
+
+    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
+        with self._db("reading history") as c:
+            return self._points(c.execute(
+                "SELECT ts, value, text, quality, flags FROM raw WHERE series = ? AND ts >= ? AND ts < ? "
+                "ORDER BY ts, seq LIMIT ?", [sid, lo, hi, limit]).fetchall())
+
+    def _points_at(self, sid: int, ts: int) -> list[Point]:
+        with self._db("reading history") as c:
+            return self._points(c.execute(
+                "SELECT ts, value, text, quality, flags FROM raw WHERE series = ? AND ts = ? ORDER BY seq",
+                [sid, ts]).fetchall())
+
+    def _partials(self, sid: int, source: str, lo: int, hi: int, every: int) -> Partials:
+        if source == "raw":
+            sql = (f"SELECT {bucket_of('ts', every)} AS b, min(value), max(value), sum(value), count(*), "
+                   "arg_max(value, {'t': ts, 's': seq}), max(ts) FROM raw "
+                   "WHERE series = ? AND ts >= ? AND ts < ? AND NOT isnan(value) GROUP BY b ORDER BY b")
+        else:
+            sql = (f"SELECT {bucket_of('bucket', every)} AS b, min(min), max(max), sum(sum), sum(count), "
+                   "arg_max(last, {'t': last_ts, 's': seq}), max(last_ts) "
+                   f"FROM {TABLE[source]} WHERE series = ? AND bucket >= ? AND bucket < ? GROUP BY b ORDER BY b")
+        with self._db("aggregating history") as c:
+            cols = c.execute(sql, [sid, lo, hi]).fetchnumpy()
+        return Partials.from_columns([np.asarray(v) for v in cols.values()])
+
+    def _last(self, sids: Sequence[int]) -> dict[int, Point]:
+        if not sids:
+            return {}
+        ids = ",".join(str(int(s)) for s in sids)
+        with self._db("reading the last values") as c:
+            rows = c.execute(
+                "SELECT series, arg_max(struct_pack(ts, value, text, quality, flags), struct_pack(ts, seq)) "
+                f"FROM raw WHERE series IN ({ids}) GROUP BY series").fetchall()
+        return {s: Point(p["ts"], p["value"], p["text"], p["quality"], p["flags"]) for s, p in rows}
+
+    def _save_rules(self, rules: list[RetentionRule]) -> None:
+        with self._tx("saving retention rules") as c:
+            c.execute("DELETE FROM retention")
+            c.executemany("INSERT INTO retention VALUES (?, ?, ?, ?, ?, ?)", [rule_to_row(r) for r in rules])
+
+    def _load_rules(self) -> list[RetentionRule]:
+        with self._db("reading retention rules") as c:
+            rows = c.execute("SELECT kind, scope, prop, raw_us, minute_us, hour_us FROM retention "
+                             "ORDER BY kind, scope, prop").fetchall()
+        return [rule_from_row(r) for r in rows]
+
+    def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int:
+        col = "ts" if table == "raw" else "bucket"
+        with self._tx("applying retention") as c:
+            c.register("_cut", {"s": sids.astype(np.int32), "c": cutoffs})
+            try:
+                row = c.execute(f"DELETE FROM {TABLE[table]} t USING _cut WHERE t.series = _cut.s "
+                                f"AND t.{col} < _cut.c").fetchone()
+            finally:
+                c.unregister("_cut")
+        return int(row[0]) if row else 0
+
+    # ----- the rest of the port -----
+    def count(self) -> int:
+        with self._db("counting history") as c:
+            row = c.execute("SELECT count(*) FROM raw").fetchone()
+        return int(row[0]) if row else 0
+
+    def compact(self) -> int:
+        merged = 0
+        for table in ("r1m", "r1h"):
+            with self._tx("compacting rollups") as c:
+                c.execute(
+                    "CREATE TEMP TABLE _merged AS SELECT series, bucket, min(min) AS min, max(max) AS max, "
+                    "sum(sum) AS sum, sum(count)::BIGINT AS count, arg_max(last, {'t': last_ts, 's': seq}) AS last, "
+                    f"max(last_ts) AS last_ts, max(seq) AS seq, count(*) AS n FROM {table} "
+                    "GROUP BY series, bucket HAVING count(*) > 1")
+                row = c.execute("SELECT coalesce(sum(n - 1), 0) FROM _merged").fetchone()
+                merged += int(row[0]) if row else 0
+                c.execute(f"DELETE FROM {table} t USING _merged m WHERE t.series = m.series AND t.bucket = m.bucket")
+                c.execute(f"INSERT INTO {table} SELECT series, bucket, min, max, sum, count, last, last_ts, seq "
+                          "FROM _merged")
+                c.execute("DROP TABLE _merged")
+        return merged
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the file (DuckDB also does this by itself as the log grows)."""
+        with self._db("checkpointing history") as c:
+            c.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

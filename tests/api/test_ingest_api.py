@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from api_plant import BEARING, plant_documents
+
+
+def setup(client):
+    assert client.post("/api/models", json=plant_documents()).status_code == 201
+    assert client.put("/api/twins/B1", json={"model": BEARING}).status_code == 201
+
+
+def test_envelope_and_columnar_batches_reach_the_twin(client):
+    setup(client)
+    batch = [
+        {"twin": "B1", "ts": "2026-11-01T12:00:00Z", "values": {"temperature": 70.0}, "source": "gw-1", "id": "a"},
+        {"twin": "B1", "ts": 1793534401000, "values": {"temperature": 71.0}},
+        {"twin": "B1", "ts": [1793534402000, 1793534403000, 1793534404000],
+         "values": {"temperature": [72.0, None, 73.0], "vibration": [1.0, 1.1, 1.2]}},
+    ]
+    r = client.post("/api/ingest", json=batch)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 7, "rejected": 0, "duplicates": 0, "flagged": 0}
+    twin = client.get("/api/twins/B1").json()
+    assert twin["reported"] == {"temperature": 73.0, "vibration": 1.2}
+    assert twin["metadata"]["reported"]["temperature"]["time"] == "2026-11-01T12:00:04Z"
+    again = client.post("/api/ingest", json=batch[0]).json()
+    assert again["duplicates"] == 1 and again["accepted"] == 0
+
+
+def test_rejections_are_listed_with_reason_and_payload(client):
+    setup(client)
+    r = client.post("/api/ingest", json=[
+        {"twin": "B1", "ts": "not a time", "values": {"temperature": 1.0}},
+        {"twin": "B1", "ts": 1793534400000, "values": {"nonsense": 1.0}},
+        {"twin": "nope", "ts": 1793534400000, "values": {"temperature": 1.0}},
+        {"twin": "B1", "ts": [1793534400000], "values": {"temperature": [1.0, 2.0]}},
+    ])
+    assert r.status_code == 200
+    assert r.json()["rejected"] == 4 and r.json()["accepted"] == 0
+    letters = client.get("/api/dead-letters").json()["items"]
+    assert sorted(d["rule"] for d in letters) == ["length", "ts", "unknown_property", "unknown_twin"]
+    bad_ts = next(d for d in letters if d["rule"] == "ts")
+    assert "not a time" in bad_ts["payload"] and bad_ts["transport"] == "http"
+    only = client.get("/api/dead-letters?rule=unknown_twin").json()["items"]
+    assert [d["twin"] for d in only] == ["nope"]
+
+
+def test_ingest_body_is_bounded(client):
+    setup(client)
+    limit = client.app.state.platform.settings.max_ingest_bytes
+    big = b"[" + b" " * (limit + 1) + b"]"
+    r = client.post("/api/ingest", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.post("/api/ingest", content=b"{oops", headers={"content-type": "application/json"}).status_code == 400
