@@ -51,3 +51,29 @@ def test_ingest_body_is_bounded(client):
     r = client.post("/api/ingest", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413
     assert client.post("/api/ingest", content=b"{oops", headers={"content-type": "application/json"}).status_code == 400
+
+
+def test_history_raw_pages_and_aggregates(client):
+    setup(client)
+    t0 = 1793534400000  # 2026-11-01T12:00:00Z
+    ts = [t0 + i * 1000 for i in range(120)]
+    temps = [60.0 + (i % 60) for i in range(120)]
+    r = client.post("/api/ingest", json={"twin": "B1", "ts": ts, "values": {"temperature": temps}})
+    assert r.json()["accepted"] == 120
+    base = "/api/twins/B1/history?property=temperature&from=2026-11-01T12:00:00Z&to=2026-11-01T12:02:00Z"
+    page = client.get(base + "&limit=50").json()
+    assert len(page["items"]) == 50 and page["items"][0] == {"ts": "2026-11-01T12:00:00Z", "value": 60.0}
+    rest = client.get(base + f"&limit=100&after={page['next']}").json()
+    assert len(rest["items"]) == 70 and rest["next"] is None
+    agg = client.get(base + "&every=1m&agg=min,max,avg,count").json()
+    assert agg["items"] == [
+        {"ts": "2026-11-01T12:00:00Z", "min": 60.0, "max": 119.0, "avg": 89.5, "count": 60},
+        {"ts": "2026-11-01T12:01:00Z", "min": 60.0, "max": 119.0, "avg": 89.5, "count": 60},
+    ]
+    one = client.get(base + "&every=60s&agg=last").json()["items"]
+    assert [b["value"] for b in one] == [119.0, 119.0]
+    epoch = client.get(f"/api/twins/B1/history?property=temperature&from={t0}&to={t0 + 5000}").json()
+    assert len(epoch["items"]) == 5
+    assert client.get(base + "&every=fortnight").status_code == 400
+    assert client.get(base + "&every=1m&agg=median").status_code == 400
+    assert client.get("/api/twins/nope/history?property=temperature").status_code == 404

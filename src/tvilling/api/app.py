@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import errors, graph, ingest, models, twins
+from tvilling.api import errors, graph, history, ingest, models, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 
@@ -45,4 +45,5 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(twins.router)
     app.include_router(graph.router)
     app.include_router(ingest.router)
+    app.include_router(history.router)
     return app

@@ -1,0 +1,102 @@
+"""History route: a twin property's raw readings, or bucketed aggregates, over a time range."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from tvilling.api.twins import _json
+from tvilling.core.envelope import format_ts, parse_ts
+from tvilling.core.errors import Malformed, TooLarge
+from tvilling.history.readings import QUALITY_NAMES, flag_names
+from tvilling.ingest.normalise import to_us
+
+router = APIRouter(tags=["history"])
+AGGS = ("min", "max", "avg", "last", "count", "sum")
+MAX_BUCKETS = 10_000
+_EVERY = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNIT_US = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
+
+
+def parse_every(text: str) -> int:
+    """``30s``, ``5m``, ``1h``, ``1d``, ``250ms`` or plain seconds → microseconds."""
+    m = _EVERY.match(text.strip())
+    if m is None or float(m.group(1)) <= 0:
+        raise Malformed(f"every={text!r}: use a duration like 30s, 5m, 1h or 1d", field="every")
+    return int(float(m.group(1)) * _UNIT_US[m.group(2) or "s"])
+
+
+def _time(text: str | None, field: str, default: int) -> int:
+    if text is None:
+        return default
+    value: Any = text
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        value = float(text)
+    try:
+        return to_us(parse_ts(value, field=field))
+    except Exception as exc:  # Invalid, OverflowError: a bad parameter either way
+        raise Malformed(f"{field}={text!r}: use ISO 8601 with a zone, or epoch milliseconds", field=field) from exc
+
+
+@router.get("/api/twins/{twin_id}/history",
+            summary="A property's readings (raw, paged) or aggregates per time bucket (every=, agg=)")
+async def history(request: Request, twin_id: str, property: str, start: str | None = Query(None, alias="from"),
+                  end: str | None = Query(None, alias="to"), every: str | None = None, agg: str = "avg",
+                  limit: int = Query(1000, ge=1), after: int | None = None) -> Response:
+    platform = request.app.state.platform
+    await run_in_threadpool(platform.twins.get, twin_id)  # 404 for an unknown twin
+    now_us = to_us(datetime.now(UTC))
+    end_us = _time(end, "to", now_us + 1)
+    start_us = _time(start, "from", end_us - 86_400_000_000)
+    if end_us <= start_us:
+        raise Malformed("'to' must be after 'from'", field="to")
+    store = platform.history
+    if every is None:
+        if limit > 10_000:
+            raise TooLarge("limit may be at most 10000", field="limit", rule="max_limit")
+        points = await run_in_threadpool(store.range, twin_id, property, start_us, end_us, limit=limit,
+                                         after_us=after)
+        items = [_point(p) for p in points]
+        nxt = points[-1].ts_us if len(points) >= limit else None
+        return _json({"twin": twin_id, "property": property, "items": items, "next": nxt})
+    every_us = parse_every(every)
+    aggs = [a.strip() for a in agg.split(",") if a.strip()]
+    bad = [a for a in aggs if a not in AGGS]
+    if bad or not aggs:
+        raise Malformed(f"agg={agg!r}: use one or more of {', '.join(AGGS)}", field="agg")
+    if (end_us - start_us) // every_us > MAX_BUCKETS:
+        raise TooLarge(f"that range holds more than {MAX_BUCKETS} buckets of {every}; widen 'every'",
+                       field="every", rule="max_buckets")
+    buckets = await run_in_threadpool(store.aggregate, twin_id, property, start_us, end_us, every_us, tuple(aggs))
+    items = []
+    for b in buckets:
+        item: dict[str, Any] = {"ts": format_ts(_dt(b.start_us))}
+        for a in aggs:
+            item[a if len(aggs) > 1 else "value"] = _finite(getattr(b, a))
+        items.append(item)
+    return _json({"twin": twin_id, "property": property, "every": every, "agg": aggs, "items": items,
+                  "next": None})
+
+
+def _point(p: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"ts": format_ts(_dt(p.ts_us)),
+                           "value": json.loads(p.text) if p.text is not None else _finite(p.value)}
+    if p.quality:
+        out["quality"] = QUALITY_NAMES[p.quality]
+    if p.flags:
+        out["flags"] = flag_names(p.flags)
+    return out
+
+
+def _dt(ts_us: int) -> datetime:
+    return datetime.fromtimestamp(ts_us / 1e6, tz=UTC)
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
