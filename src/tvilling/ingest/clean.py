@@ -26,7 +26,8 @@ MIN_TS_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 class CleanSettings:
     max_future_s: float = 300.0  # readings further ahead of the clock are rejected
     reorder_window_s: float = 3600.0  # late readings within it are re-ordered into place and flagged
-    stale_after_s: float = 300.0  # a reading after a longer silence of its series is flagged stale
+    stale_after_s: float = 300.0  # a silence at least this long, and ...
+    stale_factor: float = 10.0  # ... this many times the series' usual interval, makes it stale
     spike_z: float = 8.0  # |x - mean| / std beyond this flags a spike
     spike_warmup: int = 30  # readings a series needs before spikes are judged
     stats_memory: int = 2000  # the running statistics forget at about this many readings
@@ -43,6 +44,7 @@ class SeriesState:
         self.n = np.empty(0, dtype=np.float64)
         self.mean = np.empty(0, dtype=np.float64)
         self.m2 = np.empty(0, dtype=np.float64)
+        self.gap = np.empty(0, dtype=np.float64)  # usual interval between readings, µs (0: not known yet)
         self._seeded = 0  # series below this id have been seeded from the twins' state
 
     def ids(self, twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
@@ -61,7 +63,7 @@ class SeriesState:
             self.last_ts = np.concatenate([self.last_ts, np.full(grow, NO_TS, dtype=np.int64)])
             self.last_val = np.concatenate([self.last_val, np.full(grow, np.nan)])
             self.last_text = np.concatenate([self.last_text, np.full(grow, None, dtype=object)])
-            for name in ("n", "mean", "m2"):
+            for name in ("n", "mean", "m2", "gap"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow)]))
         return np.repeat(run_ids, np.diff(np.append(starts, n)))
 
@@ -142,7 +144,11 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
     prev = np.empty_like(ts)
     prev[1:] = ts[:-1]
     prev[first] = last_ts[first]
-    stale = (prev != NO_TS) & (ts - prev > int(settings.stale_after_s * 1e6)) & ~late
+    has_prev = (prev != NO_TS) & ~late
+    gaps = np.where(has_prev, ts - prev, 0).astype(np.float64)
+    usual = state.gap[s]
+    limit = np.maximum(settings.stale_after_s * 1e6, settings.stale_factor * usual)
+    stale = has_prev & (usual > 0) & (gaps > limit)
     flags[stale] |= STALE
     spikes, apply_stats = _spikes(s, val, first, state, settings)
     flags[spikes] |= SPIKE
@@ -155,6 +161,7 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
 
     def apply() -> None:
         apply_stats()
+        _update_gaps(state, s, gaps, has_prev & (gaps > 0) & ~stale)  # a silence is not the cadence
         rows = np.flatnonzero(newest)
         sids = s[rows]
         state.last_ts[sids] = ts[rows]
@@ -163,6 +170,20 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
             state.last_text[sids] = out.text[rows]
 
     return Cleaned(out, s, idx, rejected, duplicates, n_flagged, newest, apply)
+
+
+def _update_gaps(state: SeriesState, s: npt.NDArray[np.int64], gaps: npt.NDArray[np.float64],
+                 valid: npt.NDArray[np.bool_]) -> None:
+    """Move each series' usual interval towards the median-ish (mean of the batch's) gaps."""
+    if not valid.any():
+        return
+    sv, gv = s[valid], gaps[valid]
+    sums = np.bincount(sv, weights=gv, minlength=len(state.gap))
+    counts = np.bincount(sv, minlength=len(state.gap))
+    seen = np.flatnonzero(counts)
+    batch_mean = sums[seen] / counts[seen]
+    old = state.gap[seen]
+    state.gap[seen] = np.where(old > 0, 0.8 * old + 0.2 * batch_mean, batch_mean)
 
 
 def _spikes(s: npt.NDArray[np.int64], x: npt.NDArray[np.float64], first: npt.NDArray[np.bool_],

@@ -100,12 +100,12 @@ class Pipeline:
     def check_stale(self, now: datetime | None = None) -> int:
         """Mark the properties whose series fell silent (quality 'uncertain', 'stale': true); returns how many."""
         now_us = to_us(now or datetime.now(UTC))
-        limit = int(self.settings.stale_after_s * 1e6)
         with self._lock:
             last = self.series.last_ts
+            limit = np.maximum(self.settings.stale_after_s * 1e6, self.settings.stale_factor * self.series.gap)
             silent = np.flatnonzero((last != NO_TS) & (now_us - last > limit))
             fresh = [i for i in silent.tolist() if i not in self._stale_marked]
-            self._stale_marked = {i for i in self._stale_marked if last[i] != NO_TS and now_us - last[i] > limit}
+            self._stale_marked = {i for i in self._stale_marked if last[i] != NO_TS and now_us - last[i] > limit[i]}
             if not fresh:
                 return 0
             keys = list(self.series.index)
