@@ -108,14 +108,21 @@ def main() -> None:
 @store_options
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
+@click.option("--broker", default=None, metavar="URL",
+              help="Ingest from this MQTT broker (mqtt://host:port): topics tvilling/{twin}/telemetry.")
+@click.option("--mappings", "mqtt_mappings", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="TOML/JSON payload mappings for other topics and payload shapes.")
+@click.option("--shared-group", "mqtt_shared_group", default=None,
+              help="Join an MQTT shared subscription so several workers split the load.")
 def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
-          port: int | None) -> None:
+          port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None) -> None:
     """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
     import uvicorn
 
     from tvilling.api.app import create_app
 
-    settings = _settings(config_file, data_dir=data_dir, store=store, host=host, port=port)
+    settings = _settings(config_file, data_dir=data_dir, store=store, host=host, port=port, broker=broker,
+                         mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group)
     with _errors():
         app = create_app(settings)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     default_page_size: int = Field(100, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10_000)
     log_level: str = "info"
+    broker: str | None = Field(None, description="MQTT broker to ingest from, e.g. mqtt://127.0.0.1:1883")
+    mqtt_mappings: Path | None = Field(None, description="TOML/JSON file of payload mappings for other topics")
+    mqtt_shared_group: str | None = Field(None, description="shared-subscription group: workers split the load")
+    mqtt_client_id: str | None = Field(None, description="MQTT client id (persistent session); default per host")
+    maintenance_s: float = Field(30.0, gt=0, description="how often stale checks and rollup compaction run")
     max_ingest_bytes: int = Field(16 * 1_048_576, ge=1024, description="largest POST /api/ingest body")
     ingest_max_future_s: float = Field(300.0, gt=0, description="readings further ahead are rejected")
     ingest_reorder_window_s: float = Field(3600.0, ge=0, description="late readings within it are re-ordered")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,6 +16,37 @@ from tvilling.api import errors, graph, history, ingest, models, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 
+log = logging.getLogger("tvilling.server")
+
+
+def _mqtt_ingest(plat: Platform) -> Any:
+    """The MQTT subscriber feeding the ingest pipeline (``--broker``)."""
+    from tvilling.connect.mapping import load_mappings_file
+    from tvilling.connect.mqtt import MqttIngest
+
+    s = plat.settings
+    mappings = load_mappings_file(s.mqtt_mappings) if s.mqtt_mappings else []
+    log.info("ingesting from %s (%d payload mapping(s))", s.broker, len(mappings))
+    return MqttIngest(plat.ingest, s.broker or "", client_id=s.mqtt_client_id, mappings=mappings,
+                      shared_group=s.mqtt_shared_group)
+
+
+async def _maintain(plat: Platform) -> None:
+    """Periodic upkeep: mark silent series stale, merge history rollups."""
+    while True:
+        await asyncio.sleep(plat.settings.maintenance_s)
+        try:
+            await asyncio.to_thread(plat.pipeline.check_stale)
+            await asyncio.to_thread(plat.history.compact)
+        except Exception:  # upkeep must not stop the server; the next round tries again
+            log.exception("maintenance round failed")
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
 
 def create_app(settings: Settings | None = None, *, platform: Platform | None = None) -> FastAPI:
     """The ASGI app. Pass a ready ``platform`` (tests) or settings to build one on startup."""
@@ -21,11 +55,13 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
+        async with AsyncExitStack() as stack:  # unwinds in reverse: MQTT stops, upkeep stops, then close
             if owned:
-                plat.close()
+                stack.callback(plat.close)
+            if plat.settings.broker:
+                stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
+                await stack.enter_async_context(_mqtt_ingest(plat))
+            yield
 
     app = FastAPI(
         title="Tvilling",

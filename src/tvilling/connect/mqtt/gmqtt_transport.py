@@ -1,0 +1,345 @@
+"""The gmqtt adapter of the MQTT transport port (MQTT 5, manual acknowledgements).
+
+How acknowledgements work: the gmqtt client is created with
+``optimistic_acknowledgement=False`` and an ``async`` ``on_message``; gmqtt sends the
+PUBACK when that coroutine *returns* (its return value is the PUBACK reason code) and
+sends nothing when it raises. So the PUBACK for a QoS 1 message leaves only after the
+:data:`~.port.MessageHandler` said ``True`` (the sink stored it). A message that is not
+acknowledged stays in the broker's session and is delivered again after a reconnect,
+which the transport then forces.
+
+Each connection is a fresh gmqtt ``Client`` (its own reconnect is switched off): a late
+acknowledgement from an old connection can then never reach a new one, where the broker
+may have given its packet id to another message. Reconnects use exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import gmqtt
+from gmqtt.storage import PersistentStorage
+
+from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MessageHandler, SessionOptions
+from tvilling.core.errors import Unauthorized, Unavailable
+
+log = logging.getLogger("tvilling.connect.mqtt")
+
+_NO_AUTO_RECONNECT = -2  # gmqtt reconnects while failed_connections <= retries, and -1 means unlimited
+_AUTH_CODES = frozenset({4, 5, 134, 135})  # bad user name or password / not authorised (3.1.1 and 5)
+_PUBLISH_TIMEOUT_S = 30.0
+
+
+class NotAcknowledged(Exception):
+    """Raised in gmqtt's ``on_message`` so that it sends no PUBACK (internal)."""
+
+
+class _QuietNotAcknowledged(logging.Filter):
+    """asyncio logs the exception gmqtt's done-callback re-raises; this one is intended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], NotAcknowledged))
+
+
+_asyncio_filter = _QuietNotAcknowledged()
+
+
+class _AckStorage(PersistentStorage):  # type: ignore[misc]
+    """gmqtt's outbound QoS store, with a future per packet id resolved by its PUBACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters: dict[int, asyncio.Future[None]] = {}
+        self.last: asyncio.Future[None] | None = None
+
+    def push_message(self, mid: int, raw_package: bytes) -> None:
+        super().push_message(mid, raw_package)
+        fut = self.waiters.get(mid)
+        if fut is None or fut.done():
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters[mid] = fut
+        self.last = fut
+
+    def remove_message_by_mid(self, mid: int) -> None:
+        super().remove_message_by_mid(mid)
+        fut = self.waiters.pop(mid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def fail_all(self, exc: BaseException) -> None:
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: nobody may be waiting any more
+        self.waiters.clear()
+
+
+class _Connection:
+    """One network connection (one gmqtt client) and its state."""
+
+    def __init__(self, client: gmqtt.Client, storage: _AckStorage) -> None:
+        self.client = client
+        self.storage = storage
+        self.lost = asyncio.Event()
+        self.reason = ""
+        self.session_present = False
+        self.acked_any = False
+        self.suback: asyncio.Future[tuple[int, ...]] | None = None
+        self.unsuback: asyncio.Future[None] | None = None
+
+
+class GmqttTransport:
+    """An MQTT 5 client on gmqtt that subscribes, hands messages to a handler and reconnects.
+
+    Use as ``async with GmqttTransport(address, options, subscriptions, handler) as t:``;
+    entering connects once (raising ``Unavailable``/``Unauthorized`` if that fails), after
+    which connection losses are repaired in the background with exponential backoff.
+    """
+
+    def __init__(self, address: BrokerAddress, options: SessionOptions,
+                 subscriptions: Sequence[tuple[str, int]] = (), handler: MessageHandler | None = None) -> None:
+        self.address = address
+        self.options = options
+        self.subscriptions = tuple(subscriptions)
+        self.handler = handler
+        self._conn: _Connection | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False
+        self._up = asyncio.Event()
+        self._publish_slots = asyncio.Semaphore(max(1, min(options.receive_maximum, 1000)))
+        self._delivering = 0  # on_message coroutines not yet finished (their PUBACK not yet written)
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -------------------------------------------------------------- lifecycle
+
+    async def __aenter__(self) -> GmqttTransport:
+        logging.getLogger("asyncio").addFilter(_asyncio_filter)
+        self._closing = False
+        self._conn = await self._connect()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-{self.options.client_id}")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._closing = True
+        with contextlib.suppress(TimeoutError):  # let handled messages get their PUBACK out first
+            await asyncio.wait_for(self._idle.wait(), 2)
+        for _ in range(3):
+            await asyncio.sleep(0)  # gmqtt writes the PUBACK in a done-callback of on_message
+        if self._conn is not None and not self._conn.lost.is_set():
+            await self._barrier(self._conn)
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+            self._supervisor = None
+        if self._conn is not None:
+            await self._drop(self._conn, "closed")
+            self._conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.lost.is_set()
+
+    async def wait_connected(self) -> None:
+        await self._up.wait()
+
+    def reconnect(self, reason: str) -> None:
+        """Drop the current connection; the supervisor connects again after a backoff."""
+        conn = self._conn
+        if conn is not None and not conn.lost.is_set():
+            conn.reason = reason
+            conn.lost.set()
+            self._up.clear()
+
+    # -------------------------------------------------------------- connections
+
+    async def _connect(self) -> _Connection:
+        opts, addr = self.options, self.address
+        storage = _AckStorage()
+        client = gmqtt.Client(opts.client_id, clean_session=opts.clean_start, optimistic_acknowledgement=False,
+                              persistent_storage=storage, session_expiry_interval=opts.session_expiry_s,
+                              receive_maximum=opts.receive_maximum)
+        client.set_config({"reconnect_retries": _NO_AUTO_RECONNECT})
+        conn = _Connection(client, storage)
+        if addr.username is not None:
+            client.set_auth_credentials(addr.username, addr.password)
+
+        def on_connect(_client: Any, session_present: int, _rc: int, _props: Any) -> None:
+            conn.session_present = bool(session_present)
+
+        def on_disconnect(_client: Any, _packet: Any, exc: Any = None) -> None:
+            if not conn.lost.is_set():
+                conn.reason = conn.reason or "connection lost"
+                conn.lost.set()
+                self._up.clear()
+            storage.fail_all(Unavailable("MQTT connection lost before the broker acknowledged the message",
+                                         broker=f"{addr.host}:{addr.port}"))
+
+        def on_subscribe(_client: Any, _mid: int, granted: tuple[int, ...], _props: Any) -> None:
+            if conn.suback is not None and not conn.suback.done():
+                conn.suback.set_result(tuple(granted))
+
+        def on_unsubscribe(_client: Any, _mid: int, _codes: Any) -> None:
+            if conn.unsuback is not None and not conn.unsuback.done():
+                conn.unsuback.set_result(None)
+
+        async def on_message(_client: Any, topic: str, payload: bytes, qos: int, props: dict[str, Any]) -> int:
+            self._delivering += 1
+            self._idle.clear()
+            try:
+                return await self._deliver(conn, topic, payload, qos, props)
+            finally:
+                self._delivering -= 1
+                if not self._delivering:
+                    self._idle.set()
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_subscribe = on_subscribe
+        client.on_unsubscribe = on_unsubscribe
+        client.on_message = on_message
+        where = f"{addr.host}:{addr.port}"
+        ssl_arg: ssl.SSLContext | bool = ssl.create_default_context() if addr.tls else False
+        try:
+            await asyncio.wait_for(client.connect(addr.host, addr.port, ssl=ssl_arg, keepalive=opts.keepalive_s),
+                                   opts.connect_timeout_s)
+        except gmqtt.MQTTConnectError as exc:
+            await self._drop(conn, "refused")
+            code = getattr(exc, "_code", None)
+            if code in _AUTH_CODES:
+                raise Unauthorized(f"MQTT broker {where} refused client {opts.client_id!r}: {exc}",
+                                   broker=where) from None
+            raise Unavailable(f"MQTT broker {where} refused the connection: {exc}", broker=where) from None
+        except (OSError, TimeoutError) as exc:
+            await self._drop(conn, "unreachable")
+            raise Unavailable(f"MQTT broker {where} unreachable: {exc or type(exc).__name__}",
+                              broker=where) from None
+        if self.subscriptions:
+            await self._subscribe(conn)
+        log.info("MQTT %s connected to %s (session %s)", opts.client_id, where,
+                 "resumed" if conn.session_present else "new")
+        self._up.set()
+        return conn
+
+    async def _subscribe(self, conn: _Connection) -> None:
+        # retain_handling 1: retained messages only for a new subscription, not on every reconnect
+        subs = [gmqtt.Subscription(topic, qos=qos, retain_handling_options=1) for topic, qos in self.subscriptions]
+        conn.suback = asyncio.get_running_loop().create_future()
+        conn.client.subscribe(subs)
+        try:
+            granted = await asyncio.wait_for(conn.suback, self.options.connect_timeout_s)
+        except TimeoutError:
+            await self._drop(conn, "no SUBACK")
+            raise Unavailable(f"MQTT broker did not acknowledge the subscription to {list(self.subscriptions)}",
+                              broker=f"{self.address.host}:{self.address.port}") from None
+        refused = [topic for (topic, _), code in zip(self.subscriptions, granted, strict=False) if code >= 0x80]
+        if refused:
+            await self._drop(conn, "subscription refused")
+            raise Unauthorized(f"MQTT broker refused the subscription(s) {refused}", topics=refused)
+
+    async def _barrier(self, conn: _Connection) -> None:
+        """One round trip (UNSUBSCRIBE of a filter never subscribed → UNSUBACK) before disconnecting.
+
+        The broker handles a connection's packets in order, so once the UNSUBACK is back it has
+        processed every PUBACK written before. Without this, a worker restarting at once with
+        the same client id can take the session over while Mosquitto has not read the last
+        PUBACKs of the old connection, and those messages are delivered again.
+        """
+        conn.unsuback = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(Exception):
+            conn.client.unsubscribe(f"tvilling-barrier/{uuid.uuid4().hex}")
+            await asyncio.wait_for(asyncio.shield(conn.unsuback), 2)
+
+    async def _drop(self, conn: _Connection, reason: str) -> None:
+        conn.reason = conn.reason or reason
+        conn.lost.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.client.disconnect(), 5)
+        conn.storage.fail_all(Unavailable(f"MQTT connection {reason}"))
+
+    async def _supervise(self) -> None:
+        delay = self.options.backoff_initial_s
+        while not self._closing:
+            conn = self._conn
+            if conn is None:
+                return
+            await conn.lost.wait()
+            if self._closing:
+                return
+            if conn.acked_any:
+                delay = self.options.backoff_initial_s
+            log.warning("MQTT %s disconnected from %s:%s (%s); reconnecting in %.1f s", self.options.client_id,
+                        self.address.host, self.address.port, conn.reason, delay)
+            await self._drop(conn, conn.reason)
+            while not self._closing:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.options.backoff_max_s)
+                try:
+                    self._conn = await self._connect()
+                    break
+                except (Unavailable, Unauthorized) as exc:
+                    log.warning("MQTT %s: reconnect failed: %s; next try in %.1f s", self.options.client_id,
+                                exc.message, delay)
+
+    # -------------------------------------------------------------- messages
+
+    async def _deliver(self, conn: _Connection, topic: str, payload: bytes, qos: int, props: dict[str, Any]) -> int:
+        response = props.get("response_topic")
+        correlation = props.get("correlation_data")
+        msg = Inbound(topic=topic, payload=bytes(payload), qos=qos, retain=bool(props.get("retain")),
+                      response_topic=response[0] if response else None,
+                      correlation_data=bytes(correlation[0]) if correlation else None)
+        ok = False
+        if self.handler is not None and not conn.lost.is_set():
+            try:
+                ok = await self.handler(msg)
+            except Exception:
+                log.exception("MQTT message handler failed on %r; the message stays unacknowledged", topic)
+        if qos == 0:
+            return 0
+        if ok and not conn.lost.is_set():
+            conn.acked_any = True
+            return 0  # gmqtt sends PUBACK(success) now
+        if not self._closing:
+            self.reconnect("message not stored; reconnecting for redelivery")
+        raise NotAcknowledged(topic)
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                      response_topic: str | None = None, correlation_data: bytes | None = None) -> None:
+        props: dict[str, Any] = {}
+        if response_topic is not None:
+            props["response_topic"] = response_topic
+        if correlation_data is not None:
+            props["correlation_data"] = correlation_data
+        async with self._publish_slots:
+            conn = self._conn
+            if conn is None or conn.lost.is_set():
+                raise Unavailable("MQTT not connected", broker=f"{self.address.host}:{self.address.port}")
+            message = gmqtt.Message(topic, payload, qos=qos, retain=retain, **props)
+            deadline = asyncio.get_running_loop().time() + _PUBLISH_TIMEOUT_S
+            while True:
+                conn.storage.last = None
+                try:
+                    conn.client.publish(message)
+                    break
+                except OverflowError:  # the broker's receive maximum is reached: wait for a PUBACK
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise Unavailable("MQTT: too many unacknowledged publishes", topic=topic) from None
+                    await asyncio.sleep(0.005)
+            waiter = conn.storage.last
+            if qos == 0 or waiter is None:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), _PUBLISH_TIMEOUT_S)
+            except TimeoutError:
+                raise Unavailable(f"MQTT broker did not acknowledge {topic!r} within {_PUBLISH_TIMEOUT_S:.0f} s",
+                                  topic=topic) from None

@@ -1,0 +1,102 @@
+"""The MQTT transport port: what the ingest and command code needs from an MQTT client.
+
+The ingest side depends on this, never on a client library; :mod:`.gmqtt_transport` is
+the adapter (gmqtt won the measurement in ``bench/mqtt_raw.py``).
+
+>>> parse_url("mqtts://ingest:secret@broker.example:8884")
+BrokerAddress(host='broker.example', port=8884, tls=True, username='ingest', password='secret')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from tvilling.core.errors import Invalid
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_url(url: str) -> BrokerAddress:
+    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://…`` (TLS, 8883)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise Invalid(f"MQTT url {url!r}: scheme must be mqtt:// or mqtts://", field="url", rule="url")
+    tls = parts.scheme in ("mqtts", "ssl")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise Invalid(f"MQTT url {url!r}: bad port", field="url", rule="url") from None
+    if not parts.hostname:
+        raise Invalid(f"MQTT url {url!r}: no host", field="url", rule="url")
+    return BrokerAddress(
+        host=parts.hostname, port=port, tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One received PUBLISH, library-neutral."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool = False
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+#: Called for every message. For QoS 1, ``True`` acknowledges it (PUBACK); ``False`` (or an
+#: exception) leaves it unacknowledged and makes the transport reconnect, so that the broker
+#: delivers it again from the persistent session.
+MessageHandler = Callable[[Inbound], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """How to connect: identity, session persistence and flow control."""
+
+    client_id: str
+    clean_start: bool = False
+    session_expiry_s: int = 7 * 24 * 3600  # keep the broker-side queue a week across disconnects
+    receive_maximum: int = 1000  # QoS 1 messages the broker may have in flight to us
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+class MqttTransport(Protocol):
+    """A connected MQTT client that reconnects by itself (with backoff) until closed."""
+
+    async def __aenter__(self) -> MqttTransport: ...
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                      response_topic: str | None = None, correlation_data: bytes | None = None) -> None:
+        """Publish; for QoS 1 returns once the broker has acknowledged it (raises ``Unavailable`` otherwise)."""
+        ...
+
+
+#: Builds a transport: (address, session options, subscriptions as (filter, qos), handler).
+TransportFactory = Callable[[BrokerAddress, SessionOptions, Sequence[tuple[str, int]], MessageHandler | None],
+                            MqttTransport]
