@@ -57,8 +57,21 @@ def _str16(s: bytes) -> bytes:
     return struct.pack("!H", len(s)) + s
 
 
-def publish(host: str, port: int, count: int, qos: int) -> None:
-    """Send ``count`` PUBLISH packets as fast as the socket takes them (MQTT 3.1.1)."""
+def payload_for(kind: str, i: int) -> bytes:
+    """``fixed``: the same instant every time; ``unique``: one instant a message (1 ms apart);
+    ``now``: stamped with the send time in epoch ms (for latency)."""
+    if kind == "unique":
+        return b'{"ts":%d,"values":{"vibration":%d.5,"temperature":%d.25},"id":"%d"}' % (
+            1767225600000 + i, i % 97, 60 + i % 13, i)
+    if kind == "now":
+        return b'{"ts":%.3f,"values":{"vibration":%d.5,"temperature":71.5},"id":"%d"}' % (
+            time.time() * 1000, i % 97, i)
+    return b'{"ts":1767225600000,"values":{"vibration":%d.5,"temperature":71.5},"id":"%d"}' % (i % 97, i)
+
+
+def publish(host: str, port: int, count: int, qos: int, *, topic_name: str = TOPIC, kind: str = "fixed",
+            rate: float = 0.0) -> None:
+    """Send ``count`` PUBLISH packets (MQTT 3.1.1): as fast as the socket takes them, or ``rate`` a second."""
     sock = socket.create_connection((host, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client_id = f"bench-pub-{uuid.uuid4().hex[:8]}".encode()
@@ -83,18 +96,24 @@ def publish(host: str, port: int, count: int, qos: int) -> None:
 
     if qos:
         threading.Thread(target=read_acks, daemon=True).start()
-    topic = _str16(TOPIC.encode())
+    topic = _str16(topic_name.encode())
     chunk: list[bytes] = []
+    per_chunk = 1000 if rate <= 0 else max(1, int(rate / 200))  # paced: a chunk every 5 ms
+    started = time.perf_counter()
     for i in range(count):
-        payload = b'{"ts":1767225600000,"values":{"vibration":%d.5,"temperature":71.5},"id":"%d"}' % (i % 97, i)
+        payload = payload_for(kind, i)
         if qos:
             mid = i % 65535 + 1
             chunk.append(_packet(0x32, topic + struct.pack("!H", mid) + payload))
         else:
             chunk.append(_packet(0x30, topic + payload))
-        if len(chunk) == 1000:
+        if len(chunk) == per_chunk:
             sock.sendall(b"".join(chunk))
             chunk.clear()
+            if rate > 0:
+                ahead = (i + 1) / rate - (time.perf_counter() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
             if qos:  # keep at most ~20k QoS 1 messages unacknowledged (ids are 16 bit)
                 while i + 1 - acked > 20000 and not done.is_set():
                     time.sleep(0.001)
@@ -275,10 +294,14 @@ def main() -> None:
     parser.add_argument("--clients", default="gmqtt,gmqtt-manual,paho,aiomqtt")
     parser.add_argument("--qos", type=int, choices=(0, 1), help="only this QoS")
     parser.add_argument("--publish", help=argparse.SUPPRESS)  # internal: act as the publisher process
+    parser.add_argument("--topic", default=TOPIC, help=argparse.SUPPRESS)
+    parser.add_argument("--payload", default="fixed", choices=("fixed", "unique", "now"), help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publish:
         host, port = args.publish.rsplit(":", 1)
-        publish(host, int(port), args.messages, args.qos or 0)
+        publish(host, int(port), args.messages, args.qos or 0, topic_name=args.topic, kind=args.payload,
+                rate=args.rate)
         return
     clients = [c for c in args.clients.split(",") if c]
     qoses = [args.qos] if args.qos is not None else [0, 1]

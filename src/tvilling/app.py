@@ -12,6 +12,7 @@ from tvilling.twins.ports import ModelStore, TwinStore
 from tvilling.twins.service import TwinService
 
 if TYPE_CHECKING:
+    from tvilling.decisions.store import CommandStore
     from tvilling.history.ports import HistoryStore
     from tvilling.ingest.deadletter import DeadLetterStore
     from tvilling.ingest.pipeline import IngestService, Pipeline
@@ -32,6 +33,7 @@ class Platform:
     models: ModelRegistry
     twins: TwinService
     _opened: list[Any] = field(default_factory=list)
+    commands: Any = None  # a CommandService, set by the server once a transport (MQTT) is connected
 
     @cached_property
     def history(self) -> HistoryStore:
@@ -59,6 +61,16 @@ class Platform:
             store = PostgresDeadLetters(s.store, schema=s.pg_schema)
         else:
             store = SqliteDeadLetters(s.data_dir / "dead-letters.db")
+        self._opened.append(store)
+        return store
+
+    @cached_property
+    def command_store(self) -> CommandStore:
+        from tvilling.decisions.store import open_command_store
+
+        if self.settings.store is not None and self.settings.store != "memory":
+            require_postgres()
+        store = open_command_store(self.settings)
         self._opened.append(store)
         return store
 

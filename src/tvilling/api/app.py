@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import errors, graph, history, ingest, models, twins
+from tvilling.api import commands, errors, graph, history, ingest, models, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 
@@ -29,6 +29,46 @@ def _mqtt_ingest(plat: Platform) -> Any:
     log.info("ingesting from %s (%d payload mapping(s))", s.broker, len(mappings))
     return MqttIngest(plat.ingest, s.broker or "", client_id=s.mqtt_client_id, mappings=mappings,
                       shared_group=s.mqtt_shared_group)
+
+
+async def _start_commands(plat: Platform, stack: AsyncExitStack) -> None:
+    """Commands and desired state over MQTT: the service, its timeout sweeper, the reconciler."""
+    from tvilling.connect.mqtt import MqttCommands
+    from tvilling.decisions import CommandService, DesiredReconciler
+
+    async def on_response(twin: str, name: str, request_id: str, status: str, payload: Any) -> None:
+        await plat.commands.on_response(twin, name, request_id, status, payload)
+
+    mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker or "", on_response=on_response))
+    plat.commands = CommandService(plat.twins, plat.command_store, mqtt, timeout_s=30, retries=2)
+    reconciler = DesiredReconciler(plat.twins, plat.command_store, mqtt, retry_s=5, timeout_s=120)
+    for task in (plat.commands.run_sweeper(1.0), reconciler.run(1.0), _follow_events(plat, reconciler)):
+        stack.push_async_callback(_stop, asyncio.create_task(task))
+
+
+async def _follow_events(plat: Platform, reconciler: Any) -> None:
+    """Hand every new twin event to the reconciler (desired or reported values changed).
+
+    It starts at the head of the feed: the reconciler looks at every twin once when it starts.
+    """
+    after = await asyncio.to_thread(_head, plat)
+    while True:
+        events = await asyncio.to_thread(plat.twins.store.feed, after=after, limit=1000)
+        for event in events:
+            reconciler.notify(event)
+            after = event.position or after
+        if len(events) < 1000:
+            await asyncio.sleep(0.2)
+
+
+def _head(plat: Platform) -> int:
+    """The position of the newest event in the feed (0 when empty)."""
+    after = 0
+    while True:
+        page = plat.twins.store.feed(after=after, limit=10_000)
+        if not page:
+            return after
+        after = page[-1].position or after
 
 
 async def _maintain(plat: Platform) -> None:
@@ -61,6 +101,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
             if plat.settings.broker:
                 stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
                 await stack.enter_async_context(_mqtt_ingest(plat))
+                await _start_commands(plat, stack)
             yield
 
     app = FastAPI(
@@ -82,4 +123,5 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(graph.router)
     app.include_router(ingest.router)
     app.include_router(history.router)
+    app.include_router(commands.router)
     return app

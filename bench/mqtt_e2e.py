@@ -1,0 +1,140 @@
+"""MQTT end to end: a publisher process → Mosquitto → Tvilling's MQTT ingest → stored twin state and history.
+
+Prints one JSON line with, in the same run and through the same broker:
+
+* ``raw``: broker → subscriber messages/s of the same client library (gmqtt, acknowledging
+  after its handler returns, as the ingest does), nothing stored;
+* ``end_to_end``: messages/s (and readings/s) from the publisher into durably stored twin
+  state and history (embedded store), and the ratio to ``raw`` (goal ≥ 0.5);
+* ``latency``: at a paced 10,000 messages/s, milliseconds from publish to the twin's state
+  updated (the ingest call that stored it returned), p50 and p99 (goal p99 < 50 ms).
+
+    python bench/mqtt_e2e.py --messages 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "src"))
+sys.path.insert(0, str(BENCH))
+
+import mqtt_raw as raw  # noqa: E402
+from tvilling.app import build_platform  # noqa: E402
+from tvilling.config import Settings  # noqa: E402
+from tvilling.connect.mqtt import MqttIngest  # noqa: E402
+from tvilling.core.envelope import Envelope  # noqa: E402
+from tvilling.ingest.ports import IngestResult, RawMessage  # noqa: E402
+from tvilling.models.builtin import builtin_documents  # noqa: E402
+
+TWIN = "B1"
+TOPIC = f"tvilling/{TWIN}/telemetry"
+
+
+class TimedSink:
+    """Our ingest service, counting what it stored and (optionally) each message's latency."""
+
+    def __init__(self, inner: Any, *, latency: bool) -> None:
+        self.inner = inner
+        self.latency = latency
+        self.messages = 0
+        self.accepted = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.lat_ms: list[float] = []
+
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
+        res: IngestResult = await self.inner.ingest(envelopes, raw=raw)
+        now = time.time() * 1000
+        t = time.perf_counter()
+        if not self.messages:
+            self.first = t
+        self.last = t
+        self.messages += len(envelopes)
+        self.accepted += res.accepted
+        if self.latency:
+            self.lat_ms.extend(now - e.ts.timestamp() * 1000 for e in envelopes)
+        return res
+
+    async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:
+        await self.inner.reject(raw, reason, rule=rule)
+
+
+def publisher(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, raw.__file__, "--publish", f"{host}:{port}", "--messages", str(n),
+                             "--qos", "1", "--topic", TOPIC, "--payload", kind, "--rate", str(rate)])
+
+
+def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> TimedSink:
+    with tempfile.TemporaryDirectory(prefix="tvilling-bench-e2e-") as tmp:
+        platform = build_platform(Settings(data_dir=Path(tmp)))
+        try:
+            platform.models.add(builtin_documents("plant"))
+            platform.twins.put(TWIN, {"model": "dtmi:tvilling:example:Bearing;1"})
+            sink = TimedSink(platform.ingest, latency=kind == "now")
+
+            async def main() -> None:
+                async with MqttIngest(sink, f"mqtt://{host}:{port}", client_id=f"bench-{uuid.uuid4().hex[:8]}"):
+                    proc = publisher(host, port, n, kind, rate)
+                    seen, idle = -1, 0.0
+                    while sink.messages < n and idle < 15:
+                        await asyncio.sleep(0.1)
+                        idle = idle + 0.1 if sink.messages == seen else 0.0
+                        seen = sink.messages
+                    await asyncio.to_thread(proc.wait, 60)
+
+            asyncio.run(main())
+            return sink
+        finally:
+            platform.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--latency-messages", type=int, default=50_000)
+    ap.add_argument("--rate", type=float, default=10_000.0, help="paced rate for the latency run")
+    args = ap.parse_args()
+    raw.TOPIC = TOPIC  # the raw subscriber listens where the publisher sends
+    with raw.own_broker() as (host, port):
+        procs: list[subprocess.Popen[bytes]] = []
+        counter = raw.run_gmqtt(host, port, 1, args.messages,
+                                lambda: procs.append(publisher(host, port, args.messages, "unique")), manual=True)
+        for p in procs:
+            p.wait(60)
+        raw_rate = counter.result()["msgs_per_s"]
+        e2e = end_to_end(host, port, args.messages, "unique")
+        span = max(e2e.last - e2e.first, 1e-9)
+        e2e_rate = (e2e.messages - 1) / span
+        lat = end_to_end(host, port, args.latency_messages, "now", args.rate)
+        ms = np.array(lat.lat_ms)
+    out = {
+        "bench": "mqtt_e2e", "broker": "own mosquitto -c deploy/mosquitto/tvilling.conf (persistence off)",
+        "client": "gmqtt", "qos": 1, "messages": args.messages,
+        "raw": {"received": counter.count, "msgs_per_s": raw_rate},
+        "end_to_end": {"messages": e2e.messages, "readings_stored": e2e.accepted,
+                       "msgs_per_s": round(e2e_rate), "readings_per_s": round(e2e.accepted / span)},
+        "ratio": round(e2e_rate / raw_rate, 3) if raw_rate else None, "goal_ratio": 0.5,
+        "latency": {"rate_msgs_per_s": args.rate, "messages": len(ms),
+                    "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+                    "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+                    "goal_p99_ms": 50},
+    }
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

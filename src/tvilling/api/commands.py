@@ -1,0 +1,81 @@
+"""Command routes: invoke a command on a twin's asset, follow it to its final status.
+
+``POST /api/twins/{id}/commands/{name}`` takes the command's request value as the
+body (``{"rpm": 900}``… or ``900`` for a scalar request; no body for a command
+without one), or ``{"request": <value>, "timeout_s": <seconds>}``. A request that is
+itself an object whose only keys are ``request``/``timeout_s`` must be given in that
+wrapped form. The answer is the command record, ``202 Accepted``, with a ``Location``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from tvilling.api.body import read_json
+from tvilling.core.errors import Invalid, Unavailable
+from tvilling.decisions.commands import CommandService
+from tvilling.decisions.lifecycle import STATUSES
+
+router = APIRouter(tags=["commands"])
+WRAPPER_KEYS = frozenset({"request", "timeout_s"})
+_BODY_DOC = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "description": "the command's request value, or {\"request\": value, \"timeout_s\": seconds}"}}}}}
+
+
+def service(request: Request) -> CommandService:
+    svc = getattr(request.app.state.platform, "commands", None)
+    if svc is None:
+        raise Unavailable("commands are not configured on this server (no command transport)",
+                          rule="not_configured")
+    return svc  # type: ignore[no-any-return]
+
+
+def split_body(body: Any) -> tuple[Any, Any]:
+    """``(request, timeout_s)`` from a POST body (see the module docstring)."""
+    if isinstance(body, Mapping) and body and set(body) <= WRAPPER_KEYS:
+        timeout = body.get("timeout_s")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+            raise Invalid(f"timeout_s must be a number of seconds; got {timeout!r}", field="timeout_s",
+                          rule="type")
+        return body.get("request"), timeout
+    return body, None
+
+
+@router.post("/api/twins/{twin_id}/commands/{name}", status_code=202, openapi_extra=_BODY_DOC,
+             summary="Send a command declared by the twin's model to its asset")
+async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
+    svc = service(request)
+    body = await read_json(request) if await _has_body(request) else None
+    command, timeout_s = split_body(body)
+    actor = request.headers.get("x-tvilling-actor", "api")[:128]
+    record = await svc.invoke(twin_id, name, command, actor=actor, timeout_s=timeout_s)
+    return JSONResponse(record.to_json(), status_code=202, headers={"Location": f"/api/commands/{record.id}"})
+
+
+@router.get("/api/commands/{command_id}", summary="One command and where it stands")
+async def get_command(request: Request, command_id: str) -> dict[str, Any]:
+    svc = service(request)
+    record = await run_in_threadpool(svc.get, command_id)
+    return record.to_json()
+
+
+@router.get("/api/commands", summary="Commands, oldest first, filtered by twin and status")
+async def list_commands(request: Request, twin: str | None = None,
+                        status: str | None = Query(None, description=f"one of {', '.join(STATUSES)}"),
+                        after: str | None = Query(None, description="the `next` of the previous page"),
+                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    svc = service(request)
+    items = await run_in_threadpool(svc.list, twin=twin, status=status, after=after, limit=limit)
+    return {"items": [r.to_json() for r in items], "next": items[-1].id if len(items) == limit else None}
+
+
+async def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() != "0"
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()

@@ -1,0 +1,147 @@
+"""Commands and their change feed in their own SQLite file (WAL, synchronous=FULL) in the data dir."""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from tvilling.core.errors import Conflict, Unavailable
+from tvilling.decisions.lifecycle import OPEN, CommandRecord, change_item
+from tvilling.decisions.store import MAX_LIST, check_list_args, missing, stale, unknown_cursor
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OPEN = ", ".join(f"'{s}'" for s in sorted(OPEN))
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS commands (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " twin TEXT NOT NULL, status TEXT NOT NULL, deadline_us INTEGER NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS commands_twin ON commands (twin, seq)",
+    "CREATE INDEX IF NOT EXISTS commands_status ON commands (status, seq)",
+    f"CREATE INDEX IF NOT EXISTS commands_open_deadline ON commands (deadline_us) WHERE status IN ({_OPEN})",
+    "CREATE TABLE IF NOT EXISTS command_changes (position INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)",
+]
+_decoder = msgspec.json.Decoder(CommandRecord)
+
+
+def micros(ts: datetime) -> int:
+    """Microseconds since the epoch, exactly."""
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+class SqliteCommandStore:
+    """A :class:`~tvilling.decisions.store.CommandStore` in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            for statement in _SCHEMA:
+                self._conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot open the command store {str(path)!r}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise Unavailable(f"cannot {action}: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, args: Any = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise Unavailable(f"cannot read commands: {exc}") from exc
+
+    def add(self, record: CommandRecord) -> None:
+        with self._write("store the command") as conn:
+            try:
+                conn.execute("INSERT INTO commands (id, twin, status, deadline_us, doc) VALUES (?, ?, ?, ?, ?)",
+                             (record.id, record.twin, record.status, micros(record.deadline), _doc(record)))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"command {record.id} exists already", command=record.id, rule="exists") from None
+            _append(conn, change_item(record, None))
+
+    def get(self, command_id: str) -> CommandRecord:
+        rows = self._read("SELECT doc FROM commands WHERE id = ?", (command_id,))
+        if not rows:
+            raise missing(command_id)
+        return _decoder.decode(rows[0][0])
+
+    def update(self, record: CommandRecord, expected_status: str) -> None:
+        with self._write("update the command") as conn:
+            cur = conn.execute("UPDATE commands SET status = ?, deadline_us = ?, doc = ? WHERE id = ? AND status = ?",
+                               (record.status, micros(record.deadline), _doc(record), record.id, expected_status))
+            if cur.rowcount != 1:
+                row = conn.execute("SELECT status FROM commands WHERE id = ?", (record.id,)).fetchone()
+                if row is None:
+                    raise missing(record.id)
+                raise stale(record, expected_status, row[0])
+            _append(conn, change_item(record, expected_status))
+
+    def list(self, *, twin: str | None = None, status: str | None = None, after: str | None = None,
+             limit: int = 100) -> builtins.list[CommandRecord]:
+        check_list_args(status, limit)
+        start = 0
+        if after is not None:
+            rows = self._read("SELECT seq FROM commands WHERE id = ?", (after,))
+            if not rows:
+                raise unknown_cursor(after)
+            start = int(rows[0][0])
+        sql = "SELECT doc FROM commands WHERE seq > ?"
+        args: list[Any] = [start]
+        if twin is not None:
+            sql += " AND twin = ?"
+            args.append(twin)
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        return [_decoder.decode(r[0]) for r in self._read(sql, args)]
+
+    def pending_deadlines(self, now: datetime, *, limit: int = MAX_LIST) -> builtins.list[CommandRecord]:
+        rows = self._read(f"SELECT doc FROM commands WHERE status IN ({_OPEN}) AND deadline_us <= ?"
+                          " ORDER BY deadline_us, seq LIMIT ?", (micros(now), limit))
+        return [_decoder.decode(r[0]) for r in rows]
+
+    def append_change(self, item: Mapping[str, Any]) -> int:
+        with self._write("append to the command change feed") as conn:
+            return _append(conn, item)
+
+    def changes(self, after: int = 0, limit: int = 100) -> builtins.list[tuple[int, dict[str, Any]]]:
+        rows = self._read("SELECT position, item FROM command_changes WHERE position > ? ORDER BY position LIMIT ?",
+                          (after, limit))
+        return [(int(p), msgspec.json.decode(item)) for p, item in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _doc(record: CommandRecord) -> str:
+    return msgspec.json.encode(record).decode()
+
+
+def _append(conn: sqlite3.Connection, item: Mapping[str, Any]) -> int:
+    cur = conn.execute("INSERT INTO command_changes (item) VALUES (?)", (msgspec.json.encode(item).decode(),))
+    return int(cur.lastrowid or 0)
