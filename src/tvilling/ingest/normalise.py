@@ -114,6 +114,17 @@ def normalise(
         quality = QUALITY[env.quality]
         for key, raw in env.values.items():
             spec = specs.get(key)
+            # the common case inline: a finite float (or int) for a numeric property
+            if spec is not None and spec.kind == NUMBER and type(raw) is float and raw - raw == 0.0:  # finite
+                cols.twin.append(env.twin)
+                cols.prop.append(key)
+                cols.ts.append(ts)
+                cols.value.append(raw)
+                cols.text.append(None)
+                cols.quality.append(quality)
+                cols.flags.append(0)
+                cols.source.append(env.source)
+                continue
             if spec is None and isinstance(raw, Mapping) and any(f"{key}.{k}" in specs for k in raw):
                 for sub, sub_raw in raw.items():  # a component's values, nested
                     _one(cols, env, f"{key}.{sub}", sub_raw, specs.get(f"{key}.{sub}"), ts, quality, model,

@@ -65,7 +65,7 @@ class MqttIngest:
 
     def __init__(self, sink: IngestSink, url: str = "mqtt://127.0.0.1:1883", *, client_id: str | None = None,
                  topics: Sequence[str] = (TELEMETRY_TOPIC,), mappings: Sequence[PayloadMapping] = (),
-                 shared_group: str | None = None, qos: int = 1, max_inflight: int = 1000,
+                 shared_group: str | None = None, qos: int = 1, max_inflight: int = 4000,
                  batch_size: int = 1000, batch_ms: float = 20.0, session_expiry_s: int = 7 * 24 * 3600,
                  transport_factory: TransportFactory | None = None) -> None:
         if qos not in (0, 1):
