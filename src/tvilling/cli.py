@@ -114,15 +114,18 @@ def main() -> None:
               default=None, help="TOML/JSON payload mappings for other topics and payload shapes.")
 @click.option("--shared-group", "mqtt_shared_group", default=None,
               help="Join an MQTT shared subscription so several workers split the load.")
+@click.option("--opcua", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Ingest from an OPC UA server: a TOML/JSON file with the endpoint and node bindings.")
 def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
-          port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None) -> None:
+          port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None,
+          opcua: Path | None) -> None:
     """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
     import uvicorn
 
     from tvilling.api.app import create_app
 
     settings = _settings(config_file, data_dir=data_dir, store=store, host=host, port=port, broker=broker,
-                         mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group)
+                         mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group, opcua=opcua)
     with _errors():
         app = create_app(settings)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     mqtt_mappings: Path | None = Field(None, description="TOML/JSON file of payload mappings for other topics")
     mqtt_shared_group: str | None = Field(None, description="shared-subscription group: workers split the load")
     mqtt_client_id: str | None = Field(None, description="MQTT client id (persistent session); default per host")
+    opcua: Path | None = Field(None, description="TOML/JSON OPC UA config (endpoint + node bindings) to ingest from")
     maintenance_s: float = Field(30.0, gt=0, description="how often stale checks and rollup compaction run")
     max_ingest_bytes: int = Field(16 * 1_048_576, ge=1024, description="largest POST /api/ingest body")
     ingest_max_future_s: float = Field(300.0, gt=0, description="readings further ahead are rejected")

@@ -497,3 +497,46 @@ def test_reconnects_and_resubscribes_after_server_restart() -> None:
         asyncio.run(main())
     finally:
         plant.close()
+
+
+def test_serve_ingests_from_an_opcua_server(plant: PlantServer, tmp_path: Any) -> None:
+    """`tvilling serve --opcua CONFIG` subscribes to the bound nodes and updates the twin."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tvilling.models.builtin import builtin_documents
+
+    from .serve_util import call, wait_healthy
+
+    conf = tmp_path / "opcua.toml"
+    conf.write_text(f'endpoint = "{plant.url}"\n[[bindings]]\nnode = "Objects/Line1/M1/Bearing1/Temperature"\n'
+                    'twin = "B1"\nproperty = "temperature"\n')
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data = tmp_path / "d"
+    from tvilling.app import build_platform
+    from tvilling.config import Settings
+
+    with build_platform(Settings(data_dir=data)) as p:  # the twin exists before the server subscribes
+        p.models.add(builtin_documents("plant"))
+        p.twins.put("B1", {"model": "dtmi:tvilling:example:Bearing;1"})
+    proc = subprocess.Popen([sys.executable, "-m", "tvilling.cli", "serve", "--data-dir", str(data), "--port",
+                             str(port), "--opcua", str(conf)], cwd=tmp_path,
+                            env={**os.environ, "TVILLING_LOG_LEVEL": "warning"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(base)
+        plant.set("temperature", 77.25)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            reported = call("GET", f"{base}/api/twins/B1")[1]["reported"]
+            if reported.get("temperature") == 77.25:
+                break
+            time.sleep(0.2)
+        assert reported.get("temperature") == 77.25, reported
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0].decode()
+    assert "Traceback" not in out, out

@@ -31,6 +31,23 @@ def _mqtt_ingest(plat: Platform) -> Any:
                       shared_group=s.mqtt_shared_group)
 
 
+def _opcua_ingest(plat: Platform) -> Any:
+    """The OPC UA subscription feeding the ingest pipeline (``--opcua CONFIG``)."""
+    import json
+    import tomllib
+
+    from tvilling.connect.opcua import OpcUaIngest, load_opcua_config
+
+    path = plat.settings.opcua
+    if path is None:
+        raise ValueError("no OPC UA config file is set (--opcua)")
+    text = path.read_text(encoding="utf-8")
+    doc = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    config = load_opcua_config(doc)
+    log.info("ingesting from %s (%d binding(s))", config.endpoint.url, len(config.bindings))
+    return OpcUaIngest(plat.ingest, config)
+
+
 async def _start_commands(plat: Platform, stack: AsyncExitStack) -> None:
     """Commands and desired state over MQTT: the service, its timeout sweeper, the reconciler."""
     from tvilling.connect.mqtt import MqttCommands
@@ -98,8 +115,11 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         async with AsyncExitStack() as stack:  # unwinds in reverse: MQTT stops, upkeep stops, then close
             if owned:
                 stack.callback(plat.close)
-            if plat.settings.broker:
+            if plat.settings.broker or plat.settings.opcua:
                 stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
+            if plat.settings.opcua:
+                await stack.enter_async_context(_opcua_ingest(plat))
+            if plat.settings.broker:
                 await stack.enter_async_context(_mqtt_ingest(plat))
                 await _start_commands(plat, stack)
             yield
