@@ -130,7 +130,9 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
         app = create_app(settings)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"
     click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where})", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    # open streams never end by themselves: give them 5 s on shutdown, then close them
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=5)
 
 
 @main.command()

@@ -12,9 +12,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import commands, errors, graph, history, ingest, models, twins
+from tvilling.api import commands, errors, graph, history, ingest, models, streams, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
+from tvilling.twins.changes import ChangeHub, SlowConsumer, hub_for, parse_filter
 
 log = logging.getLogger("tvilling.server")
 
@@ -48,7 +49,7 @@ def _opcua_ingest(plat: Platform) -> Any:
     return OpcUaIngest(plat.ingest, config)
 
 
-async def _start_commands(plat: Platform, stack: AsyncExitStack) -> None:
+async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub) -> None:
     """Commands and desired state over MQTT: the service, its timeout sweeper, the reconciler."""
     from tvilling.connect.mqtt import MqttCommands
     from tvilling.decisions import CommandService, DesiredReconciler
@@ -59,33 +60,27 @@ async def _start_commands(plat: Platform, stack: AsyncExitStack) -> None:
     mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker or "", on_response=on_response))
     plat.commands = CommandService(plat.twins, plat.command_store, mqtt, timeout_s=30, retries=2)
     reconciler = DesiredReconciler(plat.twins, plat.command_store, mqtt, retry_s=5, timeout_s=120)
-    for task in (plat.commands.run_sweeper(1.0), reconciler.run(1.0), _follow_events(plat, reconciler)):
+    for task in (plat.commands.run_sweeper(1.0), reconciler.run(1.0), _follow_events(hub, reconciler)):
         stack.push_async_callback(_stop, asyncio.create_task(task))
 
 
-async def _follow_events(plat: Platform, reconciler: Any) -> None:
+async def _follow_events(hub: ChangeHub, reconciler: Any) -> None:
     """Hand every new twin event to the reconciler (desired or reported values changed).
 
-    It starts at the head of the feed: the reconciler looks at every twin once when it starts.
+    It starts from now: the reconciler looks at every twin once when it starts. Should it
+    ever fall behind, it resumes where the hub says it stopped.
     """
-    after = await asyncio.to_thread(_head, plat)
+    flt = parse_filter(types="event")
+    cursor: str | None = None
     while True:
-        events = await asyncio.to_thread(plat.twins.store.feed, after=after, limit=1000)
-        for event in events:
-            reconciler.notify(event)
-            after = event.position or after
-        if len(events) < 1000:
-            await asyncio.sleep(0.2)
-
-
-def _head(plat: Platform) -> int:
-    """The position of the newest event in the feed (0 when empty)."""
-    after = 0
-    while True:
-        page = plat.twins.store.feed(after=after, limit=10_000)
-        if not page:
-            return after
-        after = page[-1].position or after
+        try:
+            async with hub.subscribe(flt, after=cursor, buffer=100_000) as sub:
+                async for position, item in sub:
+                    cursor = position  # where to resume should the subscription be dropped
+                    reconciler.notify(item)
+        except SlowConsumer as exc:
+            cursor = exc.fields.get("resume", cursor)
+            log.warning("the reconciler fell behind the change feed; resuming at %s", cursor)
 
 
 async def _maintain(plat: Platform) -> None:
@@ -109,19 +104,21 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     """The ASGI app. Pass a ready ``platform`` (tests) or settings to build one on startup."""
     owned = platform is None
     plat = platform if platform is not None else build_platform(settings or Settings())
+    hub = hub_for(plat)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:  # unwinds in reverse: MQTT stops, upkeep stops, then close
             if owned:
                 stack.callback(plat.close)
+            await stack.enter_async_context(hub)
             if plat.settings.broker or plat.settings.opcua:
                 stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
             if plat.settings.opcua:
                 await stack.enter_async_context(_opcua_ingest(plat))
             if plat.settings.broker:
                 await stack.enter_async_context(_mqtt_ingest(plat))
-                await _start_commands(plat, stack)
+                await _start_commands(plat, stack, hub)
             yield
 
     app = FastAPI(
@@ -132,6 +129,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         lifespan=lifespan,
     )
     app.state.platform = plat
+    app.state.hub = hub
     errors.install(app)
 
     @app.get("/health", tags=["system"], summary="Liveness and version")
@@ -144,4 +142,5 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(ingest.router)
     app.include_router(history.router)
     app.include_router(commands.router)
+    app.include_router(streams.router)
     return app
