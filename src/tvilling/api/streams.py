@@ -11,7 +11,8 @@ committed, by this server or by any other process on the same store.
   (an unknown model is a 422, as in the query API);
 - ``properties=temperature,motor.current`` — changes that set or clear one of these
   reported/desired properties (dotted paths reach into components);
-- ``types=TwinPatched,TwinCreated`` — these event types, or kinds (``event``);
+- ``types=TwinPatched,TwinCreated`` — these event types, or kinds (``event``, ``command``,
+  ``desired``);
 - ``after=events:1200`` — start after this cursor (replaying what came since); without
   it the stream starts with the next change. ``after=events:0`` replays all history.
 - ``buffer=1000`` — how many items the server holds for a client that reads slowly;
@@ -19,8 +20,9 @@ committed, by this server or by any other process on the same store.
 
 A bad filter is a 400 problem (``application/problem+json``) before the stream starts.
 
-**Cursors** such as ``events:1200`` name a position in each feed (later:
-``events:1200,commands:45``); every item carries the one to resume after it.
+**Cursors** such as ``events:1200,commands:45`` name a position in each feed (twin
+events, command lifecycle); every item carries the one to resume after it. A feed the
+cursor leaves out starts at its live head.
 
 **SSE format** (``text/event-stream``): one event per change, its cursor as ``id``,
 its type as ``event``, the item as JSON ``data``; a comment (with the current cursor as
