@@ -1,6 +1,6 @@
 """Twin-store benchmark: load N twins shaped like a plant, then time reads and queries.
 
-Prints one JSON line per store with: load time, get-by-id p50/p95, a filtered query
+Prints one JSON line with, per store: load time, get-by-id p50/p95, a filtered query
 page p50/p95, a 2-hop graph query p50/p95 and resident memory per loaded twin.
 
     python bench/twins.py --twins 1000000 --store embedded
@@ -162,8 +162,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=500)
     args = ap.parse_args()
     stores = ["embedded", "postgres"] if args.store == "both" else [args.store]
+    out: dict[str, Any] = {"bench": "twins", "twins_requested": args.twins, "runs": args.runs}
     for store in stores:
-        print(json.dumps(run(store, args.twins, args.pg, args.runs)), flush=True)
+        out[store] = run(store, args.twins, args.pg, args.runs)
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
