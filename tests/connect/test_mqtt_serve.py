@@ -9,9 +9,8 @@ import subprocess
 import sys
 import time
 
+from serve_util import call, free_port, wait_healthy
 from tvilling.models.builtin import builtin_documents
-
-from .serve_util import call, free_port, wait_healthy
 
 
 def test_published_telemetry_reaches_state_history_and_dead_letters(broker, tmp_path):

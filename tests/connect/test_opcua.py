@@ -506,9 +506,8 @@ def test_serve_ingests_from_an_opcua_server(plant: PlantServer, tmp_path: Any) -
     import subprocess
     import sys
 
+    from serve_util import call, wait_healthy
     from tvilling.models.builtin import builtin_documents
-
-    from .serve_util import call, wait_healthy
 
     conf = tmp_path / "opcua.toml"
     conf.write_text(f'endpoint = "{plant.url}"\n[[bindings]]\nnode = "Objects/Line1/M1/Bearing1/Temperature"\n'

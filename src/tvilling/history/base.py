@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -176,6 +177,32 @@ class StoreBase:
             sids, before = cut[table]
             cut[table] = (sids, before - res + 1)
         return {table: self._delete_older(table, *cut[table]) if len(cut[table][0]) else 0 for table in TABLES}
+
+
+class SqlStoreBase(StoreBase):
+    """Reads shared by the SQL adapters: they differ only in the parameter marker and how a
+    connection is taken (``_rows``)."""
+
+    PARAM = "?"
+
+    def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
+        p = self.PARAM
+        return _points(self._rows("reading history",
+                                  f"SELECT ts, value, text, quality, flags FROM raw WHERE series = {p} AND ts >= {p} "
+                                  f"AND ts < {p} ORDER BY ts, seq LIMIT {p}", [sid, lo, hi, limit]))
+
+    def _points_at(self, sid: int, ts: int) -> list[Point]:
+        p = self.PARAM
+        return _points(self._rows("reading history",
+                                  f"SELECT ts, value, text, quality, flags FROM raw WHERE series = {p} AND ts = {p} "
+                                  "ORDER BY seq", [sid, ts]))
+
+
+def _points(rows: Sequence[tuple[Any, ...]]) -> list[Point]:
+    return [Point(ts, value, text, quality, flags) for ts, value, text, quality, flags in rows]
 
 
 def resolve(rules: Mapping[tuple[str, str | None, str | None], RetentionRule],

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Invalid, TvillingError, Unavailable
-from tvilling.history.base import SEQ_BITS, Prepared, StoreBase, rule_from_row, rule_to_row
+from tvilling.history.base import SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
 from tvilling.history.ports import Point, RetentionRule
 from tvilling.history.rollup import Partials
 from tvilling.history.series import SeriesIndex
@@ -56,7 +56,7 @@ def bucket_of(col: str, every: int) -> str:
     return f"({col} - ((({col} % {every}) + {every}) % {every}))"
 
 
-class DuckDBHistoryStore(StoreBase):
+class DuckDBHistoryStore(SqlStoreBase):
     """``HistoryStore`` in one DuckDB file (created if missing).
 
     >>> import tempfile, pathlib
@@ -166,21 +166,9 @@ class DuckDBHistoryStore(StoreBase):
                     c.unregister("_part")
         self._batch += 1
 
-    @staticmethod
-    def _points(rows: list[tuple[Any, ...]]) -> list[Point]:
-        return [Point(ts, value, text, quality, flags) for ts, value, text, quality, flags in rows]
-
-    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
-        with self._db("reading history") as c:
-            return self._points(c.execute(
-                "SELECT ts, value, text, quality, flags FROM raw WHERE series = ? AND ts >= ? AND ts < ? "
-                "ORDER BY ts, seq LIMIT ?", [sid, lo, hi, limit]).fetchall())
-
-    def _points_at(self, sid: int, ts: int) -> list[Point]:
-        with self._db("reading history") as c:
-            return self._points(c.execute(
-                "SELECT ts, value, text, quality, flags FROM raw WHERE series = ? AND ts = ? ORDER BY seq",
-                [sid, ts]).fetchall())
+    def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        with self._db(what) as c:
+            return c.execute(sql, list(args)).fetchall()
 
     def _partials(self, sid: int, source: str, lo: int, hi: int, every: int) -> Partials:
         if source == "raw":

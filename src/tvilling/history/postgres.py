@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tvilling.core.errors import Invalid, TvillingError, Unavailable
-from tvilling.history.base import SEQ_BITS, Prepared, StoreBase, rule_from_row, rule_to_row
+from tvilling.history.base import SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
 from tvilling.history.pgcopy import encode
 from tvilling.history.ports import Point, RetentionRule
 from tvilling.history.rollup import Partials
@@ -55,7 +55,7 @@ def bucket_of(col: str, every: int) -> str:
     return f"({col} - ((({col} %% {every}) + {every}) %% {every}))"
 
 
-class PostgresHistoryStore(StoreBase):
+class PostgresHistoryStore(SqlStoreBase):
     """``HistoryStore`` in PostgreSQL (the schema is created if missing)."""
 
     def __init__(self, dsn: str, *, schema: str = "tvilling_history", max_size: int = 4) -> None:
@@ -165,21 +165,11 @@ class PostgresHistoryStore(StoreBase):
                 with c.cursor().copy(f"COPY {TABLE[name]} FROM STDIN (FORMAT BINARY)") as cp:
                     cp.write(data)
 
-    @staticmethod
-    def _points(rows: list[tuple[Any, ...]]) -> list[Point]:
-        return [Point(ts, value, text, quality, flags) for ts, value, text, quality, flags in rows]
+    PARAM = "%s"
 
-    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
-        with self._tx("reading history") as c:
-            return self._points(c.execute(
-                "SELECT ts, value, text, quality, flags FROM raw WHERE series = %s AND ts >= %s AND ts < %s "
-                "ORDER BY ts, seq LIMIT %s", [sid, lo, hi, limit]).fetchall())
-
-    def _points_at(self, sid: int, ts: int) -> list[Point]:
-        with self._tx("reading history") as c:
-            return self._points(c.execute(
-                "SELECT ts, value, text, quality, flags FROM raw WHERE series = %s AND ts = %s ORDER BY seq",
-                [sid, ts]).fetchall())
+    def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
+        with self._tx(what) as c:
+            return c.execute(sql, list(args)).fetchall()
 
     def _partials(self, sid: int, source: str, lo: int, hi: int, every: int) -> Partials:
         if source == "raw":
