@@ -32,34 +32,55 @@ def _mqtt_ingest(plat: Platform) -> Any:
                       shared_group=s.mqtt_shared_group)
 
 
-def _opcua_ingest(plat: Platform) -> Any:
-    """The OPC UA subscription feeding the ingest pipeline (``--opcua CONFIG``)."""
+def _opcua_config(plat: Platform) -> Any:
+    """The OPC UA config file (``--opcua``), read and validated."""
     import json
     import tomllib
 
-    from tvilling.connect.opcua import OpcUaIngest, load_opcua_config
+    from tvilling.connect.opcua import load_opcua_config
 
     path = plat.settings.opcua
     if path is None:
         raise ValueError("no OPC UA config file is set (--opcua)")
     text = path.read_text(encoding="utf-8")
-    doc = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    config = load_opcua_config(doc)
+    return load_opcua_config(tomllib.loads(text) if path.suffix == ".toml" else json.loads(text))
+
+
+def _opcua_ingest(plat: Platform, config: Any) -> Any:
+    """The OPC UA subscription feeding the ingest pipeline."""
+    from tvilling.connect.opcua import OpcUaIngest
+
     log.info("ingesting from %s (%d binding(s))", config.endpoint.url, len(config.bindings))
     return OpcUaIngest(plat.ingest, config)
 
 
-async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub) -> None:
-    """Commands and desired state over MQTT: the service, its timeout sweeper, the reconciler."""
-    from tvilling.connect.mqtt import MqttCommands
+async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub, opcua: Any) -> None:
+    """Commands and desired state to devices: over OPC UA for the twins its config binds, over
+    MQTT for the rest; the command service, its timeout sweeper and the reconciler."""
     from tvilling.decisions import CommandService, DesiredReconciler
+    from tvilling.decisions.transport import CommandTransport, OpcUaTransport, RoutedTransport
 
     async def on_response(twin: str, name: str, request_id: str, status: str, payload: Any) -> None:
         await plat.commands.on_response(twin, name, request_id, status, payload)
 
-    mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker or "", on_response=on_response))
-    plat.commands = CommandService(plat.twins, plat.command_store, mqtt, timeout_s=30, retries=2)
-    reconciler = DesiredReconciler(plat.twins, plat.command_store, mqtt, retry_s=5, timeout_s=120)
+    mqtt: CommandTransport | None = None
+    if plat.settings.broker:
+        from tvilling.connect.mqtt import MqttCommands
+
+        mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker, on_response=on_response))
+    transport: CommandTransport
+    if opcua is not None:
+        from tvilling.connect.opcua import OpcUaCommands
+
+        opc = OpcUaTransport(await stack.enter_async_context(OpcUaCommands(opcua)))
+        twins = {b.twin for b in opcua.bindings} | {m.twin for m in opcua.methods}
+        transport = RoutedTransport(dict.fromkeys(twins, opc), default=mqtt)
+    elif mqtt is not None:
+        transport = mqtt
+    else:
+        return  # no way to reach a device: the command routes answer 503
+    plat.commands = CommandService(plat.twins, plat.command_store, transport, timeout_s=30, retries=2)
+    reconciler = DesiredReconciler(plat.twins, plat.command_store, transport, retry_s=5, timeout_s=120)
     for task in (plat.commands.run_sweeper(1.0), reconciler.run(1.0), _follow_events(hub, reconciler)):
         stack.push_async_callback(_stop, asyncio.create_task(task))
 
@@ -114,11 +135,13 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
             await stack.enter_async_context(hub)
             if plat.settings.broker or plat.settings.opcua:
                 stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
-            if plat.settings.opcua:
-                await stack.enter_async_context(_opcua_ingest(plat))
+            opcua = _opcua_config(plat) if plat.settings.opcua else None
+            if opcua is not None:
+                await stack.enter_async_context(_opcua_ingest(plat, opcua))
             if plat.settings.broker:
                 await stack.enter_async_context(_mqtt_ingest(plat))
-                await _start_commands(plat, stack, hub)
+            if plat.settings.broker or opcua is not None:
+                await _start_commands(plat, stack, hub, opcua)
             yield
 
     app = FastAPI(

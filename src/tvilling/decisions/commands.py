@@ -30,7 +30,7 @@ from tvilling.decisions.lifecycle import (
     transition,
 )
 from tvilling.decisions.store import CommandStore
-from tvilling.decisions.transport import CommandTransport, SupportsCall, device_status, error_text
+from tvilling.decisions.transport import CommandTransport, SupportsCall, device_status, error_text, route
 from tvilling.models.interface import CommandDef, CommandPayload
 from tvilling.models.values import Issues, check_value
 from tvilling.twins.service import TwinService
@@ -96,7 +96,8 @@ class CommandService:
 
     async def _send(self, record: CommandRecord, clean: Any) -> CommandRecord:
         twin_id, name = record.twin, record.name
-        caller = self.transport if isinstance(self.transport, SupportsCall) else None
+        transport = route(self.transport, twin_id)
+        caller = transport if isinstance(transport, SupportsCall) else None
         answer: Any = None
         for attempt in range(self.retries + 1):
             remaining = (record.deadline - self.clock()).total_seconds()
@@ -107,7 +108,7 @@ class CommandService:
                     answer = await asyncio.wait_for(caller.call(twin_id, name, record.id, clean),
                                                     min(remaining, self.send_timeout_s))
                 else:
-                    await asyncio.wait_for(self.transport.send(twin_id, name, record.id, clean),
+                    await asyncio.wait_for(transport.send(twin_id, name, record.id, clean),
                                            min(remaining, self.send_timeout_s))
             except TRANSIENT as exc:
                 text = _describe(exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from tvilling.core.errors import Unavailable
 from tvilling.decisions.lifecycle import ACKNOWLEDGED, FAILED, SUCCEEDED
 
 
@@ -115,3 +116,30 @@ class OpcUaTransport:
     async def publish_desired(self, twin: str, desired: dict[str, Any]) -> None:
         for prop, value in desired.items():
             await self.commands.write(twin, prop, value)
+
+
+class RoutedTransport:
+    """Several transports, each serving some twins: OPC UA for the twins its config binds,
+    MQTT (the default) for the rest."""
+
+    def __init__(self, routes: Mapping[str, CommandTransport], default: CommandTransport | None = None) -> None:
+        self.routes = dict(routes)
+        self.default = default
+
+    def route(self, twin: str) -> CommandTransport:
+        transport = self.routes.get(twin, self.default)
+        if transport is None:
+            raise Unavailable(f"no transport reaches twin {twin!r}: bind it in the OPC UA config or run with --broker",
+                              twin=twin, rule="no_transport")
+        return transport
+
+    async def send(self, twin: str, name: str, request_id: str, payload: Any) -> None:
+        await self.route(twin).send(twin, name, request_id, payload)
+
+    async def publish_desired(self, twin: str, desired: dict[str, Any]) -> None:
+        await self.route(twin).publish_desired(twin, desired)
+
+
+def route(transport: CommandTransport, twin: str) -> CommandTransport:
+    """The transport that serves ``twin`` (itself, unless it is a :class:`RoutedTransport`)."""
+    return transport.route(twin) if isinstance(transport, RoutedTransport) else transport
