@@ -77,3 +77,25 @@ def test_history_raw_pages_and_aggregates(client):
     assert client.get(base + "&every=fortnight").status_code == 400
     assert client.get(base + "&every=1m&agg=median").status_code == 400
     assert client.get("/api/twins/nope/history?property=temperature").status_code == 404
+
+
+def test_retention_rules_are_set_listed_and_applied(client):
+    setup(client)
+    import time
+
+    from tvilling.api.app import apply_retention
+
+    now_ms = int(time.time() * 1000)
+    old, recent = now_ms - 40 * 86_400_000, now_ms - 3_600_000
+    r = client.post("/api/ingest", json={"twin": "B1", "ts": [old, recent], "values": {"temperature": [50.0, 51.0]}})
+    assert r.json()["accepted"] == 2
+    r = client.put("/api/history/retention", json={"model": BEARING, "raw": "30d", "minute": "365d", "hour": None})
+    assert r.status_code == 200 and r.json()["raw"] == "30d"
+    assert client.get("/api/history/retention").json()["items"] == [
+        {"model": BEARING, "twin": None, "property": None, "raw": "30d", "minute": "365d", "hour": None}]
+    assert client.put("/api/history/retention", json={"model": "dtmi:x:Nope;1", "raw": "1d"}).status_code == 422
+    assert client.put("/api/history/retention", json={"raw": "forever"}).status_code == 400
+    deleted = apply_retention(client.app.state.platform)
+    assert deleted["raw"] == 1
+    items = client.get(f"/api/twins/B1/history?property=temperature&from={old - 1}&to={now_ms}").json()["items"]
+    assert [i["value"] for i in items] == [51.0]

@@ -105,14 +105,45 @@ async def _follow_events(hub: ChangeHub, reconciler: Any) -> None:
 
 
 async def _maintain(plat: Platform) -> None:
-    """Periodic upkeep: mark silent series stale, merge history rollups."""
+    """Periodic upkeep: mark silent series stale, merge history rollups, and (hourly) delete
+    history older than its retention rules allow."""
+    last_retention = 0.0
     while True:
         await asyncio.sleep(plat.settings.maintenance_s)
         try:
             await asyncio.to_thread(plat.pipeline.check_stale)
             await asyncio.to_thread(plat.history.compact)
+            loop_now = asyncio.get_running_loop().time()
+            if loop_now - last_retention >= 3600:
+                deleted = await asyncio.to_thread(apply_retention, plat)
+                last_retention = loop_now
+                if any(deleted.values()):
+                    log.info("retention: deleted %s", deleted)
         except Exception:  # upkeep must not stop the server; the next round tries again
             log.exception("maintenance round failed")
+
+
+def apply_retention(plat: Platform) -> dict[str, int]:
+    """Apply the history retention rules now (model rules need each twin's model)."""
+    from datetime import UTC, datetime
+
+    rules = plat.history.retention_rules()
+    if not rules:
+        return {}
+    models: dict[str, str] = {}
+    if any(r.model is not None for r in rules):
+        after: str | None = None
+        from tvilling.twins.query import Query, Step
+
+        while True:  # every twin's model, a page at a time
+            page = plat.twins.store.query(Query(steps=(Step(),), limit=1000, after=after))
+            models.update((t.id, t.model) for t in page.items)
+            if page.next is None:
+                break
+            after = page.next
+    now_us = int(datetime.now(UTC).timestamp() * 1_000_000)
+    result: dict[str, int] = plat.history.apply_retention(now_us, models)
+    return result
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

@@ -100,3 +100,50 @@ def _dt(ts_us: int) -> datetime:
 
 def _finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def _keep(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"{field} must be a duration like '30d' or '12h', or null (keep forever)", field=field)
+    return parse_every(value)
+
+
+@router.put("/api/history/retention", summary="Set how long history is kept for everything, a model or a twin",
+            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "description": '{"model"|"twin"?: id, "property"?: name, "raw": "30d", '
+                '"minute": "365d", "hour": null} — null keeps forever'}}}}})
+async def set_retention(request: Request) -> dict[str, Any]:
+    from tvilling.api.body import read_json
+    from tvilling.history.ports import RetentionRule
+
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise Malformed("the body must be a JSON object", field="body")
+    extra = sorted(set(body) - {"model", "twin", "property", "raw", "minute", "hour"})
+    if extra:
+        raise Malformed(f"unknown key(s) {extra}", field=extra[0])
+    platform = request.app.state.platform
+    model = body.get("model")
+    if model is not None:
+        platform.models.expand(model)  # 422 for an unknown model
+    rule = RetentionRule(raw_us=_keep(body.get("raw"), "raw"), minute_us=_keep(body.get("minute"), "minute"),
+                         hour_us=_keep(body.get("hour"), "hour"), model=model, twin=body.get("twin"),
+                         prop=body.get("property"))
+    await run_in_threadpool(platform.history.set_retention, rule)
+    return _rule_json(rule)
+
+
+@router.get("/api/history/retention", summary="The retention rules")
+async def list_retention(request: Request) -> dict[str, Any]:
+    rules = await run_in_threadpool(request.app.state.platform.history.retention_rules)
+    return {"items": [_rule_json(r) for r in rules]}
+
+
+def _rule_json(rule: Any) -> dict[str, Any]:
+    def days(us: int | None) -> str | None:
+        return None if us is None else f"{us / 86_400_000_000:g}d"
+
+    return {"model": rule.model, "twin": rule.twin, "property": rule.prop, "raw": days(rule.raw_us),
+            "minute": days(rule.minute_us), "hour": days(rule.hour_us)}
