@@ -8,6 +8,7 @@ adapter answers the same way.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,14 +67,14 @@ def prepare(readings: Readings, sid: npt.NDArray[np.int64]) -> Prepared:
     return Prepared(readings, sid, rollups, order)
 
 
-class StoreBase:
+class StoreBase(ABC):
     """The port's methods over an adapter's storage primitives."""
 
     series: SeriesIndex
 
     # ----- adapter primitives -----
-    def _register(self, pairs: list[tuple[str, str]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _register(self, pairs: list[tuple[str, str]]) -> None: ...
 
     def _series_id(self, twin: str, prop: str) -> int | None:
         return self.series.get(twin, prop)
@@ -84,30 +85,31 @@ class StoreBase:
     def _all_series(self) -> list[tuple[int, str, str]]:
         return self.series.items()
 
-    def _store(self, batch: Prepared) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _store(self, batch: Prepared) -> None: ...
 
-    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
-        raise NotImplementedError
+    @abstractmethod
+    def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]: ...
 
-    def _points_at(self, sid: int, ts: int) -> list[Point]:
-        raise NotImplementedError
+    @abstractmethod
+    def _points_at(self, sid: int, ts: int) -> list[Point]: ...
 
+    @abstractmethod
     def _partials(self, sid: int, source: str, lo: int, hi: int, every: int) -> Partials:
         """Partials per ``every`` bucket of ``source`` ("raw", "1m", "1h") over ``[lo, hi)``."""
-        raise NotImplementedError
+        ...
 
-    def _last(self, sids: Sequence[int]) -> dict[int, Point]:
-        raise NotImplementedError
+    @abstractmethod
+    def _last(self, sids: Sequence[int]) -> dict[int, Point]: ...
 
-    def _save_rules(self, rules: list[RetentionRule]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _save_rules(self, rules: list[RetentionRule]) -> None: ...
 
-    def _load_rules(self) -> list[RetentionRule]:
-        raise NotImplementedError
+    @abstractmethod
+    def _load_rules(self) -> list[RetentionRule]: ...
 
-    def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int: ...
 
     # ----- the port -----
     def append(self, readings: Readings) -> int:
@@ -179,14 +181,14 @@ class StoreBase:
         return {table: self._delete_older(table, *cut[table]) if len(cut[table][0]) else 0 for table in TABLES}
 
 
-class SqlStoreBase(StoreBase):
+class SqlStoreBase(StoreBase, ABC):
     """Reads shared by the SQL adapters: they differ only in the parameter marker and how a
     connection is taken (``_rows``)."""
 
     PARAM = "?"
 
-    def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+    @abstractmethod
+    def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]: ...
 
     def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]:
         p = self.PARAM
