@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tvilling.app import build_platform  # noqa: E402
-from tvilling.config import Settings  # noqa: E402
+from bench_platform import bench_platform  # noqa: E402
 from tvilling.history.readings import Readings  # noqa: E402
 from tvilling.models.builtin import builtin_documents  # noqa: E402
 
@@ -55,15 +52,7 @@ def batches(twins: int, per_batch: int, total: int, start_us: int) -> Any:
 
 
 def run(store: str, total: int, twins: int, per_batch: int, pg: str) -> dict[str, Any]:
-    tmp = tempfile.TemporaryDirectory(prefix="tvilling-ingest-")
-    schema = None
-    if store == "embedded":
-        settings = Settings(data_dir=Path(tmp.name))
-    else:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        settings = Settings(store=pg, pg_schema=schema)
-    platform = build_platform(settings)
-    try:
+    with bench_platform(store, pg) as platform:
         platform.models.add(builtin_documents("plant"))
         from tvilling.twins.importer import import_twins
 
@@ -82,15 +71,6 @@ def run(store: str, total: int, twins: int, per_batch: int, pg: str) -> dict[str
         return {"store": store, "readings": accepted, "seconds": round(wall, 2),
                 "readings_per_s": round(accepted / wall), "cpu_s": round(cpu, 2),
                 "readings_per_cpu_s": round(accepted / cpu), "history_rows": platform.history.count()}
-    finally:
-        platform.close()
-        if schema is not None:
-            import psycopg
-
-            with psycopg.connect(pg, autocommit=True) as conn:
-                for s in (schema, f"{schema}_history"):
-                    conn.execute(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
-        tmp.cleanup()
 
 
 def main() -> None:

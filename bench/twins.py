@@ -18,9 +18,7 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tvilling.app import build_platform  # noqa: E402
-from tvilling.config import Settings  # noqa: E402
+from bench_platform import bench_platform  # noqa: E402
 from tvilling.models.builtin import builtin_documents  # noqa: E402
 from tvilling.twins.importer import import_twins  # noqa: E402
 
@@ -84,16 +81,8 @@ def timed(fn: Any, runs: int) -> dict[str, float]:
 
 
 def run(store: str, n: int, pg: str, runs: int) -> dict[str, Any]:
-    tmp = tempfile.TemporaryDirectory(prefix="tvilling-bench-")
-    schema = None
-    if store == "embedded":
-        settings = Settings(data_dir=Path(tmp.name))
-    else:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        settings = Settings(store=pg, pg_schema=schema)
     proc = psutil.Process()
-    platform = build_platform(settings)
-    try:
+    with bench_platform(store, pg) as platform:
         platform.models.add(builtin_documents("plant"))
         gc.collect()
         rss0 = proc.memory_info().rss
@@ -144,14 +133,6 @@ def run(store: str, n: int, pg: str, runs: int) -> dict[str, Any]:
             "rss_bytes_per_twin": round((rss1 - rss0) / loaded, 1),
             "runs": runs,
         }
-    finally:
-        platform.close()
-        if schema is not None:
-            import psycopg
-
-            with psycopg.connect(pg, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        tmp.cleanup()
 
 
 def main() -> None:

@@ -135,7 +135,7 @@ class Pipeline:
         if len(accepted):
             self.history.append(accepted)
             self._commit_patches(self._patches(accepted, source[cleaned.keep], cleaned.newest, snaps),
-                                 f"ingest:{transport}")
+                                 f"ingest:{transport}", snaps)
         cleaned.commit_state()
         self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
         return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in letters),
@@ -164,10 +164,13 @@ class Pipeline:
             meta["reported"][path] = stamp
         return out
 
-    def _commit_patches(self, patches: Mapping[str, tuple[dict[str, Any], dict[str, Any]]], actor: str) -> None:
+    def _commit_patches(self, patches: Mapping[str, tuple[dict[str, Any], dict[str, Any]]], actor: str,
+                        snaps: Mapping[str, Twin] | None = None) -> None:
+        """One event per twin; ``snaps`` (read for this batch already) are re-read only after a conflict."""
         pending = dict(patches)
         store = self.twins.store
-        snaps = store.get_many(sorted(pending))
+        if snaps is None:
+            snaps = store.get_many(sorted(pending))
         for _ in range(MAX_COMMIT_RETRIES):
             now = datetime.now(UTC)
             events = []

@@ -93,8 +93,12 @@ class ModelRegistry:
         return rec
 
     def list(self) -> list[ModelRecord]:
-        self.reload()
-        return [self._records[k] for k in sorted(self._records)]
+        records = self._store.list_models()
+        if {r.id for r in records} != set(self._records):
+            self.reload()  # another process registered models: parse them once
+        else:
+            self._records = {r.id: r for r in records}  # (de)commissioning may have changed
+        return records
 
     def describe(self, model_id: str) -> dict[str, Any]:
         rec = self.record(model_id)

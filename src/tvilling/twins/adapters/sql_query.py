@@ -10,8 +10,9 @@ The twin tables the statement reads are ``twins(id, model, revision, doc, ...)``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -205,3 +206,13 @@ def plan_commit(
             plan.rel_clear.append(twin_id)
         plan.rel_rows.extend((twin_id, rel) for rel in new.relationships.values())
     return plan
+
+
+def events_until(events: Iterable[Event], until_time: datetime | None) -> list[Event]:
+    """The events up to ``until_time``; the log is read in revision order, so it stops at the first later one."""
+    out = []
+    for event in events:
+        if until_time is not None and event.time > until_time:
+            break
+        out.append(event)
+    return out

@@ -13,7 +13,7 @@ from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.adapters.postgres.database import Database
 from tvilling.twins.adapters.postgres.dialect import PostgresDialect
-from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, plan_commit
+from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, events_until, plan_commit
 from tvilling.twins.ports import ModelRecord, Page
 from tvilling.twins.query import Query, page_of
 
@@ -134,13 +134,7 @@ class PostgresTwinStore:
                 "AND revision <= %s ORDER BY revision LIMIT %s",
                 (twin_id, after, until, max(limit, 0)),
             ).fetchall()
-        out = []
-        for row in rows:
-            event = _event(row)
-            if until_time is not None and event.time > until_time:
-                break
-            out.append(event)
-        return out
+        return events_until((_event(row) for row in rows), until_time)
 
     def feed(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         with self._db.connection("reading the feed") as conn:

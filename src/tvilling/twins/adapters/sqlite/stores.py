@@ -12,7 +12,7 @@ import msgspec
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
-from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, plan_commit
+from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, events_until, plan_commit
 from tvilling.twins.adapters.sqlite.database import Database, translated
 from tvilling.twins.adapters.sqlite.dialect import SqliteDialect
 from tvilling.twins.ports import ModelRecord, Page
@@ -144,13 +144,7 @@ class SqliteTwinStore:
             "WHERE twin_id = ? AND revision > ? AND revision <= ? ORDER BY revision LIMIT ?",
             (twin_id, after, until, max(limit, 0)),
         )
-        out = []
-        for row in rows:
-            event = _event(row)
-            if until_time is not None and event.time > until_time:
-                break  # as the log is read in revision order, it stops at the first later event
-            out.append(event)
-        return out
+        return events_until((_event(row) for row in rows), until_time)
 
     def feed(self, *, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._db.rows(
