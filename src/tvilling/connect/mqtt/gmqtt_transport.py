@@ -210,8 +210,9 @@ class GmqttTransport:
         where = f"{addr.host}:{addr.port}"
         ssl_arg: ssl.SSLContext | bool = ssl.create_default_context() if addr.tls else False
         try:
-            await asyncio.wait_for(client.connect(addr.host, addr.port, ssl=ssl_arg, keepalive=opts.keepalive_s),
-                                   opts.connect_timeout_s)
+            version = gmqtt.constants.MQTTv311 if opts.protocol_version == 4 else gmqtt.constants.MQTTv50
+            await asyncio.wait_for(client.connect(addr.host, addr.port, ssl=ssl_arg, keepalive=opts.keepalive_s,
+                                                  version=version), opts.connect_timeout_s)
         except gmqtt.MQTTConnectError as exc:
             await self._drop(conn, "refused")
             code = getattr(exc, "_code", None)
@@ -232,7 +233,10 @@ class GmqttTransport:
 
     async def _subscribe(self, conn: _Connection) -> None:
         # retain_handling 1: retained messages only for a new subscription, not on every reconnect
-        subs = [gmqtt.Subscription(topic, qos=qos, retain_handling_options=1) for topic, qos in self.subscriptions]
+        # (MQTT 3.1.1 has no subscription options: the byte must hold the QoS alone)
+        handling = 1 if self.options.protocol_version != 4 else 0
+        subs = [gmqtt.Subscription(topic, qos=qos, retain_handling_options=handling)
+                for topic, qos in self.subscriptions]
         conn.suback = asyncio.get_running_loop().create_future()
         conn.client.subscribe(subs)
         try:

@@ -76,6 +76,7 @@ class SessionOptions:
     connect_timeout_s: float = 10.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    protocol_version: int = 5  # 5 = MQTT 5; 4 = MQTT 3.1.1 (e.g. amqtt): no properties, no retain handling
 
 
 class MqttTransport(Protocol):
