@@ -1,7 +1,7 @@
-"""DTDL models shipped with Tvilling: the example plant (and its v2), and the public data sets.
+"""DTDL models shipped with Tvilling: the example plant (v1, v2, and v3 for the simulated plant), and the public data sets.
 
 >>> sorted(builtin_names())
-['datasets', 'plant', 'plant-v2']
+['datasets', 'plant', 'plant-v2', 'plant-v3']
 >>> "dtmi:tvilling:example:Bearing;1" in {d["@id"] for d in builtin_documents("plant")}
 True
 """
