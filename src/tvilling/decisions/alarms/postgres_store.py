@@ -1,0 +1,172 @@
+"""Alarms, their change feed and cursors in PostgreSQL, in the platform's schema.
+
+Every write takes one transaction-scoped advisory lock, so change-feed positions are
+handed out and become visible in order (several API workers may share the database).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import msgspec
+
+from tvilling.core.errors import Unavailable
+from tvilling.decisions.alarms.record import OPEN, RAISED, Alarm, change_item
+from tvilling.decisions.alarms.store import check_list_args, exists, missing, open_exists, stale, unknown_cursor
+
+_decoder = msgspec.json.Decoder(Alarm)
+_OPEN = sorted(OPEN)
+
+
+class PostgresAlarmStore:
+    """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in PostgreSQL (one connection, serialised)."""
+
+    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
+        import psycopg
+        from psycopg import sql
+
+        self._psycopg = psycopg
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"PostgreSQL is not reachable for alarms: {exc}") from exc
+        self._lock = threading.Lock()
+        digest = hashlib.blake2b(f"{schema}.alarm_changes".encode(), digest_size=8).digest()
+        self._lock_key = int.from_bytes(digest, "big", signed=True)
+        ident = sql.Identifier(schema)
+        self._alarms = sql.SQL("{}.alarms").format(ident)
+        self._changes = sql.SQL("{}.alarm_changes").format(ident)
+        self._cursors = sql.SQL("{}.alarm_cursors").format(ident)
+        self._sql = sql
+        open_list = sql.SQL(", ").join(sql.Literal(s) for s in _OPEN)
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+            self._conn.execute(sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE, id text COLLATE \"C\" PRIMARY KEY,"
+                " key text COLLATE \"C\" NOT NULL, twin text COLLATE \"C\" NOT NULL, state text NOT NULL,"
+                " severity text NOT NULL, rule text COLLATE \"C\" NOT NULL, source text COLLATE \"C\","
+                " version integer NOT NULL, doc json NOT NULL)").format(self._alarms))
+            self._conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_key ON {} (key)"
+                                       " WHERE state IN ({})").format(self._alarms, open_list))
+            for name, cols in (("alarms_twin", "twin, seq"), ("alarms_state", "state, seq"),
+                               ("alarms_source", "source")):
+                self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                    sql.Identifier(name), self._alarms, sql.SQL(cols)))
+            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
+                                       " item json NOT NULL)").format(self._changes))
+            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY,"
+                                       " position bigint NOT NULL)").format(self._cursors))
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[Any]:
+        with self._lock:
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                    yield cur
+            except self._psycopg.OperationalError as exc:
+                raise Unavailable(f"cannot {action}: {exc}") from exc
+
+    def _read(self, query: Any, args: Any) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(query, args).fetchall()
+            except self._psycopg.OperationalError as exc:
+                raise Unavailable(f"cannot read alarms: {exc}") from exc
+
+    def add(self, alarm: Alarm) -> None:
+        with self._write("store the alarm") as cur:
+            cur.execute(self._sql.SQL("SELECT 1 FROM {} WHERE id = %s").format(self._alarms), (alarm.id,))
+            if cur.fetchone() is not None:
+                raise exists(alarm)
+            if alarm.is_open:
+                cur.execute(self._sql.SQL("SELECT 1 FROM {} WHERE key = %s AND state = ANY(%s)")
+                            .format(self._alarms), (alarm.key, _OPEN))
+                if cur.fetchone() is not None:
+                    raise open_exists(alarm)
+            cur.execute(self._sql.SQL("INSERT INTO {} (id, key, twin, state, severity, rule, source, version, doc)"
+                                      " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(self._alarms),
+                        (alarm.id, alarm.key, alarm.twin, alarm.state, alarm.severity, alarm.rule, alarm.source,
+                         alarm.version, _doc(alarm)))
+            self._append(cur, change_item(alarm, RAISED))
+
+    def get(self, alarm_id: str) -> Alarm:
+        rows = self._read(self._sql.SQL("SELECT doc::text FROM {} WHERE id = %s").format(self._alarms), (alarm_id,))
+        if not rows:
+            raise missing(alarm_id)
+        return _decoder.decode(rows[0][0])
+
+    def update(self, alarm: Alarm, change_type: str) -> None:
+        with self._write("update the alarm") as cur:
+            cur.execute(self._sql.SQL("UPDATE {} SET state = %s, severity = %s, version = %s, doc = %s"
+                                      " WHERE id = %s AND version = %s").format(self._alarms),
+                        (alarm.state, alarm.severity, alarm.version, _doc(alarm), alarm.id, alarm.version - 1))
+            if cur.rowcount != 1:
+                cur.execute(self._sql.SQL("SELECT version FROM {} WHERE id = %s").format(self._alarms), (alarm.id,))
+                row = cur.fetchone()
+                if row is None:
+                    raise missing(alarm.id)
+                raise stale(alarm, int(row[0]))
+            self._append(cur, change_item(alarm, change_type))
+
+    def open_for(self, key: str) -> Alarm | None:
+        rows = self._read(self._sql.SQL("SELECT doc::text FROM {} WHERE key = %s AND state = ANY(%s)")
+                          .format(self._alarms), (key, _OPEN))
+        return _decoder.decode(rows[0][0]) if rows else None
+
+    def derived(self, source_id: str) -> builtins.list[Alarm]:
+        rows = self._read(self._sql.SQL("SELECT doc::text FROM {} WHERE source = %s ORDER BY seq")
+                          .format(self._alarms), (source_id,))
+        return [_decoder.decode(r[0]) for r in rows]
+
+    def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
+             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
+        check_list_args(state, severity, limit)
+        before: int | None = None
+        if after is not None:
+            rows = self._read(self._sql.SQL("SELECT seq FROM {} WHERE id = %s").format(self._alarms), (after,))
+            if not rows:
+                raise unknown_cursor(after)
+            before = int(rows[0][0])
+        rows = self._read(self._sql.SQL(
+            "SELECT doc::text FROM {} WHERE (%s::bigint IS NULL OR seq < %s)"
+            " AND (%s::text IS NULL OR state = %s) AND (%s::text IS NULL OR twin = %s)"
+            " AND (%s::text IS NULL OR severity = %s) AND (%s::text IS NULL OR rule = %s)"
+            " ORDER BY seq DESC LIMIT %s").format(self._alarms),
+            (before, before, state, state, twin, twin, severity, severity, rule, rule, limit))
+        return [_decoder.decode(r[0]) for r in rows]
+
+    def changes(self, after: int = 0, limit: int = 100) -> builtins.list[tuple[int, dict[str, Any]]]:
+        rows = self._read(self._sql.SQL("SELECT position, item::text FROM {} WHERE position > %s"
+                                        " ORDER BY position LIMIT %s").format(self._changes), (after, limit))
+        return [(int(p), msgspec.json.decode(item)) for p, item in rows]
+
+    def cursor(self, name: str) -> int:
+        rows = self._read(self._sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._cursors), (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_cursor(self, name: str, position: int) -> None:
+        with self._write("save the alarm cursor") as cur:
+            cur.execute(self._sql.SQL("INSERT INTO {} (name, position) VALUES (%s, %s) ON CONFLICT (name)"
+                                      " DO UPDATE SET position = EXCLUDED.position").format(self._cursors),
+                        (name, int(position)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _append(self, cur: Any, item: dict[str, Any]) -> int:
+        cur.execute(self._sql.SQL("INSERT INTO {} (item) VALUES (%s) RETURNING position").format(self._changes),
+                    (msgspec.json.encode(item).decode(),))
+        row = cur.fetchone()
+        return int(row[0])
+
+
+def _doc(alarm: Alarm) -> str:
+    return msgspec.json.encode(alarm).decode()

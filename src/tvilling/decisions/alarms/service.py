@@ -1,0 +1,175 @@
+"""Alarm steps with their side effects: de-duplication, propagation to parents, cascading lifecycle.
+
+* A rule firing on a twin (:meth:`AlarmService.trigger`) folds into the open alarm of that
+  (twin, rule group) if there is one (``count`` + 1, value refreshed, severity escalated),
+  else raises a new alarm and, when the rule propagates, one **derived** alarm on each
+  ancestor twin (``origin`` = the source twin, ``source`` = the source alarm's id), keyed by
+  (ancestor, rule, origin) so an ancestor holds one open derived alarm per rule and origin.
+* Derived alarms follow their source: re-triggers, acknowledgements and clears of the
+  source are applied to them. Acknowledging or clearing a derived alarm acts on its
+  source, and through it on every alarm derived from it.
+* A condition back to normal (:meth:`AlarmService.resolve`) clears the alarm with actor
+  ``"rule"`` and says so in ``note``; an acknowledged alarm clears the same way.
+
+Writes are compare-and-set: a step that lost a race re-reads and tries again.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from tvilling.core.errors import Conflict, NotFound
+from tvilling.decisions.alarms import record as rec
+from tvilling.decisions.alarms.record import Alarm
+from tvilling.decisions.alarms.store import AlarmStore
+
+RETRIES = 10
+Move = Callable[[Alarm], tuple[Alarm, str]]
+
+
+class AlarmService:
+    """Read, acknowledge and clear alarms (API, CLI) and apply rule verdicts (the engine)."""
+
+    def __init__(self, store: AlarmStore, *, clock: Callable[[], datetime] | None = None,
+                 notify: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.notify = notify
+
+    # -- reads ----------------------------------------------------------------------------
+    def get(self, alarm_id: str) -> Alarm:
+        return self.store.get(alarm_id)
+
+    def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
+             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
+        return self.store.list(state=state, twin=twin, severity=severity, rule=rule, after=after, limit=limit)
+
+    # -- operator steps -------------------------------------------------------------------
+    def acknowledge(self, alarm_id: str, *, actor: str = "api", note: str | None = None) -> Alarm:
+        """``active → acknowledged`` for the alarm, its source and the source's derived alarms."""
+        now = self.clock()
+        return self._operator_step(alarm_id, lambda a: rec.acknowledge(a, now=now, actor=actor, note=note))
+
+    def clear(self, alarm_id: str, *, actor: str = "api", note: str | None = None) -> Alarm:
+        """``active | acknowledged → cleared`` for the alarm, its source and the source's derived alarms."""
+        now = self.clock()
+        return self._operator_step(alarm_id, lambda a: rec.clear(a, now=now, actor=actor, note=note))
+
+    def _operator_step(self, alarm_id: str, move: Move) -> Alarm:
+        alarm = self.store.get(alarm_id)
+        move(alarm)  # raises Conflict (409) when illegal for the alarm asked for
+        root = alarm if alarm.source is None else self._get_or(alarm.source, alarm)
+        self._cascade(root, move)
+        self._notify()
+        return self.store.get(alarm_id)
+
+    # -- rule verdicts ------------------------------------------------------------------------
+    def trigger(self, *, twin: str, model: str | None, rule: str, severity: str, message: str, prop: str,
+                value: Any, now: datetime, parents: Sequence[tuple[str, str | None]] = ()) -> Alarm:
+        """A rule (group ``rule``) fired on ``twin``: fold into its open alarm, or raise a new one
+        and its derived alarms on ``parents`` (ancestor id, model)."""
+        key = rec.alarm_key(twin, rule)
+        for _ in range(RETRIES):
+            current = self.store.open_for(key)
+            if current is not None:
+                folded = self._fold(current, now=now, value=value, severity=severity, message=message)
+                if folded is None:
+                    continue
+                self._follow(folded, parents)
+                self._notify()
+                return folded
+            alarm = rec.new_alarm(twin=twin, model=model, rule=rule, severity=severity, message=message,
+                                  prop=prop, value=value, now=now)
+            try:
+                self.store.add(alarm)
+            except Conflict as exc:
+                if exc.fields.get("rule") == "open_exists":
+                    continue  # raised by another worker meanwhile: fold into it
+                raise
+            self._follow(alarm, parents)
+            self._notify()
+            return alarm
+        raise Conflict(f"alarm for {twin!r}/{rule!r} kept changing; try again", twin=twin, rule="contention")
+
+    def resolve(self, *, twin: str, rule: str, now: datetime, note: str) -> Alarm | None:
+        """The condition of rule group ``rule`` on ``twin`` is normal again: auto-clear its open alarm."""
+        current = self.store.open_for(rec.alarm_key(twin, rule))
+        if current is None:
+            return None
+        self._cascade(current, lambda a: rec.clear(a, now=now, actor=rec.RULE_ACTOR, note=note))
+        self._notify()
+        return self.store.get(current.id)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _fold(self, alarm: Alarm, **kw: Any) -> Alarm | None:
+        new, kind = rec.fold(alarm, **kw)
+        try:
+            self.store.update(new, kind)
+        except Conflict as exc:
+            if exc.fields.get("rule") == "stale_version":
+                return None
+            raise
+        return new
+
+    def _follow(self, source: Alarm, parents: Sequence[tuple[str, str | None]]) -> None:
+        """Bring the derived alarms of ``source`` on ``parents`` in line with it (raise or fold)."""
+        for parent, model in parents:
+            if parent == source.twin:
+                continue
+            key = rec.alarm_key(parent, source.rule, source.origin)
+            for _ in range(RETRIES):
+                current = self.store.open_for(key)
+                if current is not None:
+                    if current.count == source.count and current.source == source.id \
+                            and current.severity == source.severity:
+                        break
+                    new, kind = rec.fold(current, now=source.updated, value=source.value, severity=source.severity,
+                                         message=source.message, count=source.count)
+                    new = msgspec.structs.replace(new, source=source.id)
+                    try:
+                        self.store.update(new, kind)
+                        break
+                    except Conflict as exc:
+                        if exc.fields.get("rule") != "stale_version":
+                            raise
+                        continue
+                derived = rec.new_alarm(twin=parent, model=model, rule=source.rule, severity=source.severity,
+                                        message=source.message, prop=source.property, value=source.value,
+                                        now=source.updated, origin=source.origin, source=source.id)
+                try:
+                    self.store.add(derived)
+                    break
+                except Conflict as exc:
+                    if exc.fields.get("rule") != "open_exists":
+                        raise
+
+    def _cascade(self, root: Alarm, move: Move) -> None:
+        """Apply ``move`` to ``root`` and its derived alarms, skipping those where it is not legal."""
+        for alarm in [root, *self.store.derived(root.id)]:
+            for _ in range(RETRIES):
+                try:
+                    new, kind = move(alarm)
+                except Conflict:
+                    break  # already there (or beyond)
+                try:
+                    self.store.update(new, kind)
+                    break
+                except Conflict as exc:
+                    if exc.fields.get("rule") != "stale_version":
+                        raise
+                    alarm = self.store.get(alarm.id)
+
+    def _get_or(self, alarm_id: str, default: Alarm) -> Alarm:
+        try:
+            return self.store.get(alarm_id)
+        except NotFound:
+            return default
+
+    def _notify(self) -> None:
+        if self.notify is not None:
+            self.notify()
