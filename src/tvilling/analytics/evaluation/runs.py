@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.analytics.detectors import MultivariateDetector, UnivariateDetector
-from tvilling.analytics.evaluation.nab import load_nab_series, load_windows, score_corpus
+from tvilling.analytics.evaluation.nab import load_nab_series, load_windows, probationary_length, score_corpus
 from tvilling.analytics.evaluation.skab import TRAIN_ROWS, ChangepointCounts, PointCounts, load_skab
 from tvilling.core.errors import Invalid
 
@@ -106,16 +106,18 @@ def run_nab(
     data_dir: str | Path,
     labels_json: str | Path,
     *,
-    detector_factory: Callable[[], NabDetector] = UnivariateDetector,
+    detector_factory: Callable[[int], NabDetector] | None = None,
     fixed_threshold: float = NAB_FIXED_THRESHOLD,
     keep_series: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a univariate detector on NAB v1.1.
 
     Every ``*.csv`` under ``data_dir`` (named ``category/file.csv`` relative to it) is scored by a fresh
-    detector. Returns ``standard``, ``reward_low_fp``, ``reward_low_fn`` (corpus-optimal threshold per
-    profile), ``files``, ``windows``, ``thresholds``, ``raw``, ``fixed`` (the three scores at
-    ``fixed_threshold``) and ``seconds``.
+    detector made by ``detector_factory(probation)``, where ``probation`` is the file's probationary period
+    in rows (NAB hands it to every detector, which may learn during it; those rows are not scored). The
+    default is ``UnivariateDetector(warmup=probation)``. Returns ``standard``, ``reward_low_fp``,
+    ``reward_low_fn`` (corpus-optimal threshold per profile), ``files``, ``windows``, ``thresholds``,
+    ``raw``, ``fixed`` (the three scores at ``fixed_threshold``) and ``seconds``.
     """
     root = Path(data_dir)
     if not root.is_dir():
@@ -126,7 +128,8 @@ def run_nab(
     for path in sorted(root.rglob("*.csv")):
         name = path.relative_to(root).as_posix()
         ts, values = load_nab_series(path)
-        files[name] = (ts, detector_factory().score_many(values))
+        factory = detector_factory or _nab_detector
+        files[name] = (ts, factory(probationary_length(values.size)).score_many(values))
     if not files:
         raise Invalid("no NAB series found", path=str(root))
     out = score_corpus(files, windows, threshold=fixed_threshold)
@@ -134,6 +137,11 @@ def run_nab(
     if keep_series:
         out["series"] = [{"file": k, "time": t, "score": s} for k, (t, s) in files.items()]
     return out
+
+
+def _nab_detector(probation: int) -> NabDetector:
+    """Tvilling's univariate detector with NAB's probationary period as its warm-up."""
+    return UnivariateDetector(warmup=max(probation, 1))
 
 
 def _fmt(v: Any) -> str:
