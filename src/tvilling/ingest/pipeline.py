@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import threading
 from collections import defaultdict
@@ -37,10 +38,21 @@ from tvilling.models.validate import validate_section
 from tvilling.twins.service import TwinService
 
 MAX_COMMIT_RETRIES = 5
+log = logging.getLogger("tvilling.ingest")
 
 
 class HistoryAppend(Protocol):
     def append(self, readings: Readings) -> int: ...
+
+
+class Observer(Protocol):
+    """Called after a batch is durably stored, outside the pipeline's lock (analytics hook here).
+
+    ``models`` maps each twin of the batch to its model. An observer must not raise for a
+    bad batch of its own making; what it raises is logged and the ingest result stands.
+    """
+
+    def __call__(self, readings: Readings, models: Mapping[str, str], transport: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class Pipeline:
         self._specs: dict[str, dict[str, Spec]] = {}
         self._lock = threading.Lock()
         self._stale_marked: set[int] = set()
+        self.observers: list[Observer] = []
 
     # -- entry points -------------------------------------------------------------------
     def ingest_envelopes(self, envelopes: Sequence[Envelope], *, transport: str = "api",
@@ -75,9 +88,11 @@ class Pipeline:
                 address=raw.address if raw else None,
             )
             readings, source = cols.readings()
-            result = self._store(readings, source, snaps, cols.rejects, cols.duplicates, transport, received)
+            result, accepted = self._store(readings, source, snaps, cols.rejects, cols.duplicates, transport,
+                                           received)
             self.seen.remember(new_ids)
-            return result
+        self._notify(accepted, snaps, transport)
+        return result
 
     def ingest_readings(self, readings: Readings, *, source: str | None = None, transport: str = "replay",
                         now: datetime | None = None) -> IngestResult:
@@ -91,7 +106,35 @@ class Pipeline:
             if keep is not None:
                 readings, sid = readings.take(keep), sid[keep]
             src = np.full(len(readings), source, dtype=object)
-            return self._store(readings, src, snaps, letters, 0, transport, received, sid=sid)
+            result, accepted = self._store(readings, src, snaps, letters, 0, transport, received, sid=sid)
+        self._notify(accepted, snaps, transport)
+        return result
+
+    def write_derived(self, readings: Readings, *, source: str | npt.NDArray[np.object_], actor: str) -> int:
+        """Store values the platform derived itself (analytic outputs): history, then one event per twin.
+
+        They skip the cleaning stage (an anomaly score's jump is the point, not a spike) and
+        are not passed to the observers again. Returns how many readings were stored.
+        """
+        if not len(readings):
+            return 0
+        with self._lock:
+            snaps = self.twins.store.get_many(sorted(set(readings.twin.tolist())))
+            self.history.append(readings)
+            newest = _newest_per_series(readings)
+            src = np.full(len(readings), source, dtype=object) if isinstance(source, str) else source
+            self._commit_patches(self._patches(readings, src, newest, snaps), actor, snaps)
+        return len(readings)
+
+    def _notify(self, accepted: Readings, snaps: Mapping[str, Twin], transport: str) -> None:
+        if not len(accepted) or not self.observers:
+            return
+        models = {k: t.model for k, t in snaps.items()}
+        for observer in self.observers:
+            try:
+                observer(accepted, models, transport)
+            except Exception:  # an observer's failure must not undo or fail a stored batch
+                log.exception("ingest observer %r failed on a batch of %d readings", observer, len(accepted))
 
     def reject(self, raw: RawMessage, reason: str, rule: str = "translate") -> None:
         self.dead_letters.add([DeadLetter(transport=raw.transport, address=raw.address, rule=rule, reason=reason,
@@ -121,7 +164,7 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------------
     def _store(self, readings: Readings, source: npt.NDArray[np.object_], snaps: Mapping[str, Twin],
                letters: list[DeadLetter], duplicates: int, transport: str, received: datetime,
-               sid: npt.NDArray[np.int64] | None = None) -> IngestResult:
+               sid: npt.NDArray[np.int64] | None = None) -> tuple[IngestResult, Readings]:
         seed = self.series.seed_new(lambda t, p: _seed(snaps.get(t), p))
         if sid is None:
             sid = self.series.ids(readings.twin, readings.prop)
@@ -139,7 +182,7 @@ class Pipeline:
         cleaned.commit_state()
         self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
         return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in letters),
-                            duplicates=duplicates + cleaned.duplicates, flagged=cleaned.flagged)
+                            duplicates=duplicates + cleaned.duplicates, flagged=cleaned.flagged), accepted
 
     def _patches(self, r: Readings, source: npt.NDArray[np.object_], newest: npt.NDArray[np.bool_],
                  snaps: Mapping[str, Twin]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -290,6 +333,17 @@ def _seed(snap: Twin | None, path: str) -> tuple[int, float, str | None]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return ts, float(value), None
     return ts, math.nan, None if value is None else json.dumps(value)
+
+
+def _newest_per_series(r: Readings) -> npt.NDArray[np.bool_]:
+    """True at the row with the latest timestamp of each (twin, property) (the last such row on ties)."""
+    keys = np.char.add(np.char.add(r.twin.astype(str), "\x00"), r.prop.astype(str))
+    order = np.lexsort((np.arange(len(r)), r.ts, keys))
+    last = np.ones(len(r), dtype=bool)
+    last[:-1] = keys[order][1:] != keys[order][:-1]
+    out = np.zeros(len(r), dtype=bool)
+    out[order[last]] = True
+    return out
 
 
 def _set_path(target: dict[str, Any], path: str, value: Any) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tvilling.models.interface import PropertyDef, TelemetryDef
 from tvilling.models.modelset import ModelSet, ResolvedModel
+from tvilling.models.outputs import OUTPUTS
 from tvilling.models.schema import PrimitiveSchema
 
 NUMBER, INTEGER, BOOLEAN, STRING, OTHER = "number", "integer", "boolean", "string", "other"
@@ -24,8 +25,12 @@ class Spec:
 
 
 def specs_for(models: ModelSet, model: ResolvedModel) -> dict[str, Spec]:
-    """Every property and telemetry of ``model`` and of its components, by dotted path."""
-    out: dict[str, Spec] = {}
+    """Every property and telemetry of ``model`` and of its components, by dotted path.
+
+    The reserved analytic outputs (:mod:`tvilling.models.outputs`) are included unless the
+    model declares the name itself.
+    """
+    out: dict[str, Spec] = {name: Spec(name, kind, None, None) for name, kind in OUTPUTS.items()}
     _add(out, model, None)
     for comp in model.components.values():
         _add(out, models.resolve(comp.schema), comp.name)

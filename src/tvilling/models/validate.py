@@ -26,6 +26,7 @@ from typing import Any, Literal
 from tvilling.core.ids import parse_dtmi
 from tvilling.models.interface import ComponentDef, PropertyDef, TelemetryDef
 from tvilling.models.modelset import ModelSet, ResolvedModel
+from tvilling.models.outputs import OUTPUTS, check_output
 from tvilling.models.values import Issues, check_value
 
 Section = Literal["reported", "desired"]
@@ -91,6 +92,11 @@ def _section(
             issues.add(
                 where, "unknown_property", f"is a {kind} of model {model.id}, not a property or telemetry"
             )
+        elif section == "reported" and prefix == section and key in OUTPUTS:
+            checked = check_output(key, value, where)
+            for problem in checked.problems:
+                issues.add(where, "type", problem)
+            out[key] = checked.value
         else:
             issues.add(where, "unknown_property", f"is not declared by model {model.id}")
     return out

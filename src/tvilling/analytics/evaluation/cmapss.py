@@ -29,7 +29,7 @@ SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 N_COLUMNS = 26
 UNIT, CYCLE = 0, 1
 SETTINGS = slice(2, 5)
-SENSORS = slice(5, 26)
+SENSORS = slice(5, None)  # every column after the settings (21 in C-MAPSS)
 CLIP = 125.0
 
 FloatArray = NDArray[np.float64]

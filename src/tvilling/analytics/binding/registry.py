@@ -1,0 +1,294 @@
+"""Versions of trained analytics: artifact, parameters, backtest and drift reports, promotion.
+
+A version belongs to an analytic (its configured name) and a *scope*: the twin it was
+fitted for (per-twin detectors) or ``*`` (a fleet model). Versions count up per
+(analytic, scope) from 1. At most one version per scope is *promoted*: that is the one
+the online engine runs; training adds a *candidate*; promoting a candidate retires the
+previous one. Stores: memory, SQLite (``analytics.db`` in the data dir) and PostgreSQL.
+
+Artifacts are pickles of the project's own analytic objects; they are loaded with an
+unpickler that admits only Tvilling, NumPy and a few builtin types, so a tampered row
+cannot name arbitrary callables.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import pickle
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+
+from tvilling.core.errors import Conflict, NotFound, Unavailable
+
+CANDIDATE, PROMOTED, RETIRED = "candidate", "promoted", "retired"
+
+
+class Version(msgspec.Struct, kw_only=True):
+    analytic: str
+    scope: str
+    version: int
+    status: str
+    created: str
+    fingerprint: str
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    metrics: dict[str, Any] = msgspec.field(default_factory=dict)
+    backtest: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+_ALLOWED_MODULES = ("tvilling.", "numpy", "collections", "dataclasses")
+_ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "float", "int", "str", "bool", "complex",
+                     "bytearray", "slice", "range", "object", "getattr"}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _ALLOWED_BUILTINS:
+            return getattr(builtins, name)
+        if module.startswith(_ALLOWED_MODULES) or module in ("numpy", "copyreg", "_codecs"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"an analytic artifact may not load {module}.{name}")
+
+
+def dump_artifact(obj: Any) -> bytes:
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_artifact(blob: bytes) -> Any:
+    return _SafeUnpickler(io.BytesIO(blob)).load()
+
+
+class AnalyticRegistry(Protocol):
+    def add(self, analytic: str, scope: str, artifact: bytes, *, fingerprint: str, params: dict[str, Any],
+            metrics: dict[str, Any], promote: bool = False, backtest: dict[str, Any] | None = None) -> Version: ...
+    def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]: ...
+    def get(self, analytic: str, scope: str, version: int) -> Version: ...
+    def artifact(self, analytic: str, scope: str, version: int) -> bytes: ...
+    def promoted(self, analytic: str, scope: str) -> Version | None: ...
+    def promote(self, analytic: str, scope: str, version: int) -> Version: ...
+    def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
+                 drift: dict[str, Any] | None = None) -> Version: ...
+    def close(self) -> None: ...
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+class MemoryRegistry:
+    """An :class:`AnalyticRegistry` in memory (tests, ``--store memory``)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str, int], tuple[Version, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, analytic: str, scope: str, artifact: bytes, *, fingerprint: str, params: dict[str, Any],
+            metrics: dict[str, Any], promote: bool = False, backtest: dict[str, Any] | None = None) -> Version:
+        with self._lock:
+            n = 1 + max((k[2] for k in self._rows if k[:2] == (analytic, scope)), default=0)
+            v = Version(analytic=analytic, scope=scope, version=n, status=CANDIDATE, created=_now(),
+                        fingerprint=fingerprint, params=params, metrics=metrics, backtest=backtest)
+            self._rows[(analytic, scope, n)] = (v, artifact)
+        return self.promote(analytic, scope, n) if promote else v
+
+    def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]:
+        with self._lock:
+            return [msgspec.structs.replace(v) for k, (v, _) in sorted(self._rows.items())
+                    if (analytic is None or k[0] == analytic) and (scope is None or k[1] == scope)]
+
+    def _row(self, analytic: str, scope: str, version: int) -> tuple[Version, bytes]:
+        row = self._rows.get((analytic, scope, version))
+        if row is None:
+            raise NotFound(f"analytic {analytic!r} has no version {version} for {scope!r}", rule="version")
+        return row
+
+    def get(self, analytic: str, scope: str, version: int) -> Version:
+        with self._lock:
+            return msgspec.structs.replace(self._row(analytic, scope, version)[0])
+
+    def artifact(self, analytic: str, scope: str, version: int) -> bytes:
+        with self._lock:
+            return self._row(analytic, scope, version)[1]
+
+    def promoted(self, analytic: str, scope: str) -> Version | None:
+        with self._lock:
+            for k, (v, _) in self._rows.items():
+                if k[:2] == (analytic, scope) and v.status == PROMOTED:
+                    return msgspec.structs.replace(v)
+        return None
+
+    def promote(self, analytic: str, scope: str, version: int) -> Version:
+        with self._lock:
+            target, _ = self._row(analytic, scope, version)
+            if target.status == RETIRED:
+                raise Conflict(f"version {version} of {analytic!r} is retired; train a new one", rule="retired")
+            for k, (v, _) in self._rows.items():
+                if k[:2] == (analytic, scope) and v.status == PROMOTED and v is not target:
+                    v.status = RETIRED
+            target.status = PROMOTED
+            return msgspec.structs.replace(target)
+
+    def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
+                 drift: dict[str, Any] | None = None) -> Version:
+        with self._lock:
+            v, _ = self._row(analytic, scope, version)
+            if backtest is not None:
+                v.backtest = backtest
+            if drift is not None:
+                v.drift = drift
+            return msgspec.structs.replace(v)
+
+    def close(self) -> None:
+        pass
+
+
+_enc = msgspec.json.encode
+
+
+class SqlRegistry:
+    """An :class:`AnalyticRegistry` in SQLite (a file) or PostgreSQL (a schema); one connection, serialised."""
+
+    def __init__(self, target: str | Path, *, schema: str = "tvilling") -> None:
+        self._lock = threading.Lock()
+        self._pg = isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+        if self._pg:
+            import psycopg
+
+            try:
+                self._conn: Any = psycopg.connect(str(target), autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                raise Unavailable(f"PostgreSQL is not reachable for the analytics registry: {exc}") from exc
+            if not schema.replace("_", "").isalnum():
+                raise Unavailable(f"schema name {schema!r} is not a plain identifier")
+            self._table = f'"{schema}".analytic_versions'
+            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            blob = "bytea"
+        else:
+            path = Path(target)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._table = "analytic_versions"
+            blob = "blob"
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self._table} (analytic text NOT NULL, scope text NOT NULL,"
+            f" version integer NOT NULL, status text NOT NULL, doc text NOT NULL, artifact {blob} NOT NULL,"
+            " PRIMARY KEY (analytic, scope, version))")
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._pg else sql
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        cur = self._conn.execute(self._q(sql), args)
+        return list(cur.fetchall()) if cur.description else []
+
+    def _tx(self) -> Any:
+        return self._conn.transaction() if self._pg else _SqliteTx(self._conn)
+
+    def add(self, analytic: str, scope: str, artifact: bytes, *, fingerprint: str, params: dict[str, Any],
+            metrics: dict[str, Any], promote: bool = False, backtest: dict[str, Any] | None = None) -> Version:
+        with self._lock, self._tx():
+            if self._pg:
+                self._exec("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{self._table}:{analytic}:{scope}",))
+            rows = self._exec(f"SELECT coalesce(max(version), 0) FROM {self._table} WHERE analytic=? AND scope=?",
+                              (analytic, scope))
+            n = int(rows[0][0]) + 1
+            v = Version(analytic=analytic, scope=scope, version=n, status=CANDIDATE, created=_now(),
+                        fingerprint=fingerprint, params=params, metrics=metrics, backtest=backtest)
+            self._exec(f"INSERT INTO {self._table} VALUES (?, ?, ?, ?, ?, ?)",
+                       (analytic, scope, n, CANDIDATE, _enc(v).decode(), artifact))
+        return self.promote(analytic, scope, n) if promote else v
+
+    def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]:
+        with self._lock:
+            rows = self._exec(f"SELECT doc, status FROM {self._table} WHERE (? IS NULL OR analytic = ?) AND"
+                              " (? IS NULL OR scope = ?) ORDER BY analytic, scope, version",
+                              (analytic, analytic, scope, scope))
+        return [self._version(doc, status) for doc, status in rows]
+
+    @staticmethod
+    def _version(doc: str, status: str) -> Version:
+        v = msgspec.json.decode(doc, type=Version)
+        v.status = status
+        return v
+
+    def _one(self, analytic: str, scope: str, version: int, column: str) -> Any:
+        rows = self._exec(f"SELECT {column} FROM {self._table} WHERE analytic=? AND scope=? AND version=?",
+                          (analytic, scope, version))
+        if not rows:
+            raise NotFound(f"analytic {analytic!r} has no version {version} for {scope!r}", rule="version")
+        return rows[0]
+
+    def get(self, analytic: str, scope: str, version: int) -> Version:
+        with self._lock:
+            doc, status = self._one(analytic, scope, version, "doc, status")
+        return self._version(doc, status)
+
+    def artifact(self, analytic: str, scope: str, version: int) -> bytes:
+        with self._lock:
+            return bytes(self._one(analytic, scope, version, "artifact")[0])
+
+    def promoted(self, analytic: str, scope: str) -> Version | None:
+        with self._lock:
+            rows = self._exec(f"SELECT doc, status FROM {self._table} WHERE analytic=? AND scope=? AND status=?",
+                              (analytic, scope, PROMOTED))
+        return self._version(*rows[0]) if rows else None
+
+    def promote(self, analytic: str, scope: str, version: int) -> Version:
+        with self._lock, self._tx():
+            doc, status = self._one(analytic, scope, version, "doc, status")
+            if status == RETIRED:
+                raise Conflict(f"version {version} of {analytic!r} is retired; train a new one", rule="retired")
+            self._exec(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND status=? AND version<>?",
+                       (RETIRED, analytic, scope, PROMOTED, version))
+            self._exec(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND version=?",
+                       (PROMOTED, analytic, scope, version))
+        return self._version(doc, PROMOTED)
+
+    def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
+                 drift: dict[str, Any] | None = None) -> Version:
+        with self._lock, self._tx():
+            doc, status = self._one(analytic, scope, version, "doc, status")
+            v = self._version(doc, status)
+            if backtest is not None:
+                v.backtest = backtest
+            if drift is not None:
+                v.drift = drift
+            self._exec(f"UPDATE {self._table} SET doc=? WHERE analytic=? AND scope=? AND version=?",
+                       (_enc(v).decode(), analytic, scope, version))
+        return v
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _SqliteTx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def open_registry(store: str | None, data_dir: Path, schema: str = "tvilling") -> AnalyticRegistry:
+    """The registry the settings name: memory, PostgreSQL, or ``analytics.db`` in the data dir."""
+    if store == "memory":
+        return MemoryRegistry()
+    if store is not None:
+        return SqlRegistry(store, schema=schema)
+    return SqlRegistry(data_dir / "analytics.db")

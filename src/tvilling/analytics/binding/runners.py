@@ -1,0 +1,272 @@
+"""The online state of one analytic for one scope: learn, then score or predict each new row.
+
+A runner takes rows (timestamps in µs, a matrix with one column per configured input)
+and returns its outputs as ``(name, ts, value)`` triples; the engine turns them into
+reported properties and history. Runners are causal: the output at a row depends on
+that row and the rows before it only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tvilling.analytics.binding.spec import AnalyticSpec
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Output = tuple[str, int, Any]
+US_PER_UNIT = {"second": 1e6, "minute": 60e6, "hour": 3600e6, "day": 86400e6}
+
+
+@dataclass
+class Drift:
+    """Long-horizon drift of a fitted analytic: inputs against their training distribution, alarm rate.
+
+    ``input_shift`` is the largest |EWMA of an input's training z-score| (span ``span`` rows);
+    ``alarm_rate`` an EWMA of the anomaly flag. Drifting when the shift passes ``limit``
+    standard deviations or alarms persist at more than ``rate_limit`` of the rows.
+    """
+
+    mean: FloatArray
+    std: FloatArray
+    span: int = 2000
+    limit: float = 2.0
+    rate_limit: float = 0.2
+    shift: FloatArray | None = None
+    rate: float = 0.0
+    rows: int = 0
+
+    def update(self, X: FloatArray, flags: npt.NDArray[np.bool_] | None = None) -> None:
+        a = 2.0 / (self.span + 1.0)
+        z = (X - self.mean) / self.std
+        w = (1.0 - a) ** np.arange(X.shape[0] - 1, -1, -1)
+        start = np.zeros(X.shape[1]) if self.shift is None else self.shift
+        self.shift = start * (1.0 - a) ** X.shape[0] + a * (w[:, None] * z).sum(axis=0)
+        if flags is not None and flags.size:
+            self.rate = self.rate * (1.0 - a) ** flags.size + a * float((w * flags).sum())
+        self.rows += X.shape[0]
+
+    def report(self, names: list[str]) -> dict[str, Any]:
+        shift = np.zeros(len(names)) if self.shift is None else np.abs(self.shift)
+        worst = int(np.argmax(shift)) if shift.size else 0
+        warm = self.rows >= self.span // 4
+        return {"input_shift": round(float(shift[worst]), 3) if shift.size else 0.0,
+                "input": names[worst] if names else None, "alarm_rate": round(self.rate, 4),
+                "drifting": bool(warm and (shift[worst] > self.limit or self.rate > self.rate_limit)),
+                "rows": self.rows}
+
+
+@dataclass
+class Runner:
+    spec: AnalyticSpec
+    scope: str
+    version: int | None = None
+    model: Any = None
+    drift: Drift | None = None
+    _buffer: list[FloatArray] = field(default_factory=list)
+    _buffer_ts: list[IntArray] = field(default_factory=list)
+
+    @property
+    def fitted(self) -> bool:
+        return self.model is not None
+
+    def buffered(self) -> int:
+        return sum(b.shape[0] for b in self._buffer)
+
+    def take_training(self, ts: IntArray, X: FloatArray) -> tuple[IntArray, FloatArray, FloatArray | None]:
+        """Buffer rows until ``train_rows`` are there; returns (rest ts, rest rows, training rows or None)."""
+        need = self.spec.train_rows - self.buffered()
+        self._buffer.append(X[:need])
+        self._buffer_ts.append(ts[:need])
+        if self.buffered() < self.spec.train_rows:
+            return ts[:0], X[:0], None
+        train = np.vstack(self._buffer)
+        self._buffer, self._buffer_ts = [], []
+        return ts[need:], X[need:], train
+
+    def fit(self, X: FloatArray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def artifact(self) -> Any:
+        """What a version stores: the fitted model and the training statistics drift is judged by."""
+        drift = None if self.drift is None else (self.drift.mean, self.drift.std)
+        return {"model": self.model, "drift": drift}
+
+    def load(self, artifact: Any, version: int) -> None:
+        self.model = artifact["model"]
+        self.version = version
+        if artifact.get("drift") is not None:
+            mean, std = artifact["drift"]
+            self.drift = Drift(mean, std)
+
+    def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
+        raise NotImplementedError
+
+
+class AnomalyRunner(Runner):
+    """``mewma`` (MultivariateDetector) or ``univariate`` (UnivariateDetector), fitted on the first rows."""
+
+    def fit(self, X: FloatArray) -> dict[str, Any]:
+        params = dict(self.spec.params)
+        if self.spec.method == "mewma":
+            from tvilling.analytics.detectors.multivariate import MultivariateDetector
+
+            params.pop("threshold", None)
+            det: Any = MultivariateDetector(names=list(self.spec.inputs), **params).fit(X)
+            threshold = float(det.threshold_)
+        else:
+            from tvilling.analytics.detectors.univariate import UnivariateDetector
+
+            threshold = float(params.pop("threshold", 0.5))
+            det = UnivariateDetector(**params)
+            det.learn_many(X[:, 0])
+        self.model = (det, threshold)
+        std = X.std(axis=0)
+        self.drift = Drift(X.mean(axis=0), np.where(std > 1e-12, std, 1.0))
+        return {"threshold": threshold, "train_rows": int(X.shape[0])}
+
+    def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
+        det, threshold = self.model
+        raw = det.score_many(X if self.spec.method == "mewma" else X[:, 0])
+        score = np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0, posinf=1e6), 0.0) / threshold
+        flags = score >= 1.0
+        if self.drift is not None:
+            self.drift.update(X, flags)
+        out: list[Output] = [("anomaly_score", int(t), round(float(s), 6)) for t, s in zip(ts, score, strict=True)]
+        changes = np.flatnonzero(np.diff(np.r_[not flags[0], flags]))  # write the flag when it changes
+        out.extend(("anomaly", int(ts[i]), bool(flags[i])) for i in changes.tolist())
+        last = int(ts[-1])
+        if self.spec.method == "mewma":
+            if flags[-1] and hasattr(det, "explain"):
+                shares = {k: round(float(v), 4) for k, v in det.explain(X[-1]).items()}
+                out.append(("contributions", last, shares))
+            elif changes.size and not flags[-1]:
+                out.append(("contributions", last, None))
+        return out
+
+
+class TrendRulRunner(Runner):
+    """Remaining life from a degradation indicator's trend, extrapolated to ``failure_level``.
+
+    The indicator's baseline is the median of the first ``train_rows`` rows. Over the last
+    ``window`` rows (default 300), ``log(indicator − baseline·(1 − floor))`` is fitted as a
+    straight line in time (exponential growth, the usual shape of bearing wear). The point
+    RUL is where the line reaches the failure level; p10/p90 use the slope ± 1.2816
+    standard errors. No growth (or a growth slower than ``max_rul``) gives ``max_rul``.
+    ``health`` = (failure level − fitted level now) / (failure level − baseline), in [0, 1].
+    Time is the readings' time × ``time_scale`` (plant seconds per wall second, for
+    accelerated simulations), reported in ``unit`` (hour by default).
+    """
+
+    def fit(self, X: FloatArray) -> dict[str, Any]:
+        base = float(np.median(X[:, 0]))
+        self.model = {"baseline": base}
+        self.drift = None
+        window = int(self.spec.params.get("window", 300))
+        self._hist_t: deque[float] = deque(maxlen=window)
+        self._hist_v: deque[float] = deque(maxlen=window)
+        return {"baseline": base, "train_rows": int(X.shape[0])}
+
+    def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
+        p = self.spec.params
+        if not hasattr(self, "_hist_t"):  # loaded from the registry: the window starts empty
+            window = int(p.get("window", 300))
+            self._hist_t, self._hist_v = deque(maxlen=window), deque(maxlen=window)
+        scale = float(p.get("time_scale", 1.0)) / US_PER_UNIT[str(p.get("unit", "hour"))]
+        self._hist_t.extend((ts.astype(np.float64) * scale).tolist())
+        self._hist_v.extend(X[:, 0].tolist())
+        t = np.asarray(self._hist_t)
+        v = np.asarray(self._hist_v)
+        level = float(p["failure_level"])
+        max_rul = float(p.get("max_rul", 10_000.0))
+        base = float(self.model["baseline"])
+        floor = base * 0.9 if base > 0 else 0.0
+        ok = np.isfinite(v) & (v > floor)
+        now = int(ts[-1])
+        if ok.sum() < 10:
+            return []
+        tt, y = t[ok] - t[ok][-1], np.log(v[ok] - floor)
+        n = tt.size
+        A = np.vstack([np.ones(n), tt]).T
+        coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+        resid = y - A @ coef
+        dof = max(n - 2, 1)
+        sxx = float(((tt - tt.mean()) ** 2).sum())
+        se = math.sqrt(float(resid @ resid) / dof / sxx) if sxx > 0 else math.inf
+        fitted_now = math.exp(float(coef[0])) + floor
+        target = math.log(max(level - floor, 1e-12))
+
+        def life(slope: float) -> float:
+            if fitted_now >= level:
+                return 0.0
+            if not slope > 0:
+                return max_rul
+            return min(max((target - float(coef[0])) / slope, 0.0), max_rul)
+
+        slope = float(coef[1])
+        rul, p10, p90 = life(slope), life(slope + 1.2816 * se), life(slope - 1.2816 * se)
+        span = level - base
+        health = 1.0 if span <= 0 else min(max((level - fitted_now) / span, 0.0), 1.0)
+        return [("rul", now, round(rul, 3)), ("rul_p10", now, round(min(p10, rul), 3)),
+                ("rul_p90", now, round(max(p90, rul), 3)), ("health", now, round(health, 4))]
+
+
+class FleetRulRunner(Runner):
+    """``rul-fleet``: one RulModel for the fleet (trained from history), applied per twin on its window.
+
+    The twin's rows are numbered from its first stored row (the cycle count); the window
+    kept is the longest feature window, so each new row is predicted from its history.
+    """
+
+    cycles: int = 0
+    seeded: bool = False
+
+    def _window(self) -> deque[FloatArray]:
+        if not hasattr(self, "_rows"):
+            self._rows: deque[FloatArray] = deque(maxlen=max(self.model.config.windows) + 1)
+        return self._rows
+
+    def seed(self, X: FloatArray) -> None:
+        """The twin's earlier rows (from history): they set the cycle count and fill the window."""
+        self.seeded = True
+        rows = self._window()
+        start = self.cycles
+        self.cycles += X.shape[0]
+        for i, row in enumerate(X[-(rows.maxlen or 1):]):
+            rows.append(np.r_[0.0, float(start + X.shape[0] - min(X.shape[0], rows.maxlen or 1) + i + 1),
+                              _layout(row)])
+
+    def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
+        model = self.model
+        if model is None:
+            return []
+        rows = self._window()
+        for row in X:
+            self.cycles += 1
+            rows.append(np.r_[0.0, float(self.cycles), _layout(row)])
+        window = np.vstack(list(rows))
+        pred = model.predict_many(window)
+        clip = float(model.config.clip)
+        now = int(ts[-1])
+        point, p10, p90 = float(pred.point[-1]), float(pred.p10[-1]), float(pred.p90[-1])
+        return [("rul", now, round(point, 3)), ("rul_p10", now, round(min(p10, point), 3)),
+                ("rul_p90", now, round(max(p90, point), 3)), ("health", now, round(min(point / clip, 1.0), 4))]
+
+
+def _layout(row: FloatArray) -> FloatArray:
+    """Inputs (settings first) in the RUL model's row layout: three setting columns, then sensors."""
+    return row
+
+
+def make_runner(spec: AnalyticSpec, scope: str) -> Runner:
+    if spec.method in ("mewma", "univariate"):
+        return AnomalyRunner(spec, scope)
+    if spec.method == "rul-trend":
+        return TrendRulRunner(spec, scope)
+    return FleetRulRunner(spec, scope)

@@ -1,0 +1,124 @@
+"""The configuration of one analytic: which twins (by model), which inputs, which method.
+
+In ``tvilling.toml``::
+
+    [[analytics]]
+    name = "bearing-anomaly"
+    model = "dtmi:tvilling:plant:Bearing"      # this model and every model extending it
+    method = "mewma"                           # multivariate detector (two or more inputs)
+    inputs = ["vibration", "temperature", "vibrationBandBpfo"]
+    train_rows = 300                           # rows each twin learns before it is scored
+    params = { alpha = 0.05 }
+
+Methods and what they write on the twin (reserved outputs, see :mod:`tvilling.models.outputs`):
+
+* ``mewma`` — multivariate MEWMA-T² detector, fitted per twin on its first ``train_rows``
+  rows: ``anomaly_score`` (1.0 = threshold), ``anomaly``, ``contributions``, ``fault_family``
+  (when a fault classifier is configured);
+* ``univariate`` — one input, robust surprise + anomaly likelihood: ``anomaly_score``, ``anomaly``;
+* ``rul-trend`` — one degradation indicator (e.g. vibration RMS) extrapolated to a failure
+  level (``params.failure_level``, required): ``rul``, ``rul_p10``, ``rul_p90``, ``health``;
+* ``rul-fleet`` — a regressor trained on run-to-failure histories stored in the platform
+  (``tvilling analytics train``): ``rul``, ``rul_p10``, ``rul_p90``, ``health``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import msgspec
+
+from tvilling.core.errors import Invalid
+from tvilling.core.ids import parse_dtmi
+
+METHODS = {
+    "mewma": ("anomaly", "anomaly_score", "anomaly", "contributions", "fault_family"),
+    "univariate": ("anomaly", "anomaly_score", "anomaly"),
+    "rul-trend": ("rul", "rul", "rul_p10", "rul_p90", "health"),
+    "rul-fleet": ("rul", "rul", "rul_p10", "rul_p90", "health"),
+}
+PER_TWIN = frozenset({"mewma", "univariate", "rul-trend"})  # fitted per twin; rul-fleet is one fleet model
+FLEET = "*"  # the scope of a fleet-wide version
+
+
+class AnalyticSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    model: str
+    method: str
+    inputs: list[str]
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    train_rows: int = 300
+    enabled: bool = True
+
+    @property
+    def kind(self) -> str:
+        return METHODS[self.method][0]
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return METHODS[self.method][1:]
+
+    @property
+    def per_twin(self) -> bool:
+        return self.method in PER_TWIN
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the configuration: a version records which configuration trained it."""
+        doc = json.dumps(msgspec.to_builtins(self), sort_keys=True, default=str)
+        return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        out.update(kind=self.kind, outputs=list(self.outputs), fingerprint=self.fingerprint)
+        return out
+
+
+def parse_spec(doc: Mapping[str, Any], where: str = "analytics") -> AnalyticSpec:
+    """One analytic from its configuration mapping; :class:`Invalid` names the field that is wrong."""
+    if not isinstance(doc, Mapping):
+        raise Invalid(f"{where} must be a table (an object)", field=where, rule="type")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise Invalid(f"{where}.name must be a non-empty name of letters, digits, '-', '_' or '.'",
+                      field=f"{where}.name", rule="name")
+    at = f"analytics {name!r}"
+    try:
+        spec = msgspec.convert(dict(doc), AnalyticSpec)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"{at}: {exc}", field=where, rule="type") from None
+    parse_dtmi(spec.model, field=f"{at}.model")
+    if spec.method not in METHODS:
+        raise Invalid(f"{at}: method {spec.method!r} is not one of {', '.join(sorted(METHODS))}",
+                      field=f"{where}.method", rule="method")
+    if not spec.inputs or not all(isinstance(i, str) and i for i in spec.inputs):
+        raise Invalid(f"{at}: inputs must list at least one property path", field=f"{where}.inputs",
+                      rule="required")
+    if len(set(spec.inputs)) != len(spec.inputs):
+        raise Invalid(f"{at}: inputs name a property twice", field=f"{where}.inputs", rule="unique")
+    if spec.method == "mewma" and len(spec.inputs) < 2:
+        raise Invalid(f"{at}: method mewma needs two or more inputs (use univariate for one)",
+                      field=f"{where}.inputs", rule="count")
+    if spec.method in ("univariate", "rul-trend") and len(spec.inputs) != 1:
+        raise Invalid(f"{at}: method {spec.method} takes exactly one input", field=f"{where}.inputs", rule="count")
+    if spec.method == "rul-trend":
+        level = spec.params.get("failure_level")
+        if not isinstance(level, int | float) or isinstance(level, bool) or level <= 0:
+            raise Invalid(f"{at}: rul-trend needs params.failure_level, a positive number (the indicator's "
+                          "value at failure)", field=f"{where}.params.failure_level", rule="required")
+    if spec.train_rows < 10:
+        raise Invalid(f"{at}: train_rows must be at least 10", field=f"{where}.train_rows", rule="range")
+    return spec
+
+
+def parse_specs(docs: Iterable[Mapping[str, Any]]) -> list[AnalyticSpec]:
+    specs = [parse_spec(d, f"analytics[{i}]") for i, d in enumerate(docs)]
+    seen: set[str] = set()
+    for s in specs:
+        if s.name in seen:
+            raise Invalid(f"analytics {s.name!r} is configured twice", field="analytics", rule="unique")
+        seen.add(s.name)
+    return specs

@@ -1,0 +1,165 @@
+"""Analytics bound to twin models: online on ingest, outputs as twin properties with their version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvilling.analytics.binding import parse_specs
+from tvilling.analytics.binding.lifecycle import backtest, train
+from tvilling.app import build_platform
+from tvilling.config import Settings
+from tvilling.core.errors import Invalid
+from tvilling.history.readings import Readings
+from tvilling.models.builtin import builtin_documents
+
+SKAB = "dtmi:tvilling:datasets:SkabTestbed;1"
+BEARING = "dtmi:tvilling:example:Bearing;1"
+T0 = 1_790_000_000_000_000  # µs
+SEC = 1_000_000
+INPUTS = ["accelerometer1RMS", "current", "pressure", "temperature"]
+
+
+def platform_with(analytics, tmp_path=None):
+    settings = Settings(store="memory", analytics=analytics)
+    p = build_platform(settings)
+    p.models.add(builtin_documents("datasets"))
+    p.models.add(builtin_documents("plant"))
+    return p
+
+
+def rows(twin: str, start: int, X: np.ndarray, names=INPUTS) -> Readings:
+    n, k = X.shape
+    ts = np.repeat(T0 + (start + np.arange(n)) * SEC, k)
+    return Readings(np.full(n * k, twin, dtype=object), np.tile(np.array(names, dtype=object), n),
+                    ts.astype(np.int64), X.reshape(-1).astype(float))
+
+
+MEWMA = {"name": "pump-anomaly", "model": "dtmi:tvilling:datasets:SkabTestbed", "method": "mewma",
+         "inputs": INPUTS, "train_rows": 200}
+
+
+def test_detector_learns_then_scores_and_writes_outputs_with_version():
+    p = platform_with([MEWMA])
+    p.twins.put("pump-1", {"model": SKAB})
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(300, 4)) * [0.1, 0.2, 0.05, 0.3] + [1.0, 2.0, 0.5, 70.0]
+    p.pipeline.ingest_readings(rows("pump-1", 0, normal[:150]), transport="test")
+    assert "anomaly_score" not in p.twins.get("pump-1").reported  # still learning (150 of 200 rows)
+    p.pipeline.ingest_readings(rows("pump-1", 150, normal[150:]), transport="test")
+    twin = p.twins.get("pump-1")
+    assert twin.reported["anomaly"] is False
+    assert twin.reported["analytics"]["pump-anomaly"]["version"] == 1
+    assert twin.metadata["reported"]["anomaly_score"]["source"] == "analytics:pump-anomaly@1"
+    versions = p.analytics_registry.versions("pump-anomaly")
+    assert [(v.scope, v.version, v.status) for v in versions] == [("pump-1", 1, "promoted")]
+    # a fault: pressure drops far below anything seen in training
+    fault = normal[:60].copy()
+    fault[:, 2] -= 1.0
+    p.pipeline.ingest_readings(rows("pump-1", 300, fault), transport="test")
+    twin = p.twins.get("pump-1")
+    assert twin.reported["anomaly"] is True and twin.reported["anomaly_score"] > 1.0
+    shares = twin.reported["contributions"]
+    assert max(shares, key=shares.get) == "pressure"
+    assert abs(sum(shares.values()) - 1.0) < 1e-3
+    # scores reach history too, one per row after training
+    hist = p.history.range("pump-1", "anomaly_score", 0, 2**62, limit=10_000)
+    assert len(hist) == 100 + 60
+
+
+def test_rows_are_filled_forward_across_batches_and_partial_readings():
+    p = platform_with([MEWMA])
+    p.twins.put("pump-1", {"model": SKAB})
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(260, 4)) + 10
+    p.pipeline.ingest_readings(rows("pump-1", 0, X), transport="test")
+    # only one of the four inputs arrives: the others carry their last values
+    r = rows("pump-1", 260, np.array([[10.0]]), names=["pressure"])
+    p.pipeline.ingest_readings(r, transport="test")
+    hist = p.history.range("pump-1", "anomaly_score", 0, 2**62, limit=10_000)
+    assert hist[-1].ts_us == T0 + 260 * SEC
+
+
+def test_outputs_are_reserved_properties_validated_on_every_model():
+    p = platform_with([])
+    p.twins.put("pump", {"model": SKAB})  # a model that declares none of them
+    p.twins.patch("pump", {"reported": {"health": 0.4, "rul": 12.0, "anomaly": True,
+                                        "contributions": {"current": 1.0}}})
+    assert p.twins.get("pump").reported["health"] == 0.4
+    with pytest.raises(Invalid, match="between 0 and 1"):
+        p.twins.patch("pump", {"reported": {"health": 3.0}})
+    with pytest.raises(Invalid, match="true or false"):
+        p.twins.patch("pump", {"reported": {"anomaly": "yes"}})
+    with pytest.raises(Invalid, match="not declared"):
+        p.twins.patch("pump", {"reported": {"healthy": 1.0}})
+    with pytest.raises(Invalid, match="not writable|not declared"):
+        p.twins.patch("pump", {"desired": {"health": 1.0}})  # outputs are reported only
+    # a model that declares one keeps its own definition (Asset;1 declares health as a plain double)
+    p.twins.put("b1", {"model": BEARING})
+    p.twins.patch("b1", {"reported": {"health": 0.9}})
+
+
+def test_trend_rul_predicts_failure_time_with_a_band():
+    spec = {"name": "bearing-rul", "model": BEARING, "method": "rul-trend", "inputs": ["vibration"],
+            "train_rows": 50, "params": {"failure_level": 2.0, "unit": "hour", "window": 200}}
+    p = platform_with([spec])
+    p.twins.put("b1", {"model": BEARING})
+    t = np.arange(400, dtype=float)
+    # baseline 0.5 g for 100 s, then exponential growth: 0.5 + 0.05·e^{(t−100)/60}; reaches 2.0 g at t≈304 s
+    v = 0.5 + np.where(t < 100, 0.0, 0.05 * np.exp((t - 100) / 60))
+    v *= 1 + np.random.default_rng(2).normal(scale=0.003, size=t.size)
+    p.pipeline.ingest_readings(rows("b1", 0, v[:250, None], names=["vibration"]), transport="test")
+    rep = p.twins.get("b1").reported
+    truth_h = (60 * np.log(1.5 / 0.05) + 100 - 249) / 3600
+    assert rep["rul_p10"] <= rep["rul"] <= rep["rul_p90"]
+    assert abs(rep["rul"] - truth_h) < 0.25 * truth_h
+    assert abs(rep["health"] - (2.0 - 1.1) / 1.5) < 0.05  # 1.1 g now, of 0.5 g new and 2.0 g failed
+
+
+def test_spec_errors_name_the_field():
+    with pytest.raises(Invalid, match="method 'magic'"):
+        parse_specs([{**MEWMA, "method": "magic"}])
+    with pytest.raises(Invalid, match="two or more inputs"):
+        parse_specs([{**MEWMA, "inputs": ["current"]}])
+    with pytest.raises(Invalid, match="failure_level"):
+        parse_specs([{**MEWMA, "method": "rul-trend", "inputs": ["current"]}])
+    with pytest.raises(Invalid, match="twice"):
+        parse_specs([MEWMA, MEWMA])
+
+
+def test_fleet_rul_trains_from_platform_history_then_predicts_online():
+    names = ["setting1", "setting2", "setting3", "s2", "s3", "s4"]
+    spec = {"name": "engine-rul", "model": "dtmi:tvilling:datasets:TurbofanEngine", "method": "rul-fleet",
+            "inputs": names, "params": {"n_features": 200, "members": 3, "windows": [5, 10]}}
+    p = platform_with([spec])
+    rng = np.random.default_rng(3)
+    twins = []
+    for u in range(12):  # run-to-failure units: a sensor drifts up faster as the end nears
+        life = int(rng.integers(80, 140))
+        cyc = np.arange(life, dtype=float)
+        X = np.column_stack([np.zeros(life), np.zeros(life), np.full(life, 100.0),
+                             600 + 0.02 * np.exp(cyc / life * 4) + rng.normal(scale=0.05, size=life),
+                             1500 + 5 * (cyc / life) ** 2 + rng.normal(scale=0.2, size=life),
+                             rng.normal(size=life)])
+        twin = f"eng-{u}"
+        p.twins.put(twin, {"model": "dtmi:tvilling:datasets:TurbofanEngine;1"})
+        p.pipeline.ingest_readings(rows(twin, 0, X, names=names), transport="test")
+        twins.append(twin)
+    assert "rul" not in p.twins.get("eng-0").reported  # no fleet model yet: nothing predicted
+    v = train(p.analytics.spec("engine-rul"), p.analytics_registry, p.history, twins[:10], promote=True)
+    assert v.version == 1 and v.metrics["units"] == 10 and v.status == "promoted"
+    report = backtest(p.analytics.spec("engine-rul"), p.analytics_registry, p.history, v, twins[10:])
+    assert report["rmse_clipped_truth"] < 40
+    assert p.analytics_registry.get("engine-rul", "*", 1).backtest["twins"] == 2
+    # online: a new engine gets RUL predictions from the promoted version
+    p.analytics.reload("engine-rul")
+    p.twins.put("eng-new", {"model": "dtmi:tvilling:datasets:TurbofanEngine;1"})
+    life = 120
+    cyc = np.arange(life, dtype=float)
+    X = np.column_stack([np.zeros(life), np.zeros(life), np.full(life, 100.0),
+                         600 + 0.02 * np.exp(cyc / life * 4), 1500 + 5 * (cyc / life) ** 2, np.zeros(life)])
+    p.pipeline.ingest_readings(rows("eng-new", 0, X[:100], names=names), transport="test")
+    rep = p.twins.get("eng-new").reported
+    assert rep["analytics"]["engine-rul"]["version"] == 1
+    assert rep["rul_p10"] <= rep["rul"] <= rep["rul_p90"] and 0 <= rep["health"] <= 1
+    assert rep["rul"] < 60  # 20 cycles left in truth; far below the 125 cap
