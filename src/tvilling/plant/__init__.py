@@ -1,0 +1,37 @@
+"""A simulated plant: virtual machines for the demo and for tests, without hardware.
+
+One production line of N machines (motor, drive-end and non-drive-end bearings, spindle),
+stepped together on NumPy arrays with physics-informed behaviour, injectable faults, a
+seed for reproducible runs and accelerated time. :class:`PlantRunner` talks to the twin
+over MQTT (``tvilling/{twin}/telemetry``, commands, retained desired state);
+:class:`~tvilling.plant.opcua.PlantOpcUaServer` exposes the machines over OPC UA (asyncua,
+imported lazily); :class:`~tvilling.plant.broker.EmbeddedBroker` is an in-process amqtt
+broker on loopback for running without Mosquitto.
+
+    plant = Plant(machines=4, seed=1, speed=60)
+    async with EmbeddedBroker() as broker, PlantRunner(plant, broker.url, protocol_version=4):
+        ...
+"""
+
+from tvilling.plant.broker import EmbeddedBroker
+from tvilling.plant.faults import FAULTS, Injection, Scenario, default_scenario
+from tvilling.plant.mqtt import PlantRunner, RunnerStats
+from tvilling.plant.physics import Params
+from tvilling.plant.plant import COMMANDS, MODEL_SET, MODELS, CommandResult, Frame, Plant
+
+__all__ = [
+    "COMMANDS",
+    "FAULTS",
+    "MODELS",
+    "MODEL_SET",
+    "CommandResult",
+    "EmbeddedBroker",
+    "Frame",
+    "Injection",
+    "Params",
+    "Plant",
+    "PlantRunner",
+    "RunnerStats",
+    "Scenario",
+    "default_scenario",
+]
