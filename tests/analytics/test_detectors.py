@@ -93,26 +93,64 @@ def _series(n: int = 1500, seed: int = 0) -> np.ndarray:
 
 def test_univariate_is_causal_and_bounded() -> None:
     x = _series()
-    a = UnivariateDetector().score_many(x)
+    a = UnivariateDetector(warmup=300).score_many(x)
     y = x.copy()
-    y[1000:] += 30.0
-    b = UnivariateDetector().score_many(y)
+    y[1000:] += 30.0  # change the future only
+    b = UnivariateDetector(warmup=300).score_many(y)
     assert a.shape == x.shape
     assert ((a >= 0) & (a <= 1)).all() and ((b >= 0) & (b <= 1)).all()
     np.testing.assert_array_equal(a[:1000], b[:1000])
-    assert b[1000] > 0.5 > a[:1000].max()
+    assert not a[:300].any()  # warm-up rows are learned, not scored
+    assert b[1000] == 1.0 > 0.5 > a[:1000].max()  # a never-seen level ranks first
 
 
-def test_univariate_stream_matches_batch() -> None:
+def test_univariate_reports_a_burst_once() -> None:
+    x = _series(1500, seed=2)
+    x[1000:1010] += 30.0  # one event ten rows long
+    s = UnivariateDetector(warmup=300, rest=100).score_many(x)
+    hits = np.flatnonzero(s[:1100] >= 0.5)
+    assert hits.tolist() == [1000]  # first row only; the rest of the burst is not reported again
+    s2 = UnivariateDetector(warmup=300, rest=0).score_many(x)
+    assert np.count_nonzero(s2[:1100] >= 0.5) > 1  # without suppression the burst fires repeatedly
+
+
+def test_univariate_pattern_break_without_new_level() -> None:
+    """A familiar range visited in an unfamiliar order is caught by the context likelihood."""
+    rng = np.random.default_rng(3)
+    saw = np.tile(np.linspace(0.0, 1.0, 20), 100) + 0.01 * rng.normal(size=2000)
+    saw[1500:1540] = saw[1500:1540][::-1]  # the same values, run backwards
+    s = UnivariateDetector(warmup=600).score_many(saw)
+    assert s[1500:1545].max() >= 0.5 > s[:1500].max()
+
+
+def test_univariate_stream_matches_batch_and_resets() -> None:
     x = _series(2600, seed=4)  # longer than the likelihood window, so history is dropped
-    small = dict(window=100, long=500)
+    x[[900, 1700, 2300]] = [5.0, np.nan, -4.0]
+    small = dict(warmup=200, long=500)
     batch = UnivariateDetector(**small).score_many(x)
     det = UnivariateDetector(**small)
     stream = np.array([det.score_one(v) for v in x])
-    np.testing.assert_allclose(stream, batch, rtol=1e-7, atol=1e-7)
+    np.testing.assert_array_equal(stream, batch)
     det = UnivariateDetector(**small)
     parts = np.r_[det.score_many(x[:777]), det.score_many(x[777:])]
-    np.testing.assert_allclose(parts, batch, rtol=1e-7, atol=1e-7)
+    np.testing.assert_array_equal(parts, batch)
+    det.reset()
+    np.testing.assert_array_equal(det.score_many(x), batch)
+    det = UnivariateDetector(**small)
+    for v in x[:150]:
+        det.learn_one(v)
+    det.learn_many(x[150:1200])
+    np.testing.assert_array_equal(det.score_many(x[1200:]), batch[1200:])
+    assert batch[1700] == 0.0 and batch[900] == 1.0
+
+
+def test_univariate_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        UnivariateDetector(warmup=0)
+    with pytest.raises(ValueError):
+        UnivariateDetector(levels=0)
+    with pytest.raises(ValueError):
+        UnivariateDetector(rest=-1)
 
 
 def test_run_skab_real_data() -> None:
@@ -131,5 +169,10 @@ def test_run_nab_real_data() -> None:
     for key in ("standard", "reward_low_fp", "reward_low_fn", "files", "fixed"):
         assert key in r
     assert r["files"] == 41
-    assert r["standard"] > 0.0
+    # Figures reached on the development part (standard 65.7, low FP 57.4, low FN 71.3); a little slack only.
+    assert r["standard"] >= 65.0
+    assert r["reward_low_fp"] >= 56.5
+    assert r["reward_low_fn"] >= 70.5
+    assert r["fixed"]["standard"] >= 61.5  # at the natural decision level 0.5
+    assert r["seconds"] < 120.0
     print("\n" + table(r))
