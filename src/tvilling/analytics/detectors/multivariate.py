@@ -1,17 +1,25 @@
 """Causal multivariate online anomaly detector for multi-sensor assets (SKAB-style data).
 
-Method (all statistics come from the training rows only):
+Method (per-asset statistics come from its training rows, assumed normal):
 
-1. Standardise each sensor with the training mean and standard deviation.
-2. Fit a shrunk correlation matrix ``Σ = (1 − λ)·R + λ·I`` on the standardised training rows.
-3. Smooth the standardised vector causally with a multivariate EWMA (MEWMA, Lowry et al. 1992):
-   ``e_t = (1 − α)·e_{t−1} + α·z_t``; the score is Hotelling's ``T²`` of ``e_t`` under the stationary
-   EWMA covariance ``α/(2 − α)·Σ``, divided by the number of sensors (≈ 1 in normal operation).
-4. The threshold is a rule on the training scores: ``margin × quantile_q(train scores)``.
+1. Standardise each sensor with the training mean and standard deviation: ``u_t = (x_t − μ) / σ``.
+2. Smooth causally with an EWMA, ``e_t = (1 − α)·e_{t−1} + α·u_t`` (``e_{−1} = 0``), and rescale so
+   that white noise would give unit variance: ``z_t = e_t / √(α / (2 − α))``.
+3. Divide each sensor by its *scale* ``k_i``: how much larger than the white-noise theory the smoothed
+   deviation of that sensor is, away from its own training window, in normal operation
+   (autocorrelation, slow drift such as warming). Scales are learned label-free from normal data with
+   :func:`~tvilling.analytics.detectors.mv_calibration.calibrate_scales` (a pre-trained component,
+   e.g. from the training parts of other recordings of the same asset type); without them the
+   detector estimates them from its own training rows.
+4. The statistic is the mean of ``(z_i / k_i)²`` over the sensors, divided by ``threshold``: the
+   score is ≥ 0 and the alarm level is 1.0.
+5. Decisions (:meth:`MultivariateDetector.predict_many`): an alarm is raised when the score exceeds
+   1.0 and is held for at least ``hold`` rows, then cleared at the first row whose score is back at or
+   below 1.0 (anomalies are episodes, not single points).
 
-The detector is causal: the score at row ``t`` depends on rows ``≤ t`` only. ``contributions`` splits
-``T²`` over the sensors with the symmetric whitening ``Σ^{-1/2}``, so the shares are non-negative and
-sum to 1.
+Everything is causal: the score and the decision at row ``t`` depend on rows ``≤ t`` only. The
+statistic is a sum over sensors, so :meth:`MultivariateDetector.contributions` splits it exactly: the
+share of sensor ``i`` is ``(z_i / k_i)² / Σ_j (z_j / k_j)²`` (non-negative, summing to 1).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -29,49 +37,61 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.analytics.detectors._ewma import ewma
+from tvilling.analytics.detectors.mv_calibration import calibrate_scales, hold_decisions, std_floor
 
 __all__ = ["MultivariateDetector"]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass
 class MultivariateDetector:
-    """MEWMA-``T²`` detector with a threshold taken from the training-score distribution.
+    """Scaled EWMA chi-square detector with an alarm hold.
 
-    Parameters: ``alpha`` (EWMA weight of the newest row), ``shrinkage`` ``λ`` of the correlation matrix,
-    ``quantile`` and ``margin`` of the threshold rule, ``min_std`` (floor on a sensor's training standard
-    deviation, relative to its mean absolute level, so a flat sensor does not explode), and optional
-    ``names`` of the sensors (used by :meth:`explain`).
+    Parameters: ``alpha`` (EWMA weight of the newest row), ``threshold`` (alarm level of the mean
+    squared scaled deviation; the reported score is divided by it), ``hold`` (rows an alarm is kept at
+    least once raised), ``scales`` (per-sensor scales ``k_i``; ``None``: estimated from the training
+    rows), ``min_std`` (floor on a sensor's training standard deviation relative to its mean absolute
+    level, so a flat sensor does not explode; see :func:`std_floor`) and optional sensor ``names``
+    (used by :meth:`explain`).
 
-    Streaming use: :meth:`learn_one` collects training rows (the model is refitted lazily on the next
-    score); :meth:`score_one` scores a row and advances the EWMA state; :meth:`reset` clears the state.
-    :meth:`score_many` scores a block from the current state and advances it the same way, so scoring a
-    series row by row or in one block gives the same scores.
+    The defaults were chosen on the SKAB development files by leave-one-file-out cross-validation
+    (see ``run_skab``); ``alpha=0.5, threshold=3, hold=15`` won in every fold.
+
+    Streaming use: :meth:`learn_one`/:meth:`learn_many` collect training rows (the model is refitted
+    lazily on the next score); :meth:`score_one`/:meth:`score_many` score rows and advance the EWMA
+    state; :meth:`predict_one`/:meth:`predict_many` also advance the alarm state; :meth:`reset`
+    clears both states. Scoring a series row by row or in blocks gives the same scores and decisions.
     """
 
-    alpha: float = 0.05
-    shrinkage: float = 0.1
-    quantile: float = 0.99
-    margin: float = 1.0
-    min_std: float = 1e-3
-    drift_ratio: float | None = 2.0
+    alpha: float = 0.5
+    threshold: float = 3.0
+    hold: int = 15
+    scales: npt.ArrayLike | None = None
+    min_std: float = 1e-4
     names: Sequence[str] | None = None
     mean_: FloatArray | None = field(default=None, init=False, repr=False)
     std_: FloatArray | None = field(default=None, init=False, repr=False)
-    precision_: FloatArray | None = field(default=None, init=False, repr=False)
-    whitener_: FloatArray | None = field(default=None, init=False, repr=False)
-    active_: npt.NDArray[np.bool_] | None = field(default=None, init=False, repr=False)
-    threshold_: float = field(default=float("inf"), init=False)
-    train_scores_: FloatArray | None = field(default=None, init=False, repr=False)
+    scale_: FloatArray | None = field(default=None, init=False, repr=False)
+    threshold_: float = field(default=1.0, init=False)
     _state: FloatArray | None = field(default=None, init=False, repr=False)
+    _alarm: tuple[bool, int] = field(default=(False, 0), init=False, repr=False)
     _buffer: list[FloatArray] = field(default_factory=list, init=False, repr=False)
     _stale: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError("alpha must lie in (0, 1]")
+        if not self.threshold > 0.0:
+            raise ValueError("threshold must be positive")
+        if self.hold < 0:
+            raise ValueError("hold must be >= 0")
 
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X_train: npt.ArrayLike) -> MultivariateDetector:
-        """Fit standardisation, correlation and threshold on training rows (assumed normal)."""
+        """Fit standardisation (and scales, when not given) on training rows assumed normal."""
         X = self._as_matrix(X_train)
         if X.shape[0] < 2:
             raise ValueError("need at least two training rows")
@@ -82,41 +102,21 @@ class MultivariateDetector:
     def _fit_matrix(self, X: FloatArray) -> None:
         mean = X.mean(axis=0)
         std = X.std(axis=0, ddof=1)
-        floor = self.min_std * np.maximum(np.abs(mean), 1.0)
-        self.mean_, self.std_ = mean, np.maximum(std, floor)
-        self.active_ = self._stationary(X)
-        Z = ((X - mean) / self.std_)[:, self.active_]
-        corr = np.atleast_2d(np.cov(Z, rowvar=False))
-        sigma = (1.0 - self.shrinkage) * corr + self.shrinkage * np.eye(Z.shape[1])
-        vals, vecs = np.linalg.eigh(sigma)
-        vals = np.maximum(vals, 1e-9)
-        self.precision_ = (vecs / vals) @ vecs.T
-        self.whitener_ = (vecs / np.sqrt(vals)) @ vecs.T  # symmetric Σ^{-1/2}
+        self.mean_, self.std_ = mean, np.maximum(std, std_floor(mean, self.min_std))
+        if self.scales is not None:
+            k = np.asarray(self.scales, dtype=np.float64).ravel()
+            if k.size != X.shape[1]:
+                raise ValueError(f"scales has {k.size} values for {X.shape[1]} sensors")
+            if not np.all(np.isfinite(k) & (k > 0)):
+                raise ValueError("scales must be finite and positive")
+            self.scale_ = k
+        elif X.shape[0] >= 20:
+            self.scale_ = calibrate_scales([X], alpha=self.alpha, min_std=self.min_std)
+        else:
+            self.scale_ = np.ones(X.shape[1])
         self._state = None
-        self.train_scores_ = self._score_block(X, None)[0]
-        self.threshold_ = self.margin * float(np.quantile(self.train_scores_, self.quantile))
-        self._state = None
+        self._alarm = (False, 0)
         self._stale = False
-
-    def _stationary(self, X: FloatArray) -> npt.NDArray[np.bool_]:
-        """Sensors kept in the statistic: those without a strong linear trend over the training rows.
-
-        A sensor whose fitted trend over the training span exceeds ``drift_ratio`` times its residual
-        standard deviation drifts (e.g. a warming temperature); its training distribution does not
-        describe the test period, so it is left out (its contribution is reported as 0). At least one
-        sensor (the least drifting) is always kept.
-        """
-        n, d = X.shape
-        if self.drift_ratio is None or n < 3:
-            return np.ones(d, dtype=bool)
-        A = np.c_[np.linspace(0.0, 1.0, n), np.ones(n)]
-        coef = np.linalg.lstsq(A, X, rcond=None)[0]
-        resid = np.maximum((X - A @ coef).std(axis=0), self.min_std * np.maximum(np.abs(X.mean(axis=0)), 1.0))
-        ratio = np.abs(coef[0]) / resid
-        keep = ratio <= self.drift_ratio
-        if not keep.any():
-            keep[int(np.argmin(ratio))] = True
-        return np.asarray(keep, dtype=bool)
 
     def learn_one(self, x: npt.ArrayLike) -> None:
         """Add one training row; the model is refitted on the next call that needs it."""
@@ -129,14 +129,15 @@ class MultivariateDetector:
         self._stale = True
 
     def _ready(self) -> None:
-        if self._stale or self.precision_ is None:
+        if self._stale or self.mean_ is None:
             if len(self._buffer) < 2:
                 raise RuntimeError("detector is not fitted: call fit() or learn_one() on training rows first")
             self._fit_matrix(np.vstack(self._buffer))
 
     def reset(self) -> None:
-        """Forget the EWMA state (start of a new series); the fitted model is kept."""
+        """Forget the EWMA and alarm states (start of a new series); the fitted model is kept."""
         self._state = None
+        self._alarm = (False, 0)
 
     # ------------------------------------------------------------------ scoring
 
@@ -153,56 +154,67 @@ class MultivariateDetector:
         assert self.mean_ is not None and self.std_ is not None
         if X.shape[1] != self.mean_.size:
             raise ValueError(f"expected {self.mean_.size} sensors, got {X.shape[1]}")
-        assert self.active_ is not None
-        return ((X - self.mean_) / self.std_)[:, self.active_]
+        return (X - self.mean_) / self.std_
 
-    def _score_block(self, X: FloatArray, state: FloatArray | None) -> tuple[FloatArray, FloatArray]:
-        assert self.precision_ is not None
-        Z = self._standardise(X)
-        init = np.zeros(Z.shape[1]) if state is None else state
-        E = ewma(Z, self.alpha, initial=init)
-        scale = (2.0 - self.alpha) / self.alpha / Z.shape[1]
-        t2 = np.einsum("ij,jk,ik->i", E, self.precision_, E) * scale
-        return t2, E[-1] if E.shape[0] else init
+    def _scaled(self, E: FloatArray) -> FloatArray:
+        assert self.scale_ is not None
+        return np.asarray(E / np.sqrt(self.alpha / (2.0 - self.alpha)) / self.scale_, dtype=np.float64)
+
+    def score_details(self, X: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Scores of a block of rows and the signed scaled deviations ``z_i / k_i`` behind them.
+
+        Continues from the current EWMA state and advances it (like :meth:`score_many`). The second
+        array (rows × sensors) is what :mod:`tvilling.analytics.diagnostics` reads.
+        """
+        self._ready()
+        U = self._standardise(self._as_matrix(X))
+        init = np.zeros(U.shape[1]) if self._state is None else self._state
+        E = ewma(U, self.alpha, initial=init)
+        if E.shape[0]:
+            self._state = E[-1].copy()
+        Zs = self._scaled(E)
+        scores = np.mean(Zs**2, axis=1) / self.threshold
+        return np.asarray(scores, dtype=np.float64), Zs
 
     def score_many(self, X: npt.ArrayLike) -> FloatArray:
         """Scores of a block of rows (continuing from the current state, which is advanced)."""
-        self._ready()
-        A = self._as_matrix(X)
-        scores, self._state = self._score_block(A, self._state)
-        return scores
+        return self.score_details(X)[0]
 
     def score_one(self, x: npt.ArrayLike) -> float:
         """Score of one row (advances the EWMA state)."""
         return float(self.score_many(np.asarray(x, dtype=np.float64).reshape(1, -1))[0])
 
-    def predict_many(self, X: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """Binary decisions ``score > threshold`` for a block of rows."""
-        return self.score_many(X) > self.threshold_
+    def decide_many(self, scores: npt.ArrayLike) -> BoolArray:
+        """Alarm decisions for consecutive scores (advances the alarm state; see the module notes)."""
+        out, self._alarm = hold_decisions(np.asarray(scores, dtype=np.float64), self.threshold_, self.hold, self._alarm)
+        return out
+
+    def predict_many(self, X: npt.ArrayLike) -> BoolArray:
+        """Alarm decisions for a block of rows (score above 1.0, held ``hold`` rows at least)."""
+        return self.decide_many(self.score_many(X))
+
+    def predict_one(self, x: npt.ArrayLike) -> bool:
+        """Alarm decision for one row (advances the EWMA and alarm states)."""
+        return bool(self.predict_many(np.asarray(x, dtype=np.float64).reshape(1, -1))[0])
 
     # ------------------------------------------------------------------ diagnostics
 
     def contributions(self, x: npt.ArrayLike, *, smoothed: bool = False) -> FloatArray:
         """Per-sensor share of the anomaly statistic of row(s) ``x`` (non-negative, each row sums to 1).
 
-        Uses the symmetric whitening ``w = Σ^{-1/2} z`` so that ``Σ_i w_i² = zᵀ Σ^{-1} z``; the share of
-        sensor ``i`` is ``w_i² / Σ_j w_j²``. With ``smoothed=True`` the current EWMA state is explained
-        instead of ``x``. Returns a 1-D array for one row, 2-D for several.
+        Without smoothing the standardised, scaled deviation of ``x`` itself is split; with
+        ``smoothed=True`` the current EWMA state (what the last score measured) is explained instead of
+        ``x``. Returns a 1-D array for one row, 2-D for several.
         """
         self._ready()
-        assert self.whitener_ is not None
         if smoothed:
             if self._state is None:
                 raise RuntimeError("no EWMA state yet: score some rows first")
-            Z = self._state.reshape(1, -1)
+            Zs = self._scaled(self._state.reshape(1, -1))
         else:
-            Z = self._standardise(self._as_matrix(x))
-        assert self.active_ is not None
-        W = np.zeros((Z.shape[0], self.active_.size))
-        W[:, self.active_] = (Z @ self.whitener_) ** 2
-        tot = W.sum(axis=1, keepdims=True)
-        n = int(self.active_.sum())
-        shares = np.where(tot > 0, W / np.where(tot > 0, tot, 1.0), self.active_ / n)
+            assert self.scale_ is not None
+            Zs = self._standardise(self._as_matrix(x)) / self.scale_
+        shares = shares_of(Zs)
         return shares[0] if (smoothed or np.asarray(x).ndim == 1) else shares
 
     def explain(self, x: npt.ArrayLike) -> dict[str, float]:
@@ -210,3 +222,12 @@ class MultivariateDetector:
         c = self.contributions(np.asarray(x, dtype=np.float64).ravel())
         names = list(self.names) if self.names is not None else [f"s{i}" for i in range(c.size)]
         return dict(zip(names, (float(v) for v in c), strict=True))
+
+
+def shares_of(Zs: npt.ArrayLike) -> FloatArray:
+    """Row-wise shares ``z_i² / Σ_j z_j²`` (uniform where a row is all zeros)."""
+    Z = np.atleast_2d(np.asarray(Zs, dtype=np.float64))
+    W = Z**2
+    tot = W.sum(axis=1, keepdims=True)
+    d = max(Z.shape[1], 1)
+    return np.asarray(np.where(tot > 0, W / np.where(tot > 0, tot, 1.0), 1.0 / d), dtype=np.float64)

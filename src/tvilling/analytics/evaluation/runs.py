@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.analytics.detectors import MultivariateDetector, UnivariateDetector
+from tvilling.analytics.detectors.mv_calibration import calibrate_scales
+from tvilling.analytics.diagnostics import leave_one_out_accuracy, segment_signature
 from tvilling.analytics.evaluation.nab import load_nab_series, load_windows, probationary_length, score_corpus
 from tvilling.analytics.evaluation.skab import TRAIN_ROWS, ChangepointCounts, PointCounts, load_skab
 from tvilling.core.errors import Invalid
@@ -30,7 +32,8 @@ NAB_FIXED_THRESHOLD = 0.5
 
 
 class SkabDetector(Protocol):
-    """What :func:`run_skab` needs from a multivariate detector."""
+    """What :func:`run_skab` needs from a multivariate detector (a :class:`MultivariateDetector` also
+    gets its alarm hold)."""
 
     threshold_: float
 
@@ -45,37 +48,76 @@ class NabDetector(Protocol):
     def score_many(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
 
 
+def skab_scales(files: list[Any], *, alpha: float) -> npt.NDArray[np.float64]:
+    """Sensor scales of :class:`MultivariateDetector` learned on the training parts (first
+    :data:`TRAIN_ROWS` rows, no labels) of the given SKAB files (label-free pre-training)."""
+    return calibrate_scales([f[1][:TRAIN_ROWS] for f in files], alpha=alpha)
+
+
+def _skab_files(root: Path) -> list[tuple[Path, Any]]:
+    out: list[tuple[Path, Any]] = []
+    for path in sorted(root.rglob("*.csv")):
+        data = load_skab(path)
+        if data is not None and data[1].shape[0] > TRAIN_ROWS:
+            out.append((path, data))
+    return out
+
+
 def run_skab(
     data_dir: str | Path,
     *,
-    detector_factory: Callable[[], SkabDetector] = MultivariateDetector,
+    detector_factory: Callable[[], SkabDetector] | None = None,
     keep_series: bool = False,
+    families: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a multivariate detector on SKAB under the official protocol.
+
+    Without ``detector_factory`` each file gets a fresh :class:`MultivariateDetector` with its default
+    settings and sensor scales pre-trained (:func:`skab_scales`) on the training parts of all the files
+    evaluated: only the first :data:`TRAIN_ROWS` rows of each file, never a test row or a label. The
+    binary prediction is ``predict_many`` where the detector has it (alarm hold), else
+    ``score > threshold_``.
 
     Returns ``f1``, ``far`` and ``mar`` (percent), ``nab_standard``, ``nab_low_fp``, ``nab_low_fn``
     (changepoint scores, 60 s window), ``files``, plus ``tp``/``fp``/``fn``/``tn``, ``changepoints``,
     ``missed``, ``false_positives``, ``seconds`` and ``per_file`` (with ``keep_series`` also the scores,
-    threshold and labels of each file's test part under ``series``).
+    threshold and labels of each file's test part under ``series``). With ``families`` (and the default
+    detector) also ``family_accuracy`` and ``family_balanced_accuracy``: the fault family (the parent
+    folder name) of each file's detected anomaly named by a classifier trained on the other files
+    (leave-one-file-out, :mod:`tvilling.analytics.diagnostics`).
     """
     root = Path(data_dir)
     if not root.is_dir():
         raise Invalid("SKAB folder not found", path=str(root))
     start = time.perf_counter()
+    loaded = _skab_files(root)
+    if not loaded:
+        raise Invalid("no labelled SKAB CSV found", path=str(root))
+    factory: Callable[[], SkabDetector]
+    default = detector_factory is None
+    if detector_factory is None:
+        scales = skab_scales([d for _p, d in loaded], alpha=MultivariateDetector.alpha)
+
+        def factory() -> SkabDetector:
+            return MultivariateDetector(scales=scales)
+    else:
+        factory = detector_factory
     points, cps = PointCounts(), ChangepointCounts()
     per_file: list[dict[str, Any]] = []
     series: list[dict[str, Any]] = []
-    for path in sorted(root.rglob("*.csv")):
-        data = load_skab(path)
-        if data is None:
-            continue
-        ts, X, anomaly, changepoint, _cols = data
-        if X.shape[0] <= TRAIN_ROWS:
-            continue
-        det = detector_factory()
+    segments: list[tuple[str, npt.NDArray[np.float64]]] = []
+    for path, (ts, X, anomaly, changepoint, cols) in loaded:
+        det = factory()
         det.fit(X[:TRAIN_ROWS])
-        scores = det.score_many(X[TRAIN_ROWS:])
-        pred = scores > det.threshold_
+        if isinstance(det, MultivariateDetector):
+            det.names = cols
+            scores, dev = det.score_details(X[TRAIN_ROWS:])
+            pred = det.decide_many(scores)
+            if default and families:
+                segments.append((path.parent.name, segment_signature(dev, pred)))
+        else:
+            scores = det.score_many(X[TRAIN_ROWS:])
+            pred = scores > det.threshold_
         y, c, t = anomaly[TRAIN_ROWS:], changepoint[TRAIN_ROWS:], ts[TRAIN_ROWS:]
         points.add(y, pred)
         cps.add(t, c, pred)
@@ -92,9 +134,9 @@ def run_skab(
                     "anomaly": y,
                 }
             )
-    if not per_file:
-        raise Invalid("no labelled SKAB CSV found", path=str(root))
     out: dict[str, Any] = {**points.metrics(), **cps.scores(), "files": len(per_file)}
+    if segments and len({fam for fam, _s in segments}) > 1:
+        out.update(leave_one_out_accuracy(segments))
     out["seconds"] = time.perf_counter() - start
     out["per_file"] = per_file
     if keep_series:
