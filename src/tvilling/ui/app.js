@@ -1,0 +1,77 @@
+// The dashboard's shell: hash routes, the live-connection indicator, the open-alarm count.
+
+import { listAlarms, live, onLiveState } from "./api.js";
+import { message, sevRank } from "./util.js";
+
+const routes = {
+  fleet: () => import("./fleet.js"),
+  twin: () => import("./twin.js"),
+  alarms: () => import("./alarms.js"),
+  graph: () => import("./graph.js"),
+};
+
+const view = document.getElementById("view");
+let unmount = null;
+let generation = 0;
+
+function parse(hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  if (parts[0] === "twin" && parts[1]) return { page: "twin", id: parts.slice(1).join("/") };
+  if (parts[0] === "alarms") return { page: "alarms" };
+  if (parts[0] === "graph") return { page: "graph" };
+  return { page: "fleet" };
+}
+
+async function route() {
+  const gen = ++generation;
+  const r = parse(location.hash);
+  if (unmount) { try { unmount(); } catch (e) { console.error(e); } unmount = null; }
+  view.replaceChildren();
+  document.body.dataset.page = r.page;
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("active", a.dataset.route === (r.page === "twin" ? "fleet" : r.page));
+  }
+  try {
+    const mod = await routes[r.page]();
+    const stop = await mod.mount(view, r);
+    if (gen !== generation) { if (stop) stop(); return; }
+    unmount = stop;
+  } catch (e) {
+    console.error(e);
+    if (gen === generation) view.append(message("error", `This page failed to load: ${e.message}`));
+  }
+  if (gen === generation) document.body.dataset.ready = r.page;
+}
+
+// -- header: live indicator, clock, open alarms --------------------------------------------------
+const liveEl = document.getElementById("live");
+onLiveState((state) => {
+  liveEl.dataset.state = state;
+  liveEl.textContent = { live: "live", connecting: "reconnecting…", offline: "offline", idle: "idle" }[state] || state;
+});
+const clock = document.getElementById("clock");
+const tick = () => { clock.textContent = new Date().toISOString().slice(0, 19).replace("T", " ") + "Z"; };
+tick();
+setInterval(tick, 1000);
+
+const navCount = document.getElementById("nav-alarms");
+async function refreshAlarmCount() {
+  const alarms = await listAlarms(["active"]).catch(() => null);
+  if (alarms === null) { navCount.hidden = true; return false; }
+  navCount.hidden = alarms.length === 0;
+  navCount.textContent = String(alarms.length);
+  const worst = alarms.reduce((w, a) => (sevRank(a.severity) < sevRank(w) ? a.severity : w), null);
+  navCount.className = `count sev-${worst || "none"}`;
+  return true;
+}
+let countTimer = null;
+refreshAlarmCount().then((ok) => {
+  if (!ok) return;
+  live({ types: "alarm" }, () => {  // a few alarm changes at once → one refresh
+    clearTimeout(countTimer);
+    countTimer = setTimeout(refreshAlarmCount, 300);
+  });
+});
+
+window.addEventListener("hashchange", route);
+route();

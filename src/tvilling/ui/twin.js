@@ -1,0 +1,435 @@
+// One twin: live charts of its telemetry, anomaly score with its threshold, RUL with its band,
+// analytic outputs, reported vs desired, the model's commands, its alarms and its event log.
+
+import {
+  describeModel, getJSON, getTwin, history, invokeCommand, listAlarms, live, twinCommands, twinEvents, unitSymbol,
+} from "./api.js";
+import { alarmRow, sortAlarms } from "./alarms.js";
+import { anomalyChart, extend, purge, rulChart, signalChart } from "./charts.js";
+import {
+  ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, healthBar, mergePatch, message,
+  shortModel, setChildren
+} from "./util.js";
+
+const WINDOWS = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
+const NUMERIC = new Set(["double", "float", "integer", "long"]);
+const MAX_SIGNALS = 8;
+const MAX_LOG = 300;
+
+/** Numeric signal paths to chart: declared numbers first (telemetry before properties), then others reported. */
+function signalPaths(twin, desc) {
+  const out = [];
+  const declared = [...desc.props.entries()]
+    .filter(([p, d]) => NUMERIC.has(d.schema) && !ANALYTIC_OUTPUTS.has(p.split(".")[0]) && !d.writable)
+    .sort((a, b) => (a[1].kind === "telemetry" ? 0 : 1) - (b[1].kind === "telemetry" ? 0 : 1));
+  for (const [p] of declared) out.push(p);
+  for (const [p, v] of Object.entries(flatten(twin.reported, "", {}, ANALYTIC_OUTPUTS))) {
+    if (typeof v === "number" && !out.includes(p) && !ANALYTIC_OUTPUTS.has(p.split(".")[0]) && !desc.props.get(p)?.writable) {
+      out.push(p);
+    }
+  }
+  return out.slice(0, MAX_SIGNALS);
+}
+
+async function series(id, path, windowS) {
+  const from = new Date(Date.now() - windowS * 1000).toISOString();
+  let res = await history(id, path, { from, limit: 5000 }).catch(() => ({ items: [] }));
+  if (res.next) {  // more raw points than we want to draw: averages per bucket instead
+    const every = `${Math.max(1, Math.ceil(windowS / 600))}s`;
+    res = await history(id, path, { from, every, agg: "avg" }).catch(() => res);
+  }
+  const x = [];
+  const y = [];
+  for (const p of res.items) {
+    if (typeof p.value !== "number") continue;
+    x.push(new Date(p.ts));
+    y.push(p.value);
+  }
+  return { x, y };
+}
+
+function summarise(item) {
+  if (item.kind === "command") {
+    return `${item.name}(${item.request === null || item.request === undefined ? "" : fmt(item.request)}) → ${item.status}`;
+  }
+  if (item.kind === "desired") return `desired ${Object.keys(item.properties || {}).join(", ")} → ${item.status}`;
+  if (item.kind === "alarm") return `${item.alarm?.severity} ${item.alarm?.rule}: ${item.alarm?.message || ""}`;
+  const p = item.payload || {};
+  const parts = [];
+  for (const part of ["reported", "desired", "attributes"]) {
+    if (!p[part]) continue;
+    const flat = flatten(p[part], "", {}, ANALYTIC_OUTPUTS);
+    const text = Object.entries(flat).slice(0, 6).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
+    parts.push(`${part === "reported" ? "" : `${part}: `}${text}`);
+  }
+  if (item.type === "RelationshipSet" || item.type === "RelationshipDeleted") {
+    parts.push(JSON.stringify(p).slice(0, 120));
+  }
+  return parts.join(" · ");
+}
+
+function requestValue(schema, raw) {
+  if (typeof schema === "string" && NUMERIC.has(schema)) {
+    const n = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(n)) throw new Error("enter a number");
+    return n;
+  }
+  if (schema === "boolean") return raw.trim() === "true";
+  if (schema === "string" || schema?.["@type"] === "Enum") return raw;
+  try { return JSON.parse(raw); } catch { throw new Error("enter a JSON value"); }
+}
+
+export async function mount(view, { id }) {
+  let twin;
+  try {
+    twin = await getTwin(id);
+  } catch (e) {
+    view.append(message("error", e.status === 404 ? `No twin '${id}'.` : `Could not load twin '${id}': ${e.message}`));
+    return () => {};
+  }
+  const desc = await describeModel(twin.model);
+  let windowS = WINDOWS["1h"];
+  const divs = [];  // Plotly charts to purge on leave
+
+  // -- layout ------------------------------------------------------------------------------
+  const headEl = el("div", { class: "twin-head" });
+  const crumbs = el("div", { class: "crumbs" }, el("a", { href: "#/" }, "Fleet"));
+  const charts = el("div", { class: "charts" });
+  const winSeg = el("div", { class: "seg" });
+  const chartsPanel = el("section", { class: "panel", id: "charts" },
+    el("h2", {}, "Live signals", el("span", { class: "right" }, winSeg)), el("div", { class: "body flush" }, charts));
+  const propsBody = el("div", { class: "body flush scroll" });
+  const propsPanel = el("section", { class: "panel", id: "properties" }, el("h2", {}, "Reported vs desired"), propsBody);
+  const analyticsBody = el("div", { class: "body" });
+  const analyticsPanel = el("section", { class: "panel", id: "analytics" }, el("h2", {}, "Analytics"), analyticsBody);
+  const cmdBody = el("div", { class: "body" });
+  const cmdPanel = el("section", { class: "panel", id: "commands" }, el("h2", {}, "Commands"), cmdBody);
+  const alarmBody = el("div", { class: "body flush" });
+  const alarmPanel = el("section", { class: "panel", id: "twin-alarms" }, el("h2", {}, "Open alarms"), alarmBody);
+  const relBody = el("div", { class: "body rels" });
+  const relPanel = el("section", { class: "panel", id: "relations" }, el("h2", {}, "Structure"), relBody);
+  const logBody = el("tbody");
+  const logPanel = el("section", { class: "panel", id: "events" }, el("h2", {}, "Event log",
+    el("span", { class: "right faint" }, "newest first")),
+  el("div", { class: "body flush events" }, el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ["Time", "Rev", "Type", "Change"].map((c) => el("th", {}, c)))), logBody)));
+  view.append(crumbs, headEl, el("div", { class: "twin-grid" },
+    el("div", { class: "col" }, chartsPanel, propsPanel, logPanel),
+    el("div", { class: "col" }, analyticsPanel, cmdPanel, alarmPanel, relPanel)));
+
+  // -- header ------------------------------------------------------------------------------
+  const renderHead = () => {
+    const r = twin.reported || {};
+    setChildren(headEl,
+      el("h1", {}, twin.id),
+      el("span", { class: "badge state", title: twin.model }, desc.name || shortModel(twin.model)),
+      typeof r.state === "string" ? el("span", { class: `badge state state-${r.state}` }, r.state) : null,
+      "anomaly_score" in r || "anomaly" in r ? anomalyBadge(r) : null,
+      typeof r.health === "number" ? healthBar(r.health) : null,
+      r.fault_family ? el("span", { class: "badge state delta" }, r.fault_family) : null,
+      el("span", { class: "meta" }, `revision ${twin.revision} · updated ${fmtTime(twin.updated)}`),
+    );
+  };
+
+  // -- charts ------------------------------------------------------------------------------
+  const chartByPath = new Map();  // path → {div, trace}
+  let anomalyDiv = null;
+  let rulDiv = null;
+  const rulUnit = () => (/engine|turbofan/i.test(twin.model) ? "cycles" : "h");
+
+  /** A series with no point in the window still shows the twin's current value, at its time. */
+  function withCurrent(s, path) {
+    if (s.x.length) return s;
+    const v = path.split(".").reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), twin.reported);
+    const md = twin.metadata?.reported || {};
+    const t = (md[path] || md[path.split(".")[0]])?.time || twin.updated;
+    return typeof v === "number" ? { x: [new Date(t)], y: [v] } : s;
+  }
+
+  async function drawCharts() {
+    for (const d of divs) purge(d);
+    divs.length = 0;
+    chartByPath.clear();
+    anomalyDiv = null;
+    rulDiv = null;
+    setChildren(winSeg, ...Object.keys(WINDOWS).map((w) => el("button", {
+      class: WINDOWS[w] === windowS ? "on" : "", onclick: () => { windowS = WINDOWS[w]; drawCharts(); } }, w)));
+    const r = twin.reported || {};
+    const paths = signalPaths(twin, desc);
+    const cells = [];
+    const jobs = [];
+    if ("anomaly_score" in r || "anomaly" in r) {
+      anomalyDiv = el("div", { class: "chart", id: "chart-anomaly_score" });
+      cells.push(anomalyDiv);
+      jobs.push(series(twin.id, "anomaly_score", windowS).then((s) => anomalyChart(anomalyDiv, s)));
+    }
+    if ("rul" in r) {
+      rulDiv = el("div", { class: "chart", id: "chart-rul" });
+      cells.push(rulDiv);
+      jobs.push(Promise.all(["rul", "rul_p10", "rul_p90"].map((p) => series(twin.id, p, windowS)))
+        .then(([m, lo, hi]) => rulChart(rulDiv, rulUnit(), m, lo, hi)));
+    }
+    paths.forEach((path, i) => {
+      const div = el("div", { class: "chart", id: `chart-${path}`, dataset: { path } });
+      cells.push(div);
+      chartByPath.set(path, div);
+      const unit = unitSymbol(desc.props.get(path)?.unit);
+      jobs.push(series(twin.id, path, windowS).then((s) => signalChart(div, path, unit, withCurrent(s, path), i)));
+    });
+    if (cells.length % 2 === 1) cells[cells.length - 1].classList.add("wide");
+    if (!cells.length) cells.push(el("div", { class: "chart wide" }, el("div", { class: "chart-empty" }, "No numeric signals yet.")));
+    setChildren(charts, ...cells);
+    divs.push(...cells);
+    await Promise.all(jobs);
+    charts.dataset.ready = "1";
+  }
+
+  function chartLive(reported, metaTime, fallbackTime) {
+    const flat = flatten(reported, "", {}, ANALYTIC_OUTPUTS);
+    const timeOf = (path) => new Date((metaTime?.[path] || metaTime?.[path.split(".")[0]])?.time || fallbackTime);
+    let redraw = false;
+    for (const [path, v] of Object.entries(flat)) {
+      if (typeof v !== "number") continue;
+      const div = chartByPath.get(path);
+      if (div?.data) extend(div, { 0: [[timeOf(path), v]] });
+      else if (!div && !ANALYTIC_OUTPUTS.has(path) && chartByPath.size < MAX_SIGNALS) redraw = true;
+    }
+    if (typeof reported.anomaly_score === "number") {
+      if (anomalyDiv?.data) {
+        const p = [[timeOf("anomaly_score"), reported.anomaly_score]];
+        extend(anomalyDiv, reported.anomaly_score >= 1 ? { 0: p, 1: p } : { 0: p });
+      } else if (!anomalyDiv) redraw = true;
+    }
+    if (typeof reported.rul === "number") {
+      if (rulDiv?.data) {
+        const t = timeOf("rul");
+        const add = { 2: [[t, reported.rul]] };
+        if (typeof reported.rul_p10 === "number") add[0] = [[t, reported.rul_p10]];
+        if (typeof reported.rul_p90 === "number") add[1] = [[t, reported.rul_p90]];
+        extend(rulDiv, add);
+      } else if (!rulDiv) redraw = true;
+    }
+    if (redraw) drawCharts();
+  }
+
+  // -- analytics ---------------------------------------------------------------------------
+  const renderAnalytics = () => {
+    const r = twin.reported || {};
+    const has = [...ANALYTIC_OUTPUTS].some((k) => k in r);
+    if (!has) {
+      setChildren(analyticsBody, message("info", "No analytic outputs on this twin yet."));
+      return;
+    }
+    const unit = rulUnit();
+    const stat = (k, v, small, id) => el("div", { class: "stat", dataset: { output: id } }, el("div", { class: "k" }, k),
+      el("div", { class: "v" }, v, small ? el("small", {}, ` ${small}`) : null));
+    const contrib = r.contributions && typeof r.contributions === "object"
+      ? Object.entries(r.contributions).filter(([, s]) => typeof s === "number").sort((a, b) => b[1] - a[1]) : [];
+    setChildren(analyticsBody,
+      el("div", { class: "stats" },
+        stat("Health", typeof r.health === "number" ? healthBar(r.health) : "—", "", "health"),
+        stat("Anomaly score", typeof r.anomaly_score === "number" ? r.anomaly_score.toFixed(2) : "—",
+          r.anomaly === true || r.anomaly_score >= 1 ? "anomalous" : "/ 1.0", "anomaly_score"),
+        stat("RUL", typeof r.rul === "number" ? fmt(r.rul) : "—",
+          typeof r.rul === "number" ? `${unit}${typeof r.rul_p10 === "number" ? ` (${fmt(r.rul_p10)}–${fmt(r.rul_p90)})` : ""}` : "",
+          "rul"),
+        stat("Fault family", r.fault_family ? el("span", { class: "delta" }, r.fault_family) : "—", "", "fault_family")),
+      contrib.length ? el("div", { class: "contrib", dataset: { output: "contributions" } },
+        el("div", { class: "faint", style: { gridColumn: "1 / -1" } }, "Contributing signals"),
+        contrib.slice(0, 8).map(([path, share]) => [
+          el("span", { class: "mono" }, path),
+          el("span", { class: "bar" }, el("span", { style: { width: `${Math.max(0, Math.min(1, share)) * 100}%` } })),
+          el("span", { class: "pct" }, `${Math.round(share * 100)}%`)])) : null,
+      r.analytics && typeof r.analytics === "object" ? el("div", { class: "versions", dataset: { output: "analytics" } },
+        "Produced by ", Object.entries(r.analytics).map(([name, v], i) => [i ? ", " : "",
+          el("code", {}, `${name} v${v?.version ?? "?"}`), v?.time ? ` at ${fmtTime(v.time)}` : ""])) : null,
+    );
+  };
+
+  // -- reported vs desired -----------------------------------------------------------------
+  const renderProps = () => {
+    const rep = flatten(twin.reported, "", {}, ANALYTIC_OUTPUTS);
+    const des = flatten(twin.desired, "", {}, ANALYTIC_OUTPUTS);
+    const paths = [...new Set([...desc.props.keys(), ...Object.keys(rep), ...Object.keys(des)])]
+      .filter((p) => !ANALYTIC_OUTPUTS.has(p.split(".")[0]) && (p in rep || p in des || desc.props.get(p)?.writable));
+    const rows = paths.map((p) => {
+      const d = desc.props.get(p);
+      const r = rep[p];
+      const w = des[p];
+      const md = twin.metadata?.reported || {};
+      const meta = md[p] || md[p.split(".")[0]];
+      let delta = el("span", { class: "faint" }, "");
+      if (w !== undefined) {
+        if (JSON.stringify(r) === JSON.stringify(w)) delta = el("span", { class: "insync" }, "in sync");
+        else if (typeof r === "number" && typeof w === "number") delta = el("span", { class: "delta" }, `${w - r > 0 ? "+" : ""}${fmt(w - r)}`);
+        else delta = el("span", { class: "delta" }, "pending");
+      }
+      return el("tr", { dataset: { prop: p } },
+        el("td", { class: "mono" }, p),
+        el("td", { class: "faint" }, d ? `${d.kind}${d.writable ? " · writable" : ""}` : "undeclared"),
+        el("td", { class: "num mono", dataset: { col: "reported" } }, fmt(r)),
+        el("td", { class: "num mono", dataset: { col: "desired" } }, w === undefined ? el("span", { class: "faint" }, "—") : fmt(w)),
+        el("td", { class: "num", dataset: { col: "delta" } }, delta),
+        el("td", { class: "muted" }, unitSymbol(d?.unit)),
+        el("td", { class: "muted" }, meta?.time ? fmtTime(meta.time) : ""),
+        el("td", { class: meta?.quality && meta.quality !== "good" ? "delta" : "faint" }, meta?.quality || ""));
+    });
+    setChildren(propsBody, el("table", { class: "grid" },
+      el("thead", {}, el("tr", {}, ["Property", "Kind", "Reported", "Desired", "Delta", "Unit", "Time", "Quality"]
+        .map((c, i) => el("th", { class: i >= 2 && i <= 4 ? "num" : "" }, c)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No properties.")))));
+  };
+
+  // -- commands ----------------------------------------------------------------------------
+  let commands = await twinCommands(twin.id).catch(() => []);
+  const cmdAvailable = commands !== null;
+  commands = commands || [];
+  const cmdError = el("div", { class: "cmd-err", role: "alert" });
+  const cmdRows = new Map();
+  for (const c of desc.commands) {
+    const req = c.request;
+    const input = req ? el("input", {
+      name: req.name, placeholder: `${req.name}${req.unit ? ` (${unitSymbol(req.unit)})` : ""}`,
+      inputmode: NUMERIC.has(req.schema) ? "decimal" : null, "aria-label": `${c.name} ${req.name}`,
+    }) : null;
+    const status = el("span", { class: "status", dataset: { command: c.name } });
+    const button = el("button", { class: "primary", "data-command": c.name, disabled: !cmdAvailable, onclick: async () => {
+      cmdError.textContent = "";
+      let body;
+      try { body = req ? requestValue(req.schema, input.value) : undefined; } catch (e) {
+        cmdError.textContent = `${c.name}: ${e.message}`;
+        return;
+      }
+      button.disabled = true;
+      try {
+        const rec = await invokeCommand(twin.id, c.name, body);
+        upsertCommand(rec);
+      } catch (e) {
+        cmdError.textContent = `${c.name}: ${e.message}`;
+      } finally {
+        button.disabled = false;
+      }
+    } }, c.displayName || c.name);
+    cmdRows.set(c.name, status);
+    cmdBody.append(el("div", { class: "cmd-row" }, button, input, status));
+  }
+  if (!desc.commands.length) cmdBody.append(el("div", { class: "muted" }, "This model declares no commands."));
+  else if (!cmdAvailable) cmdBody.append(message("info", "No device connection on this server: commands cannot be sent."));
+  const recent = el("div", { class: "versions" });
+  cmdBody.append(cmdError, recent);
+
+  function upsertCommand(rec) {
+    const i = commands.findIndex((c) => c.id === rec.id);
+    if (i >= 0) commands[i] = { ...commands[i], ...rec }; else commands.push(rec);
+    renderCommands();
+  }
+  function renderCommands() {
+    for (const [name, status] of cmdRows) {
+      const last = commands.filter((c) => c.name === name).sort((a, b) => String(a.created).localeCompare(String(b.created))).pop();
+      setChildren(status, ...(last ? [el("span", { class: "faint" }, fmtTime(last.updated)),
+        el("span", { class: `st cmd st-${last.status}`, "data-status": last.status, title: last.error || "" },
+          last.status.replace("_", " "))] : []));
+    }
+    const lastFew = [...commands].sort((a, b) => String(b.created).localeCompare(String(a.created))).slice(0, 4);
+    setChildren(recent, ...(lastFew.length ? [el("div", { class: "faint" }, "Recent"), ...lastFew.map((c) =>
+      el("div", {}, el("code", {}, `${c.name}(${c.request === null || c.request === undefined ? "" : fmt(c.request)})`),
+        ` ${c.status.replace("_", " ")}`, el("span", { class: "faint" }, ` · ${fmtTime(c.created)}${c.attempts ? ` · ${c.attempts} attempt${c.attempts > 1 ? "s" : ""}` : ""}`)))] : []));
+  }
+
+  // -- alarms ------------------------------------------------------------------------------
+  let alarms = await listAlarms(["active", "acknowledged"], { twin: twin.id }).catch(() => null);
+  const alarmMap = new Map((alarms || []).map((a) => [a.id, a]));
+  const alarmErr = (text) => alarmBody.prepend(message("error", text));
+  const renderAlarms = () => {
+    if (alarms === null) {
+      setChildren(alarmBody, el("div", { class: "body muted" }, "No alarm service on this server."));
+      return;
+    }
+    const list = sortAlarms([...alarmMap.values()].filter((a) => a.state !== "cleared"));
+    setChildren(alarmBody, list.length
+      ? el("table", { class: "grid" }, el("tbody", {}, list.map((a) => {
+        const row = alarmRow(a, alarmErr, { withTwin: false });
+        for (let i = 0; i < 3; i++) row.children[3].remove();  // count, raised, last change: too wide here
+        return row;
+      })))
+      : el("div", { class: "body muted" }, "None."));
+  };
+
+  // -- structure ---------------------------------------------------------------------------
+  const renderRelations = async () => {
+    const incoming = await getJSON(`/api/twins/${encodeURIComponent(twin.id)}/relationships?incoming=true`)
+      .then((r) => r.items).catch(() => []);
+    const link = (tid) => el("a", { href: `#/twin/${encodeURIComponent(tid)}` }, tid);
+    setChildren(crumbs, el("a", { href: "#/" }, "Fleet"), ...incoming.slice(0, 1).flatMap((r) => [" / ", link(r.source)]),
+      " / ", el("span", {}, twin.id));
+    const rows = [
+      ...incoming.map((r) => el("div", { class: "rel" }, el("span", { class: "n" }, `↑ ${r.name}`), link(r.source))),
+      ...(twin.relationships || []).map((r) => el("div", { class: "rel" }, el("span", { class: "n" }, `↓ ${r.name}`),
+        link(r.target), r.properties && Object.keys(r.properties).length
+          ? el("span", { class: "faint" }, Object.entries(r.properties).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")) : null)),
+    ];
+    setChildren(relBody, ...(rows.length ? rows : [el("span", { class: "muted" }, "No relationships.")]));
+  };
+
+  // -- event log ---------------------------------------------------------------------------
+  const logRow = (item) => el("tr", { dataset: { type: item.type || item.kind } },
+    el("td", { class: "muted", title: item.time || item.updated || "" }, fmtTime(item.time || item.updated || item.alarm?.updated)),
+    el("td", { class: "faint" }, item.revision ?? ""),
+    el("td", {}, item.kind === "alarm" ? item.type : item.kind === "command" ? "command" : item.kind === "desired" ? "desired" : item.type),
+    el("td", { class: "payload", title: summarise(item) }, summarise(item)));
+  const logItem = (item) => {
+    logBody.prepend(logRow(item));
+    while (logBody.children.length > MAX_LOG) logBody.lastChild.remove();
+  };
+  const firstEvents = await twinEvents(twin.id, Math.max(0, twin.revision - 100)).catch(() => ({ items: [] }));
+  for (const e of firstEvents.items) logItem({ ...e, kind: "event" });
+
+  // -- first render, then live -------------------------------------------------------------
+  renderHead();
+  renderAnalytics();
+  renderProps();
+  renderCommands();
+  renderAlarms();
+  renderRelations();
+  const drawn = drawCharts();
+  const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderProps(); });
+
+  const stop = live({ twins: twin.id }, async (item) => {
+    if (item.kind === "command") {
+      upsertCommand(item);
+      logItem(item);
+      return;
+    }
+    if (item.kind === "alarm") {
+      if (alarms === null) alarms = [];
+      alarmMap.set(item.alarm.id, item.alarm);
+      renderAlarms();
+      logItem(item);
+      return;
+    }
+    if (item.kind === "desired") { logItem(item); return; }
+    if (item.kind !== "event" || item.twin !== twin.id) return;
+    logItem(item);
+    if (item.type === "TwinPatched") {
+      const p = item.payload || {};
+      for (const part of ["reported", "desired", "attributes"]) if (p[part]) twin[part] = mergePatch(twin[part] || {}, p[part]);
+      if (p.metadata) twin.metadata = mergePatch(twin.metadata || {}, p.metadata);
+      twin.revision = item.revision;
+      twin.updated = item.time;
+      if (p.reported) { await drawn; chartLive(p.reported, p.metadata?.reported, item.time); }
+      refresh();
+    } else if (item.type === "TwinDeleted") {
+      view.prepend(message("error", "This twin was deleted."));
+    } else {
+      twin = await getTwin(twin.id).catch(() => twin);
+      refresh();
+      if (item.type.startsWith("Relationship")) renderRelations();
+      else drawCharts();
+    }
+  });
+
+  return () => {
+    stop();
+    for (const d of divs) purge(d);
+  };
+}
