@@ -235,3 +235,18 @@ def test_run_nab_real_data() -> None:
     assert r["fixed"]["standard"] >= 61.5  # at the natural decision level 0.5
     assert r["seconds"] < 120.0
     print("\n" + table(r))
+
+
+def test_skab_defaults_are_the_leave_one_file_out_choice() -> None:
+    """The detector's defaults are what the pre-declared selection rule picks, in every fold."""
+    _needs(SKAB)
+    from tvilling.analytics.detectors.mv_selection import leave_one_file_out
+    from tvilling.analytics.evaluation.skab import load_skab
+
+    files = [d for p in sorted(SKAB.rglob("*.csv")) if (d := load_skab(p)) is not None]
+    r = leave_one_file_out(files)
+    d = MultivariateDetector()
+    assert r["chosen"] == {"alpha": d.alpha, "threshold": d.threshold, "hold": d.hold}
+    assert r["fold_choices"] == {str((d.alpha, d.threshold, d.hold)): 20}
+    cv = r["cv"]  # held-out figures of the selection procedure
+    assert cv["f1"] >= 0.80 and cv["far"] <= 13.5 and cv["nab_standard"] >= 35.0
