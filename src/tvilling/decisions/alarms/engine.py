@@ -10,9 +10,11 @@ recorded), else by the event's time, so evaluation is deterministic on replay.
 Parents for propagation are the twins with a relationship *to* the alarmed twin,
 transitively up to the roots; they are cached and the cache is dropped whenever a
 relationship changes or a twin is deleted. When a rule's state for a twin is first
-needed it starts latched if that twin already has an open alarm of the rule's group
-(a restarted engine neither raises it again nor forgets to clear it); a ``for_s`` timer
-that was running when the process stopped starts again.
+needed it resumes from the twin's last alarm of the rule's group: latched while that
+alarm is open (or was cleared by an operator rather than by its rule), and readings
+older than the last one the alarm recorded are ignored. So a restarted engine, or a
+batch evaluated twice, neither raises an alarm again nor forgets to clear it; a
+``for_s`` timer that was running when the process stopped starts again.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from typing import Any
 from tvilling.core import events as ev
 from tvilling.core.errors import NotFound, TvillingError
 from tvilling.core.events import Event
-from tvilling.decisions.alarms.evaluate import CLEAR, RAISE, RuleState
-from tvilling.decisions.alarms.record import RANK, alarm_key
+from tvilling.decisions.alarms.evaluate import RAISE, RuleState
+from tvilling.decisions.alarms.record import RANK, RULE_ACTOR, alarm_key
 from tvilling.decisions.alarms.rules import Rule, render
 from tvilling.decisions.alarms.service import AlarmService
 from tvilling.twins.service import TwinService
@@ -59,7 +61,7 @@ class AlarmEngine:
         if not self.rules:
             return 0
         self._learn_models(events)
-        verdicts = 0
+        count = 0
         for e in events:
             if e.type in _GRAPH_EVENTS:
                 self._parents.clear()
@@ -72,44 +74,53 @@ class AlarmEngine:
             if not isinstance(reported, Mapping) or not reported:
                 continue
             model = self._models.get(e.twin)
+            fired: dict[str, list[tuple[Rule, str, float, datetime]]] = {}
             for rule in self._rules_for(model):
                 value = _number(_lookup(reported, rule.path))
                 if value is None:
                     continue
-                verdicts += self._evaluate(rule, e, model, value)
-        return verdicts
+                state = self._state(rule, e.twin)
+                ts = data_time(e, rule.property)
+                verdict = state.observe(ts, value)
+                if verdict is not None:
+                    signal = state.signal if state.signal is not None else value
+                    fired.setdefault(rule.group, []).append((rule, verdict, signal, ts))
+            for group, verdicts in fired.items():
+                count += self._apply(e.twin, model, group, verdicts)
+        return count
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _evaluate(self, rule: Rule, event: Event, model: str | None, value: float) -> int:
-        state = self._state(rule, event.twin)
-        ts = data_time(event, rule.property)
-        verdict = state.observe(ts, value)
-        if verdict is None:
-            return 0
-        signal = state.signal if state.signal is not None else value
-        if verdict == RAISE:
-            message = render(rule, twin=event.twin, model=model, value=signal)
-            parents = self._ancestors(event.twin) if rule.propagate else []
-            self.alarms.trigger(twin=event.twin, model=model, rule=rule.group, severity=rule.severity,
-                                message=message, prop=rule.property, value=signal, now=ts, parents=parents)
+    def _apply(self, twin: str, model: str | None, group: str,
+               fired: list[tuple[Rule, str, float, datetime]]) -> int:
+        """One reading's verdicts for one rule group: one trigger (the most severe rule that fired),
+        or one auto-clear once no rule of the group holds the alarm."""
+        raised = [f for f in fired if f[1] == RAISE]
+        if raised:
+            rule, _, signal, ts = max(raised, key=lambda f: RANK[f[0].severity])
+            message = render(rule, twin=twin, model=model, value=signal)
+            parents = self._ancestors(twin) if rule.propagate else []
+            self.alarms.trigger(twin=twin, model=model, rule=group, severity=rule.severity, message=message,
+                                prop=rule.property, value=signal, now=ts, parents=parents)
             return 1
-        if verdict == CLEAR and rule.auto_clear:
-            others = (self._states.get((r.name, event.twin)) for r in self._groups[rule.group] if r is not rule)
-            if any(s is not None and s.in_alarm for s in others):
-                return 0  # another rule of the group still holds the alarm
-            side = "below" if rule.rising else "above"
-            level = rule.level if rule.clear is None else rule.clear
-            note = f"cleared by rule {rule.name}: {rule.property} at {signal:.6g}, back {side} {level:.6g}"
-            self.alarms.resolve(twin=event.twin, rule=rule.group, now=ts, note=note)
-            return 1
-        return 0
+        rule, _, signal, ts = fired[-1]
+        holding = (self._states.get((r.name, twin)) for r in self._groups[group])
+        if not rule.auto_clear or any(s is not None and s.in_alarm for s in holding):
+            return 0  # left to an operator, or another rule of the group still holds the alarm
+        side = "below" if rule.rising else "above"
+        level = rule.level if rule.clear is None else rule.clear
+        note = f"cleared by rule {rule.name}: {rule.property} at {signal:.6g}, back {side} {level:.6g}"
+        self.alarms.resolve(twin=twin, rule=group, now=ts, note=note)
+        return 1
 
     def _state(self, rule: Rule, twin: str) -> RuleState:
         state = self._states.get((rule.name, twin))
         if state is None:
-            current = self.alarms.store.open_for(alarm_key(twin, rule.group))
-            latched = current is not None and RANK[rule.severity] <= RANK[current.severity]
-            state = self._states[(rule.name, twin)] = RuleState(rule, in_alarm=latched)
+            state = self._states[(rule.name, twin)] = RuleState(rule)
+            last = self.alarms.store.last_for(alarm_key(twin, rule.group))
+            if last is not None:  # resume from the last alarm: latched unless its rule cleared it
+                latched = last.is_open or last.cleared_by != RULE_ACTOR
+                state.in_alarm = latched and RANK[rule.severity] <= RANK[last.severity]
+                state.last_time = last.reading
         return state
 
     def _forget(self, event: Event) -> None:

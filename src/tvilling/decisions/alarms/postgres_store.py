@@ -54,7 +54,7 @@ class PostgresAlarmStore:
                 " version integer NOT NULL, doc json NOT NULL)").format(self._alarms))
             self._conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_key ON {} (key)"
                                        " WHERE state IN ({})").format(self._alarms, open_list))
-            for name, cols in (("alarms_twin", "twin, seq"), ("alarms_state", "state, seq"),
+            for name, cols in (("alarms_key", "key, seq"), ("alarms_twin", "twin, seq"), ("alarms_state", "state, seq"),
                                ("alarms_source", "source")):
                 self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
                     sql.Identifier(name), self._alarms, sql.SQL(cols)))
@@ -118,6 +118,11 @@ class PostgresAlarmStore:
     def open_for(self, key: str) -> Alarm | None:
         rows = self._read(self._sql.SQL("SELECT doc::text FROM {} WHERE key = %s AND state = ANY(%s)")
                           .format(self._alarms), (key, _OPEN))
+        return _decoder.decode(rows[0][0]) if rows else None
+
+    def last_for(self, key: str) -> Alarm | None:
+        rows = self._read(self._sql.SQL("SELECT doc::text FROM {} WHERE key = %s ORDER BY seq DESC LIMIT 1")
+                          .format(self._alarms), (key,))
         return _decoder.decode(rows[0][0]) if rows else None
 
     def derived(self, source_id: str) -> builtins.list[Alarm]:

@@ -80,6 +80,7 @@ class Alarm(msgspec.Struct, frozen=True, kw_only=True):
     cleared_by: str | None = None
     note: str | None = None
     version: int = 1
+    reading: datetime | None = None  # data time of the last reading a rule applied (raise, re-trigger, clear)
 
     @builtins.property
     def is_open(self) -> bool:
@@ -111,7 +112,7 @@ def new_alarm(*, twin: str, model: str | None, rule: str, severity: str, message
     origin = origin or twin
     return Alarm(id=alarm_id or str(uuid.uuid4()), key=alarm_key(twin, rule, origin), twin=twin, model=model,
                  rule=rule, severity=severity, state=ACTIVE, message=message, property=prop, value=value,
-                 raised=now, updated=now, origin=origin, source=source)
+                 raised=now, updated=now, origin=origin, source=source, reading=now)
 
 
 def acknowledge(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None) -> tuple[Alarm, str]:
@@ -122,11 +123,14 @@ def acknowledge(alarm: Alarm, *, now: datetime, actor: str, note: str | None = N
         ACKNOWLEDGED_TYPE
 
 
-def clear(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None) -> tuple[Alarm, str]:
-    """``active | acknowledged → cleared``; ``Conflict`` when cleared already."""
+def clear(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None,
+          reading: datetime | None = None) -> tuple[Alarm, str]:
+    """``active | acknowledged → cleared``; ``Conflict`` when cleared already. ``reading``: the data
+    time of the reading that cleared it (a rule's clear)."""
     if alarm.state not in OPEN:
         raise _illegal(alarm, "cleared")
-    return _step(alarm, now, actor, note, state=CLEARED, cleared=now, cleared_by=actor), CLEARED_TYPE
+    return _step(alarm, now, actor, note, state=CLEARED, cleared=now, cleared_by=actor,
+                 reading=reading or alarm.reading), CLEARED_TYPE
 
 
 def fold(alarm: Alarm, *, now: datetime, value: Any, severity: str, message: str | None = None,
@@ -138,7 +142,7 @@ def fold(alarm: Alarm, *, now: datetime, value: Any, severity: str, message: str
     check_severity(severity)
     sev = severity if RANK[severity] > RANK[alarm.severity] else alarm.severity
     return _step(alarm, now, RULE_ACTOR, None, value=value, severity=sev, message=message or alarm.message,
-                 count=alarm.count + 1 if count is None else count), UPDATED
+                 count=alarm.count + 1 if count is None else count, reading=now), UPDATED
 
 
 def _step(alarm: Alarm, now: datetime, actor: str, note: str | None, **changes: Any) -> Alarm:

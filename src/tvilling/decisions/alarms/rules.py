@@ -127,7 +127,7 @@ def parse_rule(doc: Mapping[str, Any], *, index: int = 0) -> Rule:
     try:
         rule = msgspec.convert(dict(doc), Rule, strict=False)
     except msgspec.ValidationError as exc:
-        text = str(exc)
+        text = str(exc).replace("`float | null`", "a number").replace("`float`", "a number")
         m = re.search(r"at `\$\.([A-Za-z_]+)`", text)
         field = m.group(1) if m else None
         if field is None:

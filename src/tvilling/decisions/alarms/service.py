@@ -101,7 +101,7 @@ class AlarmService:
         current = self.store.open_for(rec.alarm_key(twin, rule))
         if current is None:
             return None
-        self._cascade(current, lambda a: rec.clear(a, now=now, actor=rec.RULE_ACTOR, note=note))
+        self._cascade(current, lambda a: rec.clear(a, now=now, actor=rec.RULE_ACTOR, note=note, reading=now))
         self._notify()
         return self.store.get(current.id)
 

@@ -22,6 +22,7 @@ _SCHEMA = [
     " key TEXT NOT NULL, twin TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL, rule TEXT NOT NULL,"
     " source TEXT, version INTEGER NOT NULL, doc TEXT NOT NULL)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_key ON alarms (key) WHERE state IN ({_OPEN})",
+    "CREATE INDEX IF NOT EXISTS alarms_key ON alarms (key, seq)",
     "CREATE INDEX IF NOT EXISTS alarms_twin ON alarms (twin, seq)",
     "CREATE INDEX IF NOT EXISTS alarms_state ON alarms (state, seq)",
     "CREATE INDEX IF NOT EXISTS alarms_source ON alarms (source) WHERE source IS NOT NULL",
@@ -102,6 +103,10 @@ class SqliteAlarmStore:
 
     def open_for(self, key: str) -> Alarm | None:
         rows = self._read(f"SELECT doc FROM alarms WHERE key = ? AND state IN ({_OPEN})", (key,))
+        return _decoder.decode(rows[0][0]) if rows else None
+
+    def last_for(self, key: str) -> Alarm | None:
+        rows = self._read("SELECT doc FROM alarms WHERE key = ? ORDER BY seq DESC LIMIT 1", (key,))
         return _decoder.decode(rows[0][0]) if rows else None
 
     def derived(self, source_id: str) -> builtins.list[Alarm]:

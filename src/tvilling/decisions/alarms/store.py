@@ -51,6 +51,10 @@ class AlarmStore(Protocol):
         """The open (active or acknowledged) alarm with this de-duplication key, if any."""
         ...
 
+    def last_for(self, key: str) -> Alarm | None:
+        """The most recent alarm with this de-duplication key (open or not), if any."""
+        ...
+
     def derived(self, source_id: str) -> builtins.list[Alarm]:
         """Alarms propagated from the alarm ``source_id``, oldest first."""
         ...
@@ -119,6 +123,7 @@ class MemoryAlarmStore:
         self._seq: dict[str, int] = {}
         self._order: list[str] = []
         self._open: dict[str, str] = {}  # key -> id of the open alarm
+        self._last: dict[str, str] = {}  # key -> id of the latest alarm
         self._changes: list[dict[str, Any]] = []
         self._cursors: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -134,6 +139,7 @@ class MemoryAlarmStore:
             self._order.append(alarm.id)
             if alarm.is_open:
                 self._open[alarm.key] = alarm.id
+            self._last[alarm.key] = alarm.id
             self._changes.append(change_item(alarm, RAISED))
 
     def get(self, alarm_id: str) -> Alarm:
@@ -158,6 +164,11 @@ class MemoryAlarmStore:
     def open_for(self, key: str) -> Alarm | None:
         with self._lock:
             alarm_id = self._open.get(key)
+            return None if alarm_id is None else self._alarms[alarm_id]
+
+    def last_for(self, key: str) -> Alarm | None:
+        with self._lock:
+            alarm_id = self._last.get(key)
             return None if alarm_id is None else self._alarms[alarm_id]
 
     def derived(self, source_id: str) -> builtins.list[Alarm]:
