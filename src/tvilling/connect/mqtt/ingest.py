@@ -17,25 +17,33 @@ Guarantees (QoS 1, with the broker configured as in ``deploy/mosquitto/tvilling.
 * at most ``max_inflight`` messages are unacknowledged at a time (MQTT Receive Maximum),
   so the broker's packet ids never run out and memory stays bounded.
 
-Messages are batched: up to ``batch_size`` messages or ``batch_ms`` milliseconds, one
-``sink.ingest`` call per batch. With ``shared_group`` the subscriptions are
+Messages are batched without a task or a future per message: the transport parses each
+PUBLISH and calls :meth:`MqttIngest._receive` synchronously, which translates it at once
+(so translation overlaps the store of the previous batch) and adds it to the open batch.
+One batch is stored at a time (``sink.ingest`` runs in a worker thread); whatever arrived
+meanwhile is the next batch, up to ``batch_size`` messages, so batches grow with the load
+and stay small (low latency) when it is light. When the store is idle, a batch waits at
+most ``batch_ms`` after its first message for more. After a batch is stored, the PUBACKs of
+all its messages leave in one socket write. With ``shared_group`` the subscriptions are
 ``$share/<group>/<filter>`` so several workers split the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 
 from tvilling.connect.mapping import PayloadMapping
 from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-from tvilling.connect.mqtt.port import Inbound, MqttTransport, SessionOptions, TransportFactory, parse_url
+from tvilling.connect.mqtt.port import BatchTransport, BatchTransportFactory, SessionOptions, parse_url
 from tvilling.connect.mqtt.telemetry import TELEMETRY_TOPIC, Translator
 from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Invalid, TvillingError
@@ -54,10 +62,16 @@ class IngestStats:
 
 
 @dataclass(slots=True)
-class _Pending:
-    msg: Inbound
-    received: datetime
-    done: asyncio.Future[bool]
+class _Batch:
+    """Messages received and translated, waiting to be stored together."""
+
+    first_at: float  # loop time of the first message
+    messages: int = 0
+    envelopes: list[Envelope] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # acknowledgement tokens of the translated messages
+    rejects: list[tuple[RawMessage, str, str, int]] = field(default_factory=list)  # (raw, reason, rule, token)
+    topic: str | None = None  # the topic of all its messages, if they share one
+    mixed: bool = False
 
 
 class MqttIngest:
@@ -66,8 +80,8 @@ class MqttIngest:
     def __init__(self, sink: IngestSink, url: str = "mqtt://127.0.0.1:1883", *, client_id: str | None = None,
                  topics: Sequence[str] = (TELEMETRY_TOPIC,), mappings: Sequence[PayloadMapping] = (),
                  shared_group: str | None = None, qos: int = 1, max_inflight: int = 4000,
-                 batch_size: int = 1000, batch_ms: float = 20.0, session_expiry_s: int = 7 * 24 * 3600,
-                 transport_factory: TransportFactory | None = None) -> None:
+                 batch_size: int = 2000, batch_ms: float = 2.0, session_expiry_s: int = 7 * 24 * 3600,
+                 transport_factory: BatchTransportFactory | None = None) -> None:
         if qos not in (0, 1):
             raise Invalid("qos must be 0 or 1", field="qos", rule="enum")
         if not 1 <= max_inflight <= 65535:
@@ -80,6 +94,7 @@ class MqttIngest:
         self.sink = sink
         self.address = parse_url(url)
         self.translator = Translator(topics, mappings)
+        self._mapped = bool(mappings)
         self.qos = qos
         self.batch_size = min(batch_size, max_inflight)
         self.batch_s = batch_ms / 1000.0
@@ -89,9 +104,13 @@ class MqttIngest:
         self.options = SessionOptions(
             client_id=client_id or f"tvilling-ingest-{uuid.uuid4().hex[:12]}",
             clean_start=False, session_expiry_s=session_expiry_s, receive_maximum=max_inflight)
-        factory = transport_factory or GmqttTransport
-        self.transport: MqttTransport = factory(self.address, self.options, self.subscriptions, self._on_message)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        factory: BatchTransportFactory = transport_factory or GmqttTransport
+        self.transport: BatchTransport = factory(self.address, self.options, self.subscriptions,
+                                                 receiver=self._receive)
+        self._open: _Batch | None = None
+        self._sealed: collections.deque[_Batch] = collections.deque()  # full batches, oldest first
+        self._wake = asyncio.Event()  # a first message, or a full batch
+        self._storing = False
         self._batcher: asyncio.Task[None] | None = None
         self._accepting = False
 
@@ -116,7 +135,7 @@ class MqttIngest:
                         tb: TracebackType | None) -> None:
         self._accepting = False  # new messages stay unacknowledged: the broker keeps them
         try:
-            await self._stop_batcher()  # finishes (stores and acks) what was already queued
+            await self._stop_batcher()  # finishes (stores and acks) what was already received
         finally:
             await self.transport.__aexit__(exc_type, exc, tb)
 
@@ -128,7 +147,9 @@ class MqttIngest:
     async def _stop_batcher(self) -> None:
         if self._batcher is None:
             return
-        await self._queue.join()
+        while (self._open is not None or self._sealed or self._storing) and not self._batcher.done():
+            self._wake.set()
+            await asyncio.sleep(0.005)
         self._batcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._batcher
@@ -136,86 +157,101 @@ class MqttIngest:
 
     # -------------------------------------------------------------- messages
 
-    async def _on_message(self, msg: Inbound) -> bool:
+    def _receive(self, topic: str, payload: bytes, token: int) -> None:
+        """Called by the transport for every message, on the event loop: translate and add to the open batch."""
         if not self._accepting:
-            return False
+            return  # not acknowledged: the broker delivers it again to the next session
         self.stats.received += 1
-        pending = _Pending(msg, datetime.now(UTC), asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(pending)
-        return await pending.done
+        batch = self._open
+        if batch is None:
+            batch = self._open = _Batch(asyncio.get_running_loop().time(), topic=topic)
+            self._wake.set()
+        elif not batch.mixed and topic != batch.topic:
+            batch.mixed, batch.topic = True, None
+        batch.messages += 1
+        try:
+            found = self.translator.translate(topic, payload,
+                                              received=datetime.now(UTC) if self._mapped else None)
+        except TvillingError as exc:
+            raw = RawMessage(transport="mqtt", address=topic, payload=payload, received=datetime.now(UTC))
+            batch.rejects.append((raw, exc.message, str(exc.fields.get("rule", "translate")), token))
+        else:
+            batch.envelopes.extend(found)
+            batch.tokens.append(token)
+        if batch.messages >= self.batch_size:
+            self._sealed.append(batch)
+            self._open = None
+            self._wake.set()
+
+    def _next_batch(self) -> _Batch | None:
+        if self._sealed:
+            return self._sealed.popleft()
+        batch, self._open = self._open, None
+        return batch
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            deadline = loop.time() + self.batch_s
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except asyncio.QueueEmpty:
-                    pass
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._sealed and self._open is not None and self.batch_s > 0 and self._accepting:
+                remaining = self._open.first_at + self.batch_s - loop.time()
+                if remaining > 0:  # the store is idle: give a young batch a moment to fill
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    self._wake.clear()
+            batch = self._next_batch()
+            if batch is None:
+                continue
+            self._storing = True
             try:
                 await self._process(batch)
+            except Exception:
+                log.exception("MQTT ingest %s: a batch of %d message(s) failed; not acknowledged",
+                              self.client_id, batch.messages)
+                self.transport.reconnect("ingest failed")
             finally:
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_result(False)
-                    self._queue.task_done()
+                self._storing = False
+            if self._open is not None or self._sealed:
+                self._wake.set()
 
-    async def _process(self, batch: list[_Pending]) -> None:
-        envelopes: list[Envelope] = []
-        stored: list[_Pending] = []
-        raw_single: RawMessage | None = None
-        for pending in batch:
-            msg = pending.msg
+    async def _process(self, batch: _Batch) -> None:
+        acks: list[int] = []
+        for raw, reason, rule, token in batch.rejects:
+            if await self._reject(raw, reason, rule):
+                acks.append(token)
+        stored = True
+        if batch.envelopes:
+            started = time.perf_counter()
             try:
-                found = self.translator.translate(msg.topic, msg.payload, received=pending.received)
-            except TvillingError as exc:
-                ok = await self._reject(pending, exc.message, str(exc.fields.get("rule", "translate")))
-                pending.done.set_result(ok)
-                continue
-            envelopes.extend(found)
-            stored.append(pending)
-        if not stored:
-            return
-        if len(stored) == 1:
-            raw_single = _raw(stored[0])
-        try:
-            await self.sink.ingest(envelopes, raw=raw_single)
-        except Exception as exc:
-            self.stats.sink_failures += 1
-            log.error("MQTT ingest %s: sink failed on a batch of %d message(s) (%s: %s); not acknowledged, "
-                      "the broker will deliver them again", self.client_id, len(stored), type(exc).__name__, exc)
-            for pending in stored:
-                pending.done.set_result(False)
-            return
-        self.stats.batches += 1
-        self.stats.acknowledged += len(stored)
-        for pending in stored:
-            pending.done.set_result(True)
+                await self.sink.ingest(batch.envelopes, raw=RawMessage(transport="mqtt", address=batch.topic,
+                                                                       received=datetime.now(UTC)))
+            except Exception as exc:
+                stored = False
+                self.stats.sink_failures += 1
+                log.error("MQTT ingest %s: sink failed on a batch of %d message(s) (%s: %s); not acknowledged, "
+                          "the broker will deliver them again", self.client_id, len(batch.tokens),
+                          type(exc).__name__, exc)
+            else:
+                self.stats.batches += 1
+                log.debug("MQTT ingest %s: stored %d message(s) in %.1f ms", self.client_id, len(batch.tokens),
+                          (time.perf_counter() - started) * 1000)
+        if stored:
+            acks.extend(batch.tokens)
+        self.stats.acknowledged += len(acks)
+        if self.qos:
+            self.transport.ack([t for t in acks if t])
+        if not stored or len(acks) < len(batch.tokens) + len(batch.rejects):
+            self.transport.reconnect("messages not stored; reconnecting for redelivery")
 
-    async def _reject(self, pending: _Pending, reason: str, rule: str) -> bool:
+    async def _reject(self, raw: RawMessage, reason: str, rule: str) -> bool:
         try:
-            await self.sink.reject(_raw(pending), reason, rule=rule)
+            await self.sink.reject(raw, reason, rule=rule)
         except Exception as exc:
             self.stats.sink_failures += 1
             log.error("MQTT ingest %s: dead-letter store failed for %r (%s); not acknowledged", self.client_id,
-                      pending.msg.topic, exc)
+                      raw.address, exc)
             return False
         self.stats.rejected += 1
-        self.stats.acknowledged += 1
-        log.debug("MQTT ingest %s: rejected message on %r: %s", self.client_id, pending.msg.topic, reason)
+        log.debug("MQTT ingest %s: rejected message on %r: %s", self.client_id, raw.address, reason)
         return True
-
-
-def _raw(pending: _Pending) -> RawMessage:
-    return RawMessage(transport="mqtt", address=pending.msg.topic, payload=pending.msg.payload,
-                      received=pending.received)

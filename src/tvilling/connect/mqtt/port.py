@@ -101,3 +101,27 @@ class MqttTransport(Protocol):
 #: Builds a transport: (address, session options, subscriptions as (filter, qos), handler).
 TransportFactory = Callable[[BrokerAddress, SessionOptions, Sequence[tuple[str, int]], MessageHandler | None],
                             MqttTransport]
+
+#: The batch path, for high rates: called on the event loop for every received PUBLISH with
+#: ``(topic, payload, token)``; it must not block or await. ``token`` is 0 for QoS 0; for QoS 1
+#: it names the message on its connection, to be passed to :meth:`BatchTransport.ack` once
+#: the message is durably stored (an ack for a connection that has since gone is dropped:
+#: the broker delivers the message again on the new one).
+Receiver = Callable[[str, bytes, int], None]
+
+
+class BatchTransport(MqttTransport, Protocol):
+    """A transport that hands messages to a :data:`Receiver` and acknowledges them in bulk."""
+
+    def ack(self, tokens: Sequence[int]) -> int:
+        """Send the PUBACKs of these messages (one write); returns how many were still acknowledgeable."""
+        ...
+
+    def reconnect(self, reason: str) -> None:
+        """Drop the connection (after a failed store) so that the broker delivers unacknowledged messages again."""
+        ...
+
+
+class BatchTransportFactory(Protocol):
+    def __call__(self, address: BrokerAddress, options: SessionOptions, subscriptions: Sequence[tuple[str, int]],
+                 handler: MessageHandler | None = None, *, receiver: Receiver | None = None) -> BatchTransport: ...

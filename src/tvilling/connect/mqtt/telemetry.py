@@ -17,18 +17,38 @@ tvilling.core.errors.Invalid: envelope: 'ts' is required (ISO 8601 with a zone, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from tvilling.connect.mapping import PayloadMapping, TopicPattern
-from tvilling.core.envelope import Envelope, parse_envelope
+from tvilling.core.envelope import MAX_MESSAGE_ID, MAX_SOURCE, QUALITIES, Envelope, parse_envelope, parse_ts
 from tvilling.core.errors import Invalid
+from tvilling.core.ids import MAX_TWIN_ID
 
 TELEMETRY_TOPIC = "tvilling/{twin}/telemetry"
 MAX_RECORDS = 10_000  # records in one message (a list payload)
+MAX_ROUTES = 100_000  # topics whose route is remembered
+
+
+class _Canonical(msgspec.Struct, forbid_unknown_fields=True):
+    """The common canonical payload (one object), decoded with its types checked in one msgspec call.
+
+    Anything it does not take (a list, a bool ``ts``, an unknown key, ``"twin": null``, ...) goes
+    through :func:`parse_envelope`, which also words the error.
+    """
+
+    ts: int | float | str
+    values: dict[str, Any]
+    twin: str | msgspec.UnsetType = msgspec.UNSET
+    id: str | int | None = None
+    source: str | None = None
+    quality: str | None = None
+
+
+_decode_canonical = msgspec.json.Decoder(_Canonical).decode
 
 
 def decode_json(payload: bytes) -> Any:
@@ -53,6 +73,8 @@ class Translator:
                               field="topics", rule="topic")
             self.topics.append(pattern)
         self.mappings = list(mappings)
+        # topic → (mapping or None for canonical, captured variables), or the reason it matches nothing
+        self._routes: dict[str, tuple[PayloadMapping | None, Mapping[str, str]] | str] = {}
 
     @property
     def subscriptions(self) -> list[str]:
@@ -65,16 +87,59 @@ class Translator:
 
     def translate(self, topic: str, payload: bytes, *, received: datetime | None = None) -> list[Envelope]:
         """The envelopes in one message; raises ``Invalid`` saying why it cannot be translated."""
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        if isinstance(route, str):
+            raise Invalid(route, field="topic", rule="topic")
+        mapping, variables = route
+        if mapping is not None:
+            return mapping.translate(topic, _records(decode_json(payload)), received=received, variables=variables)
+        twin = variables["twin"]
+        fast = _fast_canonical(twin, payload)
+        if fast is not None:
+            return [fast]
+        return _canonical(twin, decode_json(payload))
+
+    def _route(self, topic: str) -> tuple[PayloadMapping | None, Mapping[str, str]] | str:
+        route: tuple[PayloadMapping | None, Mapping[str, str]] | str
+        route = f"no telemetry topic or mapping matches {topic!r}"
         for mapping in self.mappings:
             variables = mapping.match(topic)
             if variables is not None:
-                return mapping.translate(topic, _records(decode_json(payload)), received=received,
-                                         variables=variables)
-        for pattern in self.topics:
-            variables = pattern.match(topic)
-            if variables is not None:
-                return _canonical(variables["twin"], decode_json(payload))
-        raise Invalid(f"no telemetry topic or mapping matches {topic!r}", field="topic", rule="topic")
+                route = (mapping, variables)
+                break
+        else:
+            for pattern in self.topics:
+                variables = pattern.match(topic)
+                if variables is not None:
+                    route = (None, variables)
+                    break
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
+
+
+def _fast_canonical(twin: str, payload: bytes) -> Envelope | None:
+    """The envelope of a plain canonical object, or None to take the general path (same result or error)."""
+    try:
+        doc = _decode_canonical(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    msg_id = doc.id
+    if isinstance(msg_id, int):
+        msg_id = str(msg_id)
+    if (doc.twin is not msgspec.UNSET and doc.twin != twin) or not twin or len(twin) > MAX_TWIN_ID \
+            or isinstance(doc.ts, bool) or (msg_id is not None and len(msg_id) > MAX_MESSAGE_ID) \
+            or (doc.source is not None and len(doc.source) > MAX_SOURCE) \
+            or (doc.quality is not None and doc.quality not in QUALITIES):
+        return None
+    try:
+        ts = parse_ts(doc.ts)
+    except Invalid:
+        return None
+    return Envelope(twin=twin, ts=ts, values=doc.values, source=doc.source, id=msg_id, quality=doc.quality)
 
 
 def _records(doc: Any) -> Any:
