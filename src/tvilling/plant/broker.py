@@ -5,6 +5,8 @@ plant, never for production (use Mosquitto with ``deploy/mosquitto/tvilling.conf
 
     async with EmbeddedBroker() as broker:   # a free port on 127.0.0.1
         url = broker.url                     # "mqtt://127.0.0.1:<port>"
+        ingest = MqttIngest(sink, url, transport_factory=mqtt311_transport)
+        runner = PlantRunner(plant, url, protocol_version=broker.protocol_version)
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
+from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
+from tvilling.connect.mqtt.port import BrokerAddress, MessageHandler, SessionOptions
 from tvilling.core.errors import Invalid, Unavailable
 
 log = logging.getLogger("tvilling.plant.broker")
@@ -46,6 +52,7 @@ class EmbeddedBroker:
         self.port = port
         self.max_connections = max_connections
         self._broker: Any = None
+        self.protocol_version = 4  # amqtt speaks MQTT 3.1.1 only
 
     @property
     def url(self) -> str:
@@ -92,3 +99,14 @@ class EmbeddedBroker:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+
+def mqtt311_transport(address: BrokerAddress, options: SessionOptions, subscriptions: Sequence[tuple[str, int]] = (),
+                      handler: MessageHandler | None = None, **kwargs: Any) -> GmqttTransport:
+    """A transport factory for the project's MQTT clients that speaks MQTT 3.1.1 (what amqtt understands).
+
+    ``MqttIngest(sink, broker.url, transport_factory=mqtt311_transport)``, likewise
+    ``MqttCommands``; MQTT 3.1.1 has no response topic or correlation data, so command
+    answers are matched by the ``id`` in their payload.
+    """
+    return GmqttTransport(address, replace(options, protocol_version=4), subscriptions, handler, **kwargs)
