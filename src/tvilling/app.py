@@ -12,6 +12,7 @@ from tvilling.twins.ports import ModelStore, TwinStore
 from tvilling.twins.service import TwinService
 
 if TYPE_CHECKING:
+    from tvilling.decisions.alarms.store import AlarmStore
     from tvilling.decisions.store import CommandStore
     from tvilling.history.ports import HistoryStore
     from tvilling.ingest.deadletter import DeadLetterStore
@@ -71,6 +72,16 @@ class Platform:
         if self.settings.store is not None and self.settings.store != "memory":
             require_postgres()
         store = open_command_store(self.settings)
+        self._opened.append(store)
+        return store
+
+    @cached_property
+    def alarm_store(self) -> AlarmStore:
+        from tvilling.decisions.alarms.store import open_alarm_store
+
+        if self.settings.store is not None and self.settings.store != "memory":
+            require_postgres()
+        store = open_alarm_store(self.settings)
         self._opened.append(store)
         return store
 

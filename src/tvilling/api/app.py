@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import commands, errors, graph, history, ingest, models, streams, twins
+from tvilling.api import alarms, commands, errors, graph, history, ingest, models, streams, twins
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 from tvilling.twins.changes import ChangeHub, SlowConsumer, hub_for, parse_filter
@@ -173,6 +173,12 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
                 await stack.enter_async_context(_mqtt_ingest(plat))
             if plat.settings.broker or opcua is not None:
                 await _start_commands(plat, stack, hub, opcua)
+            if plat.settings.alarm_rules:
+                from tvilling.decisions.alarms import build_driver
+
+                driver = build_driver(plat, notify=hub.notify)
+                app.state.alarm_driver = driver
+                stack.push_async_callback(_stop, asyncio.create_task(driver.run(0.25)))
             yield
 
     app = FastAPI(
@@ -196,5 +202,6 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(ingest.router)
     app.include_router(history.router)
     app.include_router(commands.router)
+    app.include_router(alarms.router)
     app.include_router(streams.router)
     return app

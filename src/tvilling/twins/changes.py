@@ -694,7 +694,9 @@ class ChangeHub:
 
 
 def hub_for(platform: Platform, **options: Any) -> ChangeHub:
-    """The hub of a platform: its twin event feed and its command lifecycle feed."""
+    """The hub of a platform: its twin event feed, its command lifecycle feed and its alarm feed."""
+    from tvilling.decisions.alarms.feed import AlarmFeedSource
     from tvilling.decisions.feed import CommandFeedSource
 
-    return ChangeHub([EventFeedSource(platform.twin_store), CommandFeedSource(platform.command_store)], **options)
+    return ChangeHub([EventFeedSource(platform.twin_store), CommandFeedSource(platform.command_store),
+                      AlarmFeedSource(platform.alarm_store)], **options)
