@@ -21,7 +21,7 @@ export function alarmActions(alarm, onError) {
 }
 
 export function alarmRow(a, onError, { withTwin = true } = {}) {
-  return el("tr", { class: a.state === "cleared" ? "" : `sev-row-${a.severity}`, dataset: { alarm: a.id, state: a.state } },
+  return el("tr", { class: a.state === "cleared" ? "" : `sev-row-${a.severity}`, dataset: { alarm: a.id, state: a.state, twin: a.twin } },
     el("td", {}, sevPill(a.severity)),
     el("td", {}, el("span", { class: `st st-${a.state}` }, a.state)),
     withTwin ? el("td", {}, el("a", { class: "tid", href: `#/twin/${encodeURIComponent(a.twin)}` }, a.twin),
@@ -35,6 +35,17 @@ export function alarmRow(a, onError, { withTwin = true } = {}) {
     el("td", { class: "muted", title: a.updated }, a.state === "acknowledged" ? `ack ${fmtTime(a.acknowledged)}`
       : a.state === "cleared" ? `cleared ${fmtTime(a.cleared)}` : fmtTime(a.updated), a.actor ? el("div", { class: "faint" }, a.actor) : null),
     el("td", {}, alarmActions(a, onError)));
+}
+
+/** The same alarm as a compact card, for side panels. */
+export function alarmCard(a, onError) {
+  return el("div", { class: `alarm-card sev-card-${a.severity}`, dataset: { alarm: a.id, state: a.state, twin: a.twin } },
+    el("div", { class: "line" }, sevPill(a.severity), el("span", { class: `st st-${a.state}` }, a.state),
+      a.count > 1 ? el("span", { class: "faint" }, `×${a.count}`) : null,
+      el("span", { class: "faint", title: a.raised }, `raised ${fmtTime(a.raised)}`)),
+    el("div", { class: "msg" }, a.message || a.rule),
+    el("div", { class: "line" }, el("span", { class: "faint mono" }, a.rule,
+      a.origin && a.origin !== a.twin ? ` · from ${a.origin}` : ""), el("span", { class: "spacer" }), alarmActions(a, onError)));
 }
 
 export function sortAlarms(list) {

@@ -62,8 +62,8 @@ function keyValues(twin, desc) {
   for (const [path, v] of Object.entries(flat)) {
     if (ANALYTIC_OUTPUTS.has(path.split(".")[0])) continue;
     if (typeof v !== "number" && typeof v !== "string") continue;
-    if (path === "state") continue;
     const p = desc?.props.get(path);
+    if (path === "state" || p?.writable) continue;  // setpoints: on the twin page, beside what is desired
     out.push(el("span", { class: "kv", dataset: { path } }, el("span", { class: "k" }, path),
       el("span", { class: "v" }, fmt(v)), p?.unit ? el("span", { class: "u" }, unitSymbol(p.unit)) : null));
     if (out.length >= 3) break;
@@ -131,8 +131,8 @@ export async function mount(view) {
         el("td", { class: "muted" }, desc?.name || shortModel(t.model)),
         el("td", {}, typeof st === "string" ? el("span", { class: `badge state state-${st}` }, st) : el("span", { class: "faint" }, "—")),
         el("td", {}, healthBar(t.reported?.health)),
-        el("td", {}, anomalyBadge(t.reported)),
-        el("td", {}, t.reported?.fault_family ? el("span", { class: "delta" }, t.reported.fault_family) : el("span", { class: "faint" }, "—")),
+        el("td", {}, anomalyBadge(t.reported),
+          t.reported?.fault_family ? el("span", { class: "fault", title: "fault family" }, t.reported.fault_family) : null),
         el("td", { class: `kvs${changed.has(t.id) ? " changed" : ""}` }, keyValues(t, desc)),
         el("td", {}, a ? [sevPill(a.worst, `${a.count} ${a.worst}`)] : el("span", { class: "faint" }, alarms === null ? "—" : "0")),
         el("td", { class: "muted", title: t.updated }, ago(t.updated)),
@@ -140,9 +140,9 @@ export async function mount(view) {
     }
     changed.clear();
     setChildren(table, el("table", { class: "grid fleet" },
-      el("thead", {}, el("tr", {}, ["Twin", "Model", "State", "Health", "Anomaly", "Fault", "Key values", "Alarms",
+      el("thead", {}, el("tr", {}, ["Twin", "Model", "State", "Health", "Anomaly · fault", "Key values", "Alarms",
         "Updated"].map((c) => el("th", {}, c)))),
-      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 9, class: "muted" }, "No twins yet.")))));
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No twins yet.")))));
   };
   render();
   const later = coalesce(render);

@@ -4,7 +4,7 @@
 import {
   describeModel, getJSON, getTwin, history, invokeCommand, listAlarms, live, twinCommands, twinEvents, unitSymbol,
 } from "./api.js";
-import { alarmRow, sortAlarms } from "./alarms.js";
+import { alarmCard, sortAlarms } from "./alarms.js";
 import { anomalyChart, extend, purge, rulChart, signalChart } from "./charts.js";
 import {
   ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, healthBar, mergePatch, message,
@@ -346,13 +346,7 @@ export async function mount(view, { id }) {
       return;
     }
     const list = sortAlarms([...alarmMap.values()].filter((a) => a.state !== "cleared"));
-    setChildren(alarmBody, list.length
-      ? el("table", { class: "grid" }, el("tbody", {}, list.map((a) => {
-        const row = alarmRow(a, alarmErr, { withTwin: false });
-        for (let i = 0; i < 3; i++) row.children[3].remove();  // count, raised, last change: too wide here
-        return row;
-      })))
-      : el("div", { class: "body muted" }, "None."));
+    setChildren(alarmBody, list.length ? list.map((a) => alarmCard(a, alarmErr)) : el("div", { class: "body muted" }, "None."));
   };
 
   // -- structure ---------------------------------------------------------------------------
