@@ -519,5 +519,84 @@ def twins_migrate(data_dir: Path | None, store: str | None, config_file: str | N
         _emit(p.twins.migrate(twin_id, model, actor="cli", dry_run=dry_run))
 
 
+# -- alarms -------------------------------------------------------------------------------------
+@main.group("alarms")
+def alarms_group() -> None:
+    """List, acknowledge and clear alarms; check the alarm rules of the settings."""
+
+
+@alarms_group.command("list")
+@store_options
+@click.option("--state", type=click.Choice(["active", "acknowledged", "cleared"]), default=None)
+@click.option("--twin", default=None, help="Only this twin's.")
+@click.option("--severity", type=click.Choice(["critical", "major", "minor", "warning"]), default=None)
+@click.option("--rule", default=None, help="Only this rule's (or rule group's).")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the alarms as JSON.")
+def alarms_list(data_dir: Path | None, store: str | None, config_file: str | None, state: str | None,
+                twin: str | None, severity: str | None, rule: str | None, limit: int, as_json: bool) -> None:
+    """Alarms, newest first."""
+    from tvilling.decisions.alarms import AlarmService
+
+    with _platform(data_dir, store, config_file) as p:
+        items = AlarmService(p.alarm_store).list(state=state, twin=twin, severity=severity, rule=rule, limit=limit)
+        if as_json:
+            _emit([a.to_json() for a in items])
+            return
+        for a in items:
+            origin = f" (from {a.origin})" if a.origin != a.twin else ""
+            click.echo(f"{a.id} {a.state:<12} {a.severity:<8} {a.twin}{origin} [{a.rule}] x{a.count} {a.message}")
+        if not items:
+            click.echo("no alarms", err=True)
+
+
+def _alarm_step(step: str, alarm_id: str, actor: str, note: str | None, data_dir: Path | None,
+                store: str | None, config_file: str | None) -> None:
+    from tvilling.decisions.alarms import AlarmService
+
+    with _platform(data_dir, store, config_file) as p:
+        svc = AlarmService(p.alarm_store)
+        alarm = (svc.acknowledge if step == "ack" else svc.clear)(alarm_id, actor=actor, note=note)
+        _emit(alarm.to_json())
+
+
+@alarms_group.command("ack")
+@store_options
+@click.argument("alarm_id")
+@click.option("--actor", default="cli", show_default=True, help="Who acknowledges it.")
+@click.option("--note", default=None, help="Why, or what is being done.")
+def alarms_ack(data_dir: Path | None, store: str | None, config_file: str | None, alarm_id: str, actor: str,
+               note: str | None) -> None:
+    """Acknowledge an active alarm (and the alarms propagated from it)."""
+    _alarm_step("ack", alarm_id, actor, note, data_dir, store, config_file)
+
+
+@alarms_group.command("clear")
+@store_options
+@click.argument("alarm_id")
+@click.option("--actor", default="cli", show_default=True, help="Who clears it.")
+@click.option("--note", default=None, help="Why.")
+def alarms_clear(data_dir: Path | None, store: str | None, config_file: str | None, alarm_id: str, actor: str,
+                 note: str | None) -> None:
+    """Clear an active or acknowledged alarm (and the alarms propagated from it)."""
+    _alarm_step("clear", alarm_id, actor, note, data_dir, store, config_file)
+
+
+@alarms_group.command("rules")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
+              help=f"TOML config file (default ./tvilling.toml; env {CONFIG_ENV}).")
+def alarms_rules(config_file: str | None) -> None:
+    """Check the alarm rules of the settings and print them as they will run."""
+    import msgspec
+
+    from tvilling.decisions.alarms import parse_rules
+
+    settings = _settings(config_file)
+    with _errors():
+        rules = parse_rules(settings.alarm_rules)
+    _emit([msgspec.to_builtins(r) for r in rules])
+    click.echo(f"{len(rules)} alarm rule(s) OK", err=True)
+
+
 if __name__ == "__main__":
     main()
