@@ -12,6 +12,8 @@ from tvilling.twins.ports import ModelStore, TwinStore
 from tvilling.twins.service import TwinService
 
 if TYPE_CHECKING:
+    from tvilling.analytics.binding.engine import AnalyticsEngine
+    from tvilling.analytics.binding.registry import AnalyticRegistry
     from tvilling.decisions.alarms.store import AlarmStore
     from tvilling.decisions.store import CommandStore
     from tvilling.history.ports import HistoryStore
@@ -86,13 +88,39 @@ class Platform:
         return store
 
     @cached_property
+    def analytics_registry(self) -> AnalyticRegistry:
+        from tvilling.analytics.binding.registry import open_registry
+
+        s = self.settings
+        if s.store is not None and s.store != "memory":
+            require_postgres()
+        registry = open_registry(s.store, s.data_dir, s.pg_schema)
+        self._opened.append(registry)
+        return registry
+
+    @cached_property
+    def analytics(self) -> AnalyticsEngine:
+        """The configured analytics; they observe every batch the pipeline stores (opening it opens them)."""
+        from tvilling.analytics.binding import parse_specs
+        from tvilling.analytics.binding.engine import AnalyticsEngine
+
+        return AnalyticsEngine(parse_specs(self.settings.analytics), self.models, self.analytics_registry,
+                               history=self.history)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
         from tvilling.ingest.pipeline import IngestSettings, Pipeline
 
         s = self.settings
         settings = IngestSettings(max_future_s=s.ingest_max_future_s, reorder_window_s=s.ingest_reorder_window_s,
                                   stale_after_s=s.ingest_stale_after_s, spike_z=s.ingest_spike_z)
-        return Pipeline(self.twins, self.history, self.dead_letters, settings)
+        pipeline = Pipeline(self.twins, self.history, self.dead_letters, settings)
+        if s.analytics:
+            engine = self.analytics
+            engine.writer = lambda readings, sources: pipeline.write_derived(readings, source=sources,
+                                                                              actor="analytics")
+            pipeline.observers.append(engine)
+        return pipeline
 
     @cached_property
     def ingest(self) -> IngestService:

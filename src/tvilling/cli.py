@@ -598,5 +598,152 @@ def alarms_rules(config_file: str | None) -> None:
     click.echo(f"{len(rules)} alarm rule(s) OK", err=True)
 
 
+# -- analytics ----------------------------------------------------------------------------------
+@main.group("analytics")
+def analytics_group() -> None:
+    """Configured analytics: versions, training from stored history, backtests, promotion, forecasts."""
+
+
+def _analytic(p: Platform, name: str) -> Any:
+    from tvilling.core.errors import NotFound
+
+    spec = p.analytics.spec(name)
+    if spec is None:
+        raise NotFound(f"no analytic named {name!r} is configured; there are "
+                       f"{', '.join(s.name for s in p.analytics.specs) or 'none'} (see [[analytics]] in "
+                       "tvilling.toml)")
+    return spec
+
+
+def _select_twins(p: Platform, spec: Any, twins: tuple[str, ...], prefix: str | None) -> list[str]:
+    from tvilling.twins.query import encode_cursor
+
+    chosen = list(twins)
+    if prefix is not None:
+        doc: dict[str, Any] = {"model": spec.model, "limit": 1000}
+        while True:
+            page = p.twins.query(doc)
+            chosen.extend(t.id for t in page.items if t.id.startswith(prefix))
+            if page.next is None:
+                break
+            doc = {**doc, "cursor": encode_cursor(page.next)}
+    if not chosen:
+        raise click.UsageError("name the twins: --twin ID (repeatable) and/or --prefix PREFIX")
+    return sorted(set(chosen), key=chosen.index)
+
+
+def _us(text: str | None, default: int) -> int:
+    from tvilling.core.envelope import parse_ts
+    from tvilling.ingest.normalise import to_us
+
+    if text is None:
+        return default
+    return to_us(parse_ts(float(text) if text.replace(".", "", 1).isdigit() else text, field="time"))
+
+
+_twin_opts = [click.option("--twin", "twins", multiple=True, help="A twin (repeatable)."),
+              click.option("--prefix", default=None, help="Every twin of the analytic's model whose id starts so."),
+              click.option("--from", "start", default=None, help="Start of the history range (ISO 8601 or epoch ms)."),
+              click.option("--to", "end", default=None, help="End of the history range.")]
+
+
+def twin_options(fn: F) -> F:
+    for opt in reversed(_twin_opts):
+        fn = opt(fn)
+    return fn
+
+
+@analytics_group.command("list")
+@store_options
+def analytics_list(data_dir: Path | None, store: str | None, config_file: str | None) -> None:
+    """Configured analytics with their versions (one JSON object a line)."""
+    from tvilling.api.analytics import describe
+
+    with _platform(data_dir, store, config_file) as p:
+        for spec in p.analytics.specs:
+            _emit(describe(p.analytics, spec))
+
+
+@analytics_group.command("train")
+@store_options
+@click.argument("name")
+@twin_options
+@click.option("--promote", is_flag=True, help="Promote the new version at once (retrain).")
+def analytics_train(data_dir: Path | None, store: str | None, config_file: str | None, name: str,
+                    twins: tuple[str, ...], prefix: str | None, start: str | None, end: str | None,
+                    promote: bool) -> None:
+    """Train a new version of NAME from the history stored in the platform."""
+    from tvilling.analytics.binding.lifecycle import END, train
+
+    with _platform(data_dir, store, config_file) as p:
+        spec = _analytic(p, name)
+        chosen = _select_twins(p, spec, twins, prefix)
+        with click.progressbar(length=len(chosen), label=f"reading history of {len(chosen)} twin(s)",
+                               file=sys.stderr) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.pos)
+
+            version = train(spec, p.analytics_registry, p.history, chosen, start_us=_us(start, 0),
+                            end_us=_us(end, END), promote=promote, progress=progress)
+        _emit(version.to_json())
+
+
+@analytics_group.command("backtest")
+@store_options
+@click.argument("name")
+@click.argument("version", type=int)
+@twin_options
+@click.option("--scope", default=None, help="The version's scope: a twin id, or * for a fleet model.")
+def analytics_backtest(data_dir: Path | None, store: str | None, config_file: str | None, name: str, version: int,
+                       twins: tuple[str, ...], prefix: str | None, start: str | None, end: str | None,
+                       scope: str | None) -> None:
+    """Replay VERSION of NAME over stored history and print the report (kept with the version)."""
+    from tvilling.analytics.binding.lifecycle import END, backtest
+    from tvilling.analytics.binding.spec import FLEET
+
+    with _platform(data_dir, store, config_file) as p:
+        spec = _analytic(p, name)
+        chosen = _select_twins(p, spec, twins, prefix)
+        scope = scope or (chosen[0] if spec.per_twin else FLEET)
+        v = p.analytics_registry.get(name, scope, version)
+        report = backtest(spec, p.analytics_registry, p.history, v, chosen, start_us=_us(start, 0),
+                          end_us=_us(end, END))
+        _emit({k: v for k, v in report.items() if k != "per_twin"} | {"per_twin": report["per_twin"]})
+
+
+@analytics_group.command("promote")
+@store_options
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--scope", default="*", show_default=True, help="A twin id for per-twin analytics.")
+def analytics_promote(data_dir: Path | None, store: str | None, config_file: str | None, name: str, version: int,
+                      scope: str) -> None:
+    """Make VERSION the one that runs (a running server picks it up on its next reload)."""
+    with _platform(data_dir, store, config_file) as p:
+        _analytic(p, name)
+        _emit(p.analytics_registry.promote(name, scope, version).to_json())
+
+
+@analytics_group.command("forecast")
+@store_options
+@click.argument("twin_id")
+@click.argument("prop", metavar="PROPERTY")
+@click.option("--horizon", type=int, default=10, show_default=True, help="Steps ahead.")
+@click.option("--points", type=int, default=500, show_default=True, help="Newest readings used.")
+def analytics_forecast(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str, prop: str,
+                       horizon: int, points: int) -> None:
+    """Forecast PROPERTY of TWIN_ID with an 80 % interval, from its newest readings."""
+    from tvilling.analytics.forecast import holt
+
+    with _platform(data_dir, store, config_file) as p:
+        p.twins.get(twin_id)
+        last = p.history.last(twin_id, prop)
+        pts = [] if last is None else p.history.range(twin_id, prop, 0, last.ts_us + 1, limit=1_000_000)
+        values = [x.value for x in pts if x.value == x.value][-points:]
+        fc = holt(values, horizon)
+        _emit({"twin": twin_id, "property": prop, "points_used": len(values), "alpha": fc.alpha, "beta": fc.beta,
+               "mean": fc.mean, "lower": fc.lower, "upper": fc.upper})
+
+
 if __name__ == "__main__":
     main()

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     ingest_reorder_window_s: float = Field(3600.0, ge=0, description="late readings within it are re-ordered")
     ingest_stale_after_s: float = Field(300.0, gt=0, description="silence after which a series is stale")
     ingest_spike_z: float = Field(8.0, gt=0, description="z-score beyond which a reading is a spike")
+    analytics: list[dict[str, Any]] = Field(default_factory=list, description="analytics bound to twin models "
+                                            "([[analytics]] tables; see tvilling.analytics.binding.spec)")
     alarm_rules: list[dict[str, Any]] = Field(
         default_factory=list, description="alarm rules: [[alarm_rules]] tables (see tvilling.decisions.alarms.rules)")
 

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 
 from tvilling import __version__
 from tvilling.api import alarms, commands, errors, graph, history, ingest, models, streams, twins
+from tvilling.api import analytics as analytics_routes
+from tvilling.api import ui as ui_routes
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 from tvilling.twins.changes import ChangeHub, SlowConsumer, hub_for, parse_filter
@@ -204,4 +206,6 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(commands.router)
     app.include_router(alarms.router)
     app.include_router(streams.router)
+    app.include_router(analytics_routes.router)
+    app.include_router(ui_routes.router)
     return app

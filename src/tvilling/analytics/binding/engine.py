@@ -91,6 +91,7 @@ class AnalyticsEngine:
         """Outputs for a stored batch: (readings to write, the source of each), or None."""
         rows: list[tuple[str, str, int, Any]] = []
         sources: list[str] = []
+        markers: dict[str, tuple[int, dict[str, Any]]] = {}
         with self._lock:
             twins, _first = np.unique(readings.twin, return_index=True)
             for twin in twins.tolist():
@@ -116,8 +117,16 @@ class AnalyticsEngine:
                     if not out:
                         continue
                     source = f"analytics:{spec.name}@{version}"
-                    rows.extend((twin, name, ts, value) for name, ts, value in out)
-                    sources.extend([source] * len(out))
+                    for name, ts, value in out:
+                        if name == "analytics":  # one marker row per twin, naming every analytic that ran
+                            at, merged = markers.get(twin, (ts, {}))
+                            markers[twin] = (max(at, ts), {**merged, **value})
+                            continue
+                        rows.append((twin, name, ts, value))
+                        sources.append(source)
+            for twin, (ts, merged) in markers.items():
+                rows.append((twin, "analytics", ts, merged))
+                sources.append("analytics")
         if not rows:
             return None
         return Readings.from_rows(rows), np.asarray(sources, dtype=object)
@@ -133,7 +142,7 @@ class AnalyticsEngine:
         if not ts.size:
             return [], None
         runner = self._runner(spec, twin)
-        if isinstance(runner, FleetRulRunner) and not runner.seeded and self.history is not None:
+        if isinstance(runner, FleetRulRunner) and runner.fitted and not runner.seeded and self.history is not None:
             _before_ts, before = history_rows(self.history, twin, spec.inputs, 0, int(ts[0]))
             runner.seed(before)
         if not runner.fitted:

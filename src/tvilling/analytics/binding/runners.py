@@ -117,13 +117,13 @@ class AnomalyRunner(Runner):
         if self.spec.method == "mewma":
             from tvilling.analytics.detectors.multivariate import MultivariateDetector
 
-            params.pop("threshold", None)
             det: Any = MultivariateDetector(names=list(self.spec.inputs), **params).fit(X)
-            threshold = float(det.threshold_)
+            threshold = float(det.threshold_)  # the score is normalised already: 1.0 is the alarm level
         else:
             from tvilling.analytics.detectors.univariate import UnivariateDetector
 
             threshold = float(params.pop("threshold", 0.5))
+            params.setdefault("warmup", int(X.shape[0]))  # the training rows are its warm-up
             det = UnivariateDetector(**params)
             det.learn_many(X[:, 0])
         self.model = (det, threshold)
@@ -135,7 +135,8 @@ class AnomalyRunner(Runner):
         det, threshold = self.model
         raw = det.score_many(X if self.spec.method == "mewma" else X[:, 0])
         score = np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0, posinf=1e6), 0.0) / threshold
-        flags = score >= 1.0
+        # the multivariate detector holds an alarm a minimum number of rows once raised
+        flags = np.asarray(det.decide_many(raw), dtype=bool) if self.spec.method == "mewma" else score >= 1.0
         if self.drift is not None:
             self.drift.update(X, flags)
         out: list[Output] = [("anomaly_score", int(t), round(float(s), 6)) for t, s in zip(ts, score, strict=True)]

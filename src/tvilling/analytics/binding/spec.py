@@ -8,14 +8,15 @@ In ``tvilling.toml``::
     method = "mewma"                           # multivariate detector (two or more inputs)
     inputs = ["vibration", "temperature", "vibrationBandBpfo"]
     train_rows = 300                           # rows each twin learns before it is scored
-    params = { alpha = 0.05 }
+    params = { alpha = 0.5, threshold = 3.0, hold = 15 }
 
 Methods and what they write on the twin (reserved outputs, see :mod:`tvilling.models.outputs`):
 
-* ``mewma`` — multivariate MEWMA-T² detector, fitted per twin on its first ``train_rows``
-  rows: ``anomaly_score`` (1.0 = threshold), ``anomaly``, ``contributions``, ``fault_family``
+* ``mewma`` — multivariate detector (per-sensor EWMA deviations from the training rows, scaled
+  and averaged; an alarm is held ``hold`` rows), fitted per twin on its first ``train_rows`` rows: ``anomaly_score`` (1.0 = threshold), ``anomaly``, ``contributions``, ``fault_family``
   (when a fault classifier is configured);
-* ``univariate`` — one input, robust surprise + anomaly likelihood: ``anomaly_score``, ``anomaly``;
+* ``univariate`` — one input, contextual novelty + anomaly likelihood + repeat suppression
+  (``threshold`` 0.5 by default): ``anomaly_score``, ``anomaly``;
 * ``rul-trend`` — one degradation indicator (e.g. vibration RMS) extrapolated to a failure
   level (``params.failure_level``, required): ``rul``, ``rul_p10``, ``rul_p90``, ``health``;
 * ``rul-fleet`` — a regressor trained on run-to-failure histories stored in the platform
