@@ -1,4 +1,5 @@
-"""DTDL models shipped with Tvilling: the example plant (v1, v2, and v3 for the simulated plant), and the public data sets.
+"""DTDL models shipped with Tvilling: the example plant (v1, v2, and v3 for the simulated plant), and the public
+data sets.
 
 >>> sorted(builtin_names())
 ['datasets', 'plant', 'plant-v2', 'plant-v3']

@@ -13,7 +13,8 @@ In ``tvilling.toml``::
 Methods and what they write on the twin (reserved outputs, see :mod:`tvilling.models.outputs`):
 
 * ``mewma`` — multivariate detector (per-sensor EWMA deviations from the training rows, scaled
-  and averaged; an alarm is held ``hold`` rows), fitted per twin on its first ``train_rows`` rows: ``anomaly_score`` (1.0 = threshold), ``anomaly``, ``contributions``, ``fault_family``
+  and averaged; an alarm is held ``hold`` rows), fitted per twin on its first ``train_rows`` rows:
+  ``anomaly_score`` (1.0 = threshold), ``anomaly``, ``contributions``, ``fault_family````
   (when a fault classifier is configured);
 * ``univariate`` — one input, contextual novelty + anomaly likelihood + repeat suppression
   (``threshold`` 0.5 by default): ``anomaly_score``, ``anomaly``;
