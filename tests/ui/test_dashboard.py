@@ -34,7 +34,7 @@ def text_of(page: Any, selector: str) -> str:
     return str(page.locator(selector).first.inner_text())
 
 
-def wait_text(page: Any, selector: str, expected: str, timeout: float = 10.0) -> None:
+def wait_text(page: Any, selector: str, expected: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     seen = ""
     while time.monotonic() < deadline:
@@ -101,7 +101,7 @@ def test_twin_page_charts_history_then_live_readings(watched, plant, server, sho
     ingest(server, twin, {"vibration": 0.987, "temperature": 44.25})
     page.wait_for_function(
         f"(() => {{ const d = document.getElementById('chart-vibration').data[0];"
-        f" return d.x.length === {n0 + 1} && d.y[d.y.length - 1] === 0.987; }})()", timeout=10_000)
+        f" return d.x.length === {n0 + 1} && d.y[d.y.length - 1] === 0.987; }})()", timeout=20_000)
     wait_text(page, 'tr[data-prop="vibration"] [data-col="reported"]', "0.987")
     wait_text(page, 'tr[data-prop="temperature"] [data-col="reported"]', "44.25")
     wait_text(page, "#events tbody tr:first-child", "vibration=0.987")
@@ -135,10 +135,10 @@ def test_analytic_outputs_anomaly_threshold_and_rul_band(watched, plant, server,
     n0 = page.evaluate("document.getElementById('chart-anomaly_score').data[0].x.length")
     ingest(server, SICK, {"anomaly_score": 2.25, "rul": 180.0, "rul_p10": 120.0, "rul_p90": 260.0, "health": 0.2})
     page.wait_for_function(f"document.getElementById('chart-anomaly_score').data[0].x.length === {n0 + 1}",
-                           timeout=10_000)
+                           timeout=20_000)
     page.wait_for_function("(() => { const d = document.getElementById('chart-rul').data;"
                            " return d[2].y[d[2].y.length - 1] === 180 && d[0].y[d[0].y.length - 1] === 120; })()",
-                           timeout=10_000)
+                           timeout=20_000)
     wait_text(page, '[data-output="anomaly_score"]', "2.25")
     wait_text(page, '[data-output="rul"]', "180")
     page.wait_for_timeout(300)  # let the charts finish drawing
@@ -151,7 +151,7 @@ def test_a_command_button_posts_and_shows_the_command_status(watched, plant, ser
     page.fill('#commands input[name="rpm"]', "900")
     page.click('#commands button[data-command="setSpeed"]')
     # no device listens on the broker: the command is pending or sent, never answered
-    page.wait_for_selector('#commands [data-command="setSpeed"] [data-status]', timeout=10_000)
+    page.wait_for_selector('#commands [data-command="setSpeed"] [data-status]', timeout=20_000)
     status = page.get_attribute('#commands [data-command="setSpeed"] [data-status]', "data-status")
     assert status in ("pending", "sent")
     code, listed = call("GET", f"{server}/api/commands?twin={twin}")
@@ -165,7 +165,7 @@ def test_a_command_button_posts_and_shows_the_command_status(watched, plant, ser
     assert len([c for c in call("GET", f"{server}/api/commands?twin={twin}")[1]["items"]
                 if c["name"] == "setSpeed"]) == len(sent)
     page.click('#commands button[data-command="stop"]')
-    page.wait_for_selector('#commands [data-command="stop"] [data-status]', timeout=10_000)
+    page.wait_for_selector('#commands [data-command="stop"] [data-status]', timeout=20_000)
     shots(page, "dashboard-machine.png")
 
 
@@ -193,15 +193,15 @@ def test_alarm_list_follows_alarms_live_and_acknowledges_and_clears(watched, pla
     page.wait_for_selector(row, timeout=15_000)
     assert "bearing-hot" in page.inner_text(row) and "major" in page.inner_text(row).lower()
     page.wait_for_function("document.getElementById('nav-alarms').textContent"  # the header counts them
-                           " === String(document.querySelectorAll('tr[data-state=active]').length)", timeout=10_000)
+                           " === String(document.querySelectorAll('tr[data-state=active]').length)", timeout=20_000)
     shots(page, "dashboard-alarms.png", docs=True)
 
     alarm_id = page.get_attribute(row, "data-alarm")
     page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="ack"]')
-    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="acknowledged"]', timeout=10_000)
+    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="acknowledged"]', timeout=20_000)
     assert call("GET", f"{server}/api/alarms/{alarm_id}")[1]["state"] == "acknowledged"
     page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="clear"]')
-    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"]', state="detached", timeout=10_000)  # gone from "open"
+    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"]', state="detached", timeout=20_000)  # gone from "open"
     assert call("GET", f"{server}/api/alarms/{alarm_id}")[1]["state"] == "cleared"
     page.click('.seg button:text-is("cleared")')
-    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="cleared"]', timeout=10_000)
+    page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="cleared"]', timeout=20_000)

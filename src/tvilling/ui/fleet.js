@@ -126,14 +126,14 @@ export async function mount(view) {
       const desc = descs.get(t.model);
       const st = t.reported?.state;
       rows.push(el("tr", { class: a?.worst ? `sev-row-${a.worst}` : "", dataset: { twin: t.id } },
-        el("td", {}, el("span", { class: "tree" }, el("span", { class: "twig" }, twig(entry)),
+        el("td", {}, el("span", { class: "tree" }, entry.depth ? el("span", { class: "twig" }, twig(entry)) : null,
           el("a", { class: "tid", href: `#/twin/${encodeURIComponent(t.id)}` }, t.id))),
         el("td", { class: "muted" }, desc?.name || shortModel(t.model)),
         el("td", {}, typeof st === "string" ? el("span", { class: `badge state state-${st}` }, st) : el("span", { class: "faint" }, "—")),
         el("td", {}, healthBar(t.reported?.health)),
         el("td", {}, anomalyBadge(t.reported),
           t.reported?.fault_family ? el("span", { class: "fault", title: "fault family" }, t.reported.fault_family) : null),
-        el("td", { class: `kvs${changed.has(t.id) ? " changed" : ""}` }, keyValues(t, desc)),
+        el("td", { class: changed.has(t.id) ? "changed" : "" }, el("div", { class: "kvs" }, keyValues(t, desc))),
         el("td", {}, a ? [sevPill(a.worst, `${a.count} ${a.worst}`)] : el("span", { class: "faint" }, alarms === null ? "—" : "0")),
         el("td", { class: "muted", title: t.updated }, ago(t.updated)),
       ));
@@ -145,7 +145,7 @@ export async function mount(view) {
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No twins yet.")))));
   };
   render();
-  const later = coalesce(render);
+  const later = coalesce(render, 250);  // a busy plant: a few redraws a second at most
 
   const stopTwins = live({}, async (item) => {
     if (item.kind === "alarm") {

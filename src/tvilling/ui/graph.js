@@ -104,7 +104,7 @@ export async function mount(view) {
       el("g", {}, edges), el("g", {}, nodes)) : message("info", "No twins yet."));
   };
   render();
-  const later = coalesce(render);
+  const later = coalesce(render, 500);  // a busy plant: a few redraws a second at most
   const stop = live({}, async (item) => {
     if (item.kind === "alarm") {
       alarms = alarms || [];

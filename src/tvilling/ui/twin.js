@@ -5,7 +5,7 @@ import {
   describeModel, getJSON, getTwin, history, invokeCommand, listAlarms, live, twinCommands, twinEvents, unitSymbol,
 } from "./api.js";
 import { alarmCard, sortAlarms } from "./alarms.js";
-import { anomalyChart, extend, purge, rulChart, signalChart } from "./charts.js";
+import { anomalyChart, extend as extendChart, purge, rulChart, signalChart } from "./charts.js";
 import {
   ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, healthBar, mergePatch, message,
   shortModel, setChildren
@@ -149,6 +149,7 @@ export async function mount(view, { id }) {
   async function drawCharts() {
     for (const d of divs) purge(d);
     divs.length = 0;
+    pending.clear();
     chartByPath.clear();
     anomalyDiv = null;
     rulDiv = null;
@@ -184,8 +185,22 @@ export async function mount(view, { id }) {
     charts.dataset.ready = "1";
   }
 
+  // points arriving between two redraws are drawn together: one extendTraces per chart per burst
+  const pending = new Map();  // div → {trace index → [[x, y], ...]}
+  const flushPoints = coalesce(() => {
+    for (const [div, perTrace] of pending) extendChart(div, perTrace);
+    pending.clear();
+  }, 200);
+  function queuePoints(div, perTrace) {
+    const cur = pending.get(div) || {};
+    for (const [i, pts] of Object.entries(perTrace)) (cur[i] ||= []).push(...pts);
+    pending.set(div, cur);
+    flushPoints();
+  }
+
   function chartLive(reported, metaTime, fallbackTime) {
     const flat = flatten(reported, "", {}, ANALYTIC_OUTPUTS);
+    const extend = queuePoints;
     const timeOf = (path) => new Date((metaTime?.[path] || metaTime?.[path.split(".")[0]])?.time || fallbackTime);
     let redraw = false;
     for (const [path, v] of Object.entries(flat)) {

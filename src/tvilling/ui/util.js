@@ -156,13 +156,14 @@ export function sevPill(sev, text) {
   return el("span", { class: `sev sev-${sev || "none"}` }, text ?? sev ?? "");
 }
 
-/** Call `fn` at most once per animation frame (coalesces bursts of live updates). */
-export function coalesce(fn) {
+/** Call `fn` once per burst: at most once per animation frame, or per `ms` milliseconds when given. */
+export function coalesce(fn, ms = 0) {
   let queued = false;
+  const run = () => { queued = false; fn(); };
   return () => {
     if (queued) return;
     queued = true;
-    requestAnimationFrame(() => { queued = false; fn(); });
+    if (ms > 0) setTimeout(run, ms); else requestAnimationFrame(run);
   };
 }
 
