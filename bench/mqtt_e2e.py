@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,8 @@ class TimedSink:
         self.first = 0.0
         self.last = 0.0
         self.lat_ms: list[float] = []
+        self.batches = 0
+        self.cpu_s = 0.0  # CPU time of this process (all threads) during the run
 
     async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
         res: IngestResult = await self.inner.ingest(envelopes, raw=raw)
@@ -78,7 +82,7 @@ def publisher(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> sub
                              "--qos", "1", "--topic", TOPIC, "--payload", kind, "--rate", str(rate)])
 
 
-def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> TimedSink:
+def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0, **options: Any) -> TimedSink:
     with tempfile.TemporaryDirectory(prefix="tvilling-bench-e2e-") as tmp:
         platform = build_platform(Settings(data_dir=Path(tmp)))
         try:
@@ -87,7 +91,8 @@ def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> Ti
             sink = TimedSink(platform.ingest, latency=kind == "now")
 
             async def main() -> None:
-                async with MqttIngest(sink, f"mqtt://{host}:{port}", client_id=f"bench-{uuid.uuid4().hex[:8]}"):
+                async with MqttIngest(sink, f"mqtt://{host}:{port}", client_id=f"bench-{uuid.uuid4().hex[:8]}",
+                                      **options) as ingest:
                     proc = publisher(host, port, n, kind, rate)
                     seen, idle = -1, 0.0
                     while sink.messages < n and idle < 15:
@@ -95,8 +100,12 @@ def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> Ti
                         idle = idle + 0.1 if sink.messages == seen else 0.0
                         seen = sink.messages
                     await asyncio.to_thread(proc.wait, 60)
+                    sink.batches = ingest.stats.batches
 
+            before = resource.getrusage(resource.RUSAGE_SELF)
             asyncio.run(main())
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            sink.cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
             return sink
         finally:
             platform.close()
@@ -107,7 +116,11 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--latency-messages", type=int, default=50_000)
     ap.add_argument("--rate", type=float, default=10_000.0, help="paced rate for the latency run")
+    ap.add_argument("--batch-size", type=int, help="MqttIngest batch_size (default: its own)")
+    ap.add_argument("--batch-ms", type=float, help="MqttIngest batch_ms (default: its own)")
     args = ap.parse_args()
+    options = {k: v for k, v in (("batch_size", args.batch_size), ("batch_ms", args.batch_ms)) if v is not None}
+    load = os.getloadavg()[0]
     raw.TOPIC = TOPIC  # the raw subscriber listens where the publisher sends
     with raw.own_broker() as (host, port):
         procs: list[subprocess.Popen[bytes]] = []
@@ -116,21 +129,25 @@ def main() -> None:
         for p in procs:
             p.wait(60)
         raw_rate = counter.result()["msgs_per_s"]
-        e2e = end_to_end(host, port, args.messages, "unique")
+        e2e = end_to_end(host, port, args.messages, "unique", **options)
         span = max(e2e.last - e2e.first, 1e-9)
         e2e_rate = (e2e.messages - 1) / span
-        lat = end_to_end(host, port, args.latency_messages, "now", args.rate)
+        lat = end_to_end(host, port, args.latency_messages, "now", args.rate, **options)
         ms = np.array(lat.lat_ms)
     out = {
         "bench": "mqtt_e2e", "broker": "own mosquitto -c deploy/mosquitto/tvilling.conf (persistence off)",
-        "client": "gmqtt", "qos": 1, "messages": args.messages,
+        "client": "gmqtt", "qos": 1, "messages": args.messages, "options": options,
+        "load_avg_1m": round(load, 2), "cpus": os.cpu_count(),
         "raw": {"received": counter.count, "msgs_per_s": raw_rate},
         "end_to_end": {"messages": e2e.messages, "readings_stored": e2e.accepted,
-                       "msgs_per_s": round(e2e_rate), "readings_per_s": round(e2e.accepted / span)},
+                       "msgs_per_s": round(e2e_rate), "readings_per_s": round(e2e.accepted / span),
+                       "batches": e2e.batches, "cpu_us_per_msg": round(e2e.cpu_s / max(e2e.messages, 1) * 1e6, 1)},
         "ratio": round(e2e_rate / raw_rate, 3) if raw_rate else None, "goal_ratio": 0.5,
         "latency": {"rate_msgs_per_s": args.rate, "messages": len(ms),
                     "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
                     "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+                    "max_ms": round(float(ms.max()), 2) if len(ms) else None, "batches": lat.batches,
+                    "cpu_us_per_msg": round(lat.cpu_s / max(len(ms), 1) * 1e6, 1),
                     "goal_p99_ms": 50},
     }
     print(json.dumps(out), flush=True)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -34,6 +35,7 @@ from typing import Any
 
 import gmqtt
 import numpy as np
+from gmqtt.mqtt.package import Package
 from gmqtt.storage import PersistentStorage
 
 from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MessageHandler, Receiver, SessionOptions
@@ -208,9 +210,10 @@ class GmqttTransport:
         self._generation += 1
         conn = _Connection(client, storage, self._generation)
         self._newest = conn  # messages of a resumed session may arrive (and be acked) before connect() returns
-        if self.receiver is not None:
+        on_publish = self._publish_handler(conn, self.receiver) if self.receiver is not None else None
+        if on_publish is not None:
             # an instance attribute wins over gmqtt's method when its handler looks up "_handle_publish_packet"
-            client._package_handler._handle_publish_packet = self._publish_handler(conn, self.receiver)
+            client._package_handler._handle_publish_packet = lambda cmd, raw: on_publish(cmd, raw, 0, len(raw))
         if addr.username is not None:
             client.set_auth_credentials(addr.username, addr.password)
 
@@ -267,6 +270,10 @@ class GmqttTransport:
             await self._drop(conn, "unreachable")
             raise Unavailable(f"MQTT broker {where} unreachable: {exc or type(exc).__name__}",
                               broker=where) from None
+        if on_publish is not None:
+            reader = self._fast_reader(conn, on_publish)
+            if reader is not None:  # gmqtt's read loop looks "_read_packet" up for every chunk it reads
+                client._connection._protocol._read_packet = reader
         if self.subscriptions:
             await self._subscribe(conn)
         log.info("MQTT %s connected to %s (session %s)", opts.client_id, where,
@@ -339,30 +346,31 @@ class GmqttTransport:
 
     # -------------------------------------------------------------- messages
 
-    def _publish_handler(self, conn: _Connection, receiver: Receiver) -> Callable[[int, bytes], None]:
-        """gmqtt's PUBLISH handler replaced: parse, then hand over synchronously (no task, no PUBACK yet)."""
+    def _publish_handler(self, conn: _Connection, receiver: Receiver) -> Callable[[int, bytes, int, int], None]:
+        """Parse one PUBLISH (``data[start:end]``, after the fixed header) and hand it over synchronously."""
         package_handler = conn.client._package_handler
         base = conn.generation << 16
+        client_id = self.options.client_id
 
-        def on_publish(cmd: int, raw: bytes) -> None:
+        def on_publish(cmd: int, data: bytes, start: int, end: int) -> None:
             qos = (cmd >> 1) & 3
-            end = 2 + ((raw[0] << 8) | raw[1])
-            topic = raw[2:end]
+            pos = start + 2 + ((data[start] << 8) | data[start + 1])
+            topic = data[start + 2:pos]
             token = 0
             if qos:
                 if qos == 2:  # never delivered: the subscriptions ask for at most QoS 1
-                    log.error("MQTT %s: QoS 2 message on %r ignored", self.options.client_id, topic)
+                    log.error("MQTT %s: QoS 2 message on %r ignored", client_id, topic)
                     return
-                token = base | (raw[end] << 8) | raw[end + 1]
-                end += 2
+                token = base | (data[pos] << 8) | data[pos + 1]
+                pos += 2
             if not conn.v5:
-                payload = raw[end:]
-            elif raw[end] == 0:  # no properties: the common case
-                payload = raw[end + 1:]
+                payload = data[pos:end]
+            elif data[pos] == 0:  # no properties: the common case
+                payload = data[pos + 1:end]
             else:
-                props, rest = package_handler._parse_properties(raw[end:])
+                props, rest = package_handler._parse_properties(data[pos:end])
                 if props is None:
-                    log.error("MQTT %s: malformed PUBLISH properties; reconnecting", self.options.client_id)
+                    log.error("MQTT %s: malformed PUBLISH properties; reconnecting", client_id)
                     self.reconnect("malformed PUBLISH")
                     return
                 payload = rest
@@ -377,11 +385,52 @@ class GmqttTransport:
             try:
                 receiver(topic.decode("utf-8", "replace"), payload, token)
             except Exception:
-                log.exception("MQTT %s: receiver failed on %r; reconnecting for redelivery", self.options.client_id,
-                              topic)
+                log.exception("MQTT %s: receiver failed on %r; reconnecting for redelivery", client_id, topic)
                 self.reconnect("receiver failed")
 
         return on_publish
+
+    def _fast_reader(self, conn: _Connection,
+                     on_publish: Callable[[int, bytes, int, int], None]) -> Callable[[bytes], int] | None:
+        """A replacement for gmqtt's packet splitter that hands PUBLISH packets straight to ``on_publish``.
+
+        gmqtt's splits the stream into ``Package`` objects and routes each through its connection
+        and handler (a debug log call, a handler lookup, a slice per packet); PUBLISH is nearly all
+        the traffic, so it goes direct, and everything else takes gmqtt's way.
+        """
+        connection = conn.client._connection
+        if connection is None:
+            return None
+        handler = conn.client._package_handler
+
+        def read_packets(data: bytes) -> int:
+            size, parsed = len(data), 0
+            while size - parsed >= 2:
+                pos, mult, length = parsed + 1, 1, 0
+                while True:  # the remaining length: a variable byte integer
+                    if pos >= size:
+                        return parsed
+                    byte = data[pos]
+                    pos += 1
+                    length += (byte & 0x7F) * mult
+                    if not byte & 0x80:
+                        break
+                    mult *= 128
+                    if mult > 2097152:
+                        return -1  # malformed: gmqtt drops the connection
+                end = pos + length
+                if end > size:
+                    return parsed
+                cmd = data[parsed]
+                if cmd & 0xF0 == 0x30 and handler.current_connection is connection:
+                    connection._last_data_in = time.monotonic()
+                    on_publish(cmd, data, pos, end)
+                else:
+                    connection.put_package(Package(cmd, data[pos:end]))
+                parsed = end
+            return parsed
+
+        return read_packets
 
     def ack(self, tokens: Sequence[int]) -> int:
         """PUBACK these messages (tokens from the receiver) in one write; those of a lost connection are dropped."""

@@ -18,7 +18,7 @@ tvilling.core.errors.Invalid: envelope: 'ts' is required (ISO 8601 with a zone, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -136,8 +136,8 @@ def _fast_canonical(twin: str, payload: bytes) -> Envelope | None:
             or (doc.quality is not None and doc.quality not in QUALITIES):
         return None
     try:
-        ts = parse_ts(doc.ts)
-    except Invalid:
+        ts = datetime.fromtimestamp(doc.ts / 1000.0, tz=UTC) if type(doc.ts) is int else parse_ts(doc.ts)
+    except (Invalid, OverflowError, OSError, ValueError):
         return None
     return Envelope(twin=twin, ts=ts, values=doc.values, source=doc.source, id=msg_id, quality=doc.quality)
 
