@@ -104,7 +104,7 @@ def test_twin_page_charts_history_then_live_readings(watched, plant, server, sho
         f" return d.x.length === {n0 + 1} && d.y[d.y.length - 1] === 0.987; }})()", timeout=20_000)
     wait_text(page, 'tr[data-prop="vibration"] [data-col="reported"]', "0.987")
     wait_text(page, 'tr[data-prop="temperature"] [data-col="reported"]', "44.25")
-    wait_text(page, "#events tbody tr:first-child", "vibration=0.987")
+    wait_text(page, "#events tbody", "vibration=0.987")
 
 
 def test_reported_versus_desired_follows_a_desired_change(watched, plant, server):
@@ -205,3 +205,16 @@ def test_alarm_list_follows_alarms_live_and_acknowledges_and_clears(watched, pla
     assert call("GET", f"{server}/api/alarms/{alarm_id}")[1]["state"] == "cleared"
     page.click('.seg button:text-is("cleared")')
     page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="cleared"]', timeout=20_000)
+
+
+def test_a_signal_without_history_starts_from_its_current_value(watched, plant, server):
+    page = watched.open("#/twin/line-1", "twin")
+    page.wait_for_selector("#charts .charts[data-ready]")
+    assert page.evaluate("document.getElementById('chart-throughput').data[0].y") == [118]
+    wait_text(page, 'tr[data-prop="targetRate"] [data-col="delta"]', "not reported")
+    ingest(server, "line-1", {"throughput": 121.5, "targetRate": 120.0})
+    page.wait_for_function("(() => { const d = document.getElementById('chart-throughput');"
+                           " return d.data && d.data[0].y.length === 2 && d.layout.xaxis.autorange === true; })()",
+                           timeout=20_000)
+    wait_text(page, 'tr[data-prop="targetRate"] [data-col="delta"]', "in sync")
+    wait_text(page, "#events tbody", "throughput=121.5")  # the newest may be the reconciler's "desired" step

@@ -36,9 +36,17 @@ const CONFIG = { displayModeBar: false, responsive: true, displaylogo: false };
 /** A line chart of one signal. `points` = {x: [Date|iso], y: [number]}. */
 export function signalChart(div, title, unit, points, index = 0) {
   const color = COLORS[index % COLORS.length];
-  const trace = { x: points.x, y: points.y, type: "scatter", mode: "lines", name: title,
-    line: { color, width: 1.6 }, hovertemplate: "%{y:.4g}<extra></extra>" };
-  return plotly().newPlot(div, [trace], layout(title, unit), CONFIG);
+  const trace = { x: points.x, y: points.y, type: "scatter", mode: points.x.length < 40 ? "lines+markers" : "lines",
+    name: title, line: { color, width: 1.6 }, marker: { size: 4, color }, hovertemplate: "%{y:.4g}<extra></extra>" };
+  const lay = layout(title, unit);
+  if (points.x.length === 1) {  // one reading: show it in the last quarter hour, not on a zero-width axis
+    const t = new Date(points.x[0]).getTime();
+    lay.xaxis.range = [new Date(t - 15 * 60_000), new Date(Math.max(Date.now(), t) + 60_000)];
+    div.dataset.fixedRange = "1";  // until more readings come: see extend()
+  } else {
+    delete div.dataset.fixedRange;
+  }
+  return plotly().newPlot(div, [trace], lay, CONFIG);
 }
 
 /** The anomaly score with the alarm threshold at 1.0; points above it in red. */
@@ -80,6 +88,10 @@ export function extend(div, perTrace) {
   const xs = idx.map((i) => perTrace[i].map((p) => p[0]));
   const ys = idx.map((i) => perTrace[i].map((p) => p[1]));
   plotly().extendTraces(div, { x: xs, y: ys }, idx, MAX_POINTS);
+  if (div.dataset.fixedRange) {
+    delete div.dataset.fixedRange;
+    plotly().relayout(div, { "xaxis.autorange": true });
+  }
 }
 
 export function purge(div) {

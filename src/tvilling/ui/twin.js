@@ -57,13 +57,16 @@ function summarise(item) {
   const p = item.payload || {};
   const parts = [];
   for (const part of ["reported", "desired", "attributes"]) {
-    if (!p[part]) continue;
+    if (!p[part] || !Object.keys(p[part]).length) continue;
     const flat = flatten(p[part], "", {}, ANALYTIC_OUTPUTS);
     const text = Object.entries(flat).slice(0, 6).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
     parts.push(`${part === "reported" ? "" : `${part}: `}${text}`);
   }
-  if (item.type === "RelationshipSet" || item.type === "RelationshipDeleted") {
-    parts.push(JSON.stringify(p).slice(0, 120));
+  if (item.type === "RelationshipSet") {
+    const props = Object.entries(p.properties || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ");
+    parts.push(`${p.name || ""} → ${p.target || "?"}${props ? ` (${props})` : ""} [${p.id || ""}]`);
+  } else if (item.type === "RelationshipDeleted") {
+    parts.push(`relationship ${p.id || p.relationship || JSON.stringify(p)} deleted`);
   }
   return parts.join(" · ");
 }
@@ -207,7 +210,8 @@ export async function mount(view, { id }) {
       if (typeof v !== "number") continue;
       const div = chartByPath.get(path);
       if (div?.data) extend(div, { 0: [[timeOf(path), v]] });
-      else if (!div && !ANALYTIC_OUTPUTS.has(path) && chartByPath.size < MAX_SIGNALS) redraw = true;
+      else if (!div && chartByPath.size < MAX_SIGNALS && !desc.props.get(path)?.writable
+               && !ANALYTIC_OUTPUTS.has(path.split(".")[0])) redraw = true;  // a new signal: chart it too
     }
     if (typeof reported.anomaly_score === "number") {
       if (anomalyDiv?.data) {
@@ -277,7 +281,7 @@ export async function mount(view, { id }) {
       if (w !== undefined) {
         if (JSON.stringify(r) === JSON.stringify(w)) delta = el("span", { class: "insync" }, "in sync");
         else if (typeof r === "number" && typeof w === "number") delta = el("span", { class: "delta" }, `${w - r > 0 ? "+" : ""}${fmt(w - r)}`);
-        else delta = el("span", { class: "delta" }, "pending");
+        else delta = el("span", { class: "delta" }, r === undefined ? "not reported" : "pending");
       }
       return el("tr", { dataset: { prop: p } },
         el("td", { class: "mono" }, p),
