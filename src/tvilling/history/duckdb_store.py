@@ -145,25 +145,22 @@ class DuckDBHistoryStore(SqlStoreBase):
                 "flags": r.flags, "seq": base + np.arange(len(r), dtype=np.int64)}
             if r.text is not None:
                 cols["text"] = r.text
-            c.register("_batch", cols)
-            try:
-                # DuckDB's NumPy scan reads NaN as NULL: store NaN, as given
-                text = "text" if r.text is not None else "NULL"
-                c.execute(f"INSERT INTO raw SELECT series, ts, coalesce(value, 'NaN'::DOUBLE), {text}, quality, flags, "
-                          "seq FROM _batch")
-            finally:
-                c.unregister("_batch")
+            # The dicts of arrays are read by name from this frame (DuckDB's replacement scan): the same
+            # NumPy scan as register(), without register/unregister, which cost as much as the inserts
+            # (3 small batches: ~11 ms CPU registered, ~7 ms by name). Keep these local names unique.
+            _tvilling_batch = cols  # read by DuckDB, by name
+            # DuckDB's NumPy scan reads NaN as NULL: store NaN, as given
+            text = "text" if r.text is not None else "NULL"
+            c.execute(f"INSERT INTO raw SELECT series, ts, coalesce(value, 'NaN'::DOUBLE), {text}, quality, flags, "
+                      "seq FROM _tvilling_batch")
             for name, (sid, p) in batch.rollups.items():
                 if not len(sid):
                     continue
-                c.register("_part", {"series": sid.astype(np.int32), "bucket": p.bucket, "min": p.min,
-                                     "max": p.max, "sum": p.sum, "count": p.count, "last": p.last,
-                                     "last_ts": p.last_ts})
-                try:
-                    c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
-                              f"last_ts, {base} FROM _part")
-                finally:
-                    c.unregister("_part")
+                _tvilling_part = {"series": sid.astype(np.int32), "bucket": p.bucket,  # read by DuckDB
+                                  "min": p.min, "max": p.max, "sum": p.sum, "count": p.count, "last": p.last,
+                                  "last_ts": p.last_ts}
+                c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
+                          f"last_ts, {base} FROM _tvilling_part")
         self._batch += 1
 
     def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
