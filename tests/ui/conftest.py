@@ -21,7 +21,7 @@ import pytest
 
 from serve_util import free_port, wait_healthy
 
-from .plant_seed import analytics_outputs, seed
+from .plant_seed import MODELS, analytics_outputs, seed
 
 CHROMIUM = Path(os.environ.get("TVILLING_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -33,23 +33,23 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 ALARM_RULES = """
 [[alarm_rules]]
 name = "bearing-hot"
-model = "dtmi:tvilling:example:Bearing;1"
+model = "{bearing}"
 property = "temperature"
 kind = "threshold"
 severity = "major"
 above = 80.0
 clear = 75.0
-message = "bearing temperature {value:.1f} °C"
+message = "bearing temperature {{value:.1f}} °C"
 
 [[alarm_rules]]
 name = "bearing-anomaly"
-model = "dtmi:tvilling:example:Bearing;1"
+model = "{bearing}"
 property = "anomaly_score"
 kind = "threshold"
 severity = "critical"
 above = 1.0
 clear = 0.8
-message = "vibration anomaly, score {value:.2f}"
+message = "vibration anomaly, score {{value:.2f}}"
 """
 
 
@@ -102,7 +102,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, broker: str) -> Iterator[st
     """`tvilling serve` on a free port: embedded store in a temp dir, the broker above, alarm rules."""
     tmp = tmp_path_factory.mktemp("serve")
     config = tmp / "tvilling.toml"
-    config.write_text(ALARM_RULES, encoding="utf-8")
+    config.write_text(ALARM_RULES.format(bearing=MODELS["bearing"]), encoding="utf-8")
     port = free_port()
     env = {**os.environ, "TVILLING_LOG_LEVEL": "warning", "TVILLING_CONFIG": str(config)}
     log = (tmp / "server.log").open("wb")

@@ -1,20 +1,21 @@
-"""A small plant for the dashboard tests: one line, three machines, their bearings and spindles,
-half an hour of history, analytic outputs on one bearing. Talks to a running server over HTTP."""
+"""The demo plant for the dashboard tests, through the HTTP API of a running server.
+
+The twins, models and readings come from :mod:`tvilling.plant` (the simulated line the demo
+runs): its model set, its twins and relationships, and half an hour of its readings as
+history; a bearing defect grows on machine 2's drive end, and that bearing carries analytic
+outputs (as the platform's analytics would write them)."""
 
 from __future__ import annotations
 
-import math
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from serve_util import call
 from tvilling.models.builtin import builtin_documents
+from tvilling.plant import MODEL_SET, MODELS, Plant
 
-LINE = "dtmi:tvilling:example:ProductionLine;1"
-MACHINE = "dtmi:tvilling:example:Machine;1"
-BEARING = "dtmi:tvilling:example:Bearing;1"
-SPINDLE = "dtmi:tvilling:example:Spindle;1"
 MACHINES = 3
 SICK = "line-1-m02-de"  # the bearing whose analytics say it is failing
 
@@ -30,50 +31,49 @@ def iso(ts_ms: float) -> str:
 
 
 def seed(base: str, *, minutes: int = 30, step_s: int = 20) -> dict[str, Any]:
-    """Models, twins, relationships and history; returns what the tests check against."""
-    _ok(*call("POST", f"{base}/api/models", builtin_documents("plant")), "models")
-    put = lambda tid, body: _ok(*call("PUT", f"{base}/api/twins/{tid}", body), f"twin {tid}")  # noqa: E731
-    rel = lambda src, rid, body: _ok(*call("PUT", f"{base}/api/twins/{src}/relationships/{rid}", body),  # noqa: E731
-                                     f"relationship {src}/{rid}")
-    put("line-1", {"model": LINE, "reported": {"throughput": 118.0}, "desired": {"targetRate": 120.0}})
-    twins = ["line-1"]
-    for m in range(1, MACHINES + 1):
-        mid = f"line-1-m{m:02d}"
-        put(mid, {"model": MACHINE, "attributes": {}, "reported": {
-            "state": "running", "speed": 1480.0 + 10 * m, "speedSetpoint": 1500.0,
-            "motor": {"current": 11.5 + m, "temperature": 52.0 + m}}, "desired": {"speedSetpoint": 1500.0}})
-        for end in ("de", "nde"):
-            put(f"{mid}-{end}", {"model": BEARING, "reported": {"vibration": 0.21, "temperature": 41.0},
-                                 "desired": {"lubricationInterval": 500.0}})
-            rel(mid, end, {"name": "hasBearing", "target": f"{mid}-{end}",
-                           "properties": {"location": "drive end" if end == "de" else "non-drive end"}})
-        put(f"{mid}-spindle", {"model": SPINDLE, "reported": {"speed": 6000.0, "load": 55.0}})
-        rel(mid, "spindle", {"name": "hasSpindle", "target": f"{mid}-spindle"})
-        rel("line-1", f"m{m:02d}", {"name": "hasMachine", "target": mid, "properties": {"position": m}})
-        twins += [mid, f"{mid}-de", f"{mid}-nde", f"{mid}-spindle"]
+    """Models, twins, relationships, desired values and history; returns what the tests check against."""
+    _ok(*call("POST", f"{base}/api/models", builtin_documents(MODEL_SET)), "models")
+    plant = Plant(machines=MACHINES, seed=7, scenario=None)
+    plant.inject(2, "bearing_defect", at=0.0, bearing="de", severity=1.0)
+    twins = []
+    for doc in plant.twins():  # leaves first: relationship targets exist when they are set
+        body: dict[str, Any] = {"model": doc["model"], "reported": doc.get("reported", {})}
+        if doc["model"] == MODELS["machine"]:
+            body["desired"] = {"speedSetpoint": 1500.0}
+        elif doc["model"] == MODELS["line"]:
+            body["desired"] = {"targetRate": 120.0}
+        _ok(*call("PUT", f"{base}/api/twins/{doc['id']}", body), f"twin {doc['id']}")
+        for rel in doc.get("relationships", []):
+            _ok(*call("PUT", f"{base}/api/twins/{doc['id']}/relationships/{rel['id']}",
+                      {k: v for k, v in rel.items() if k != "id"}), f"relationship {rel['id']}")
+        twins.append(doc["id"])
 
-    # history: one columnar batch per twin
-    now_ms = time.time() * 1000
+    # history: the plant stepped over the last `minutes`, one columnar batch per twin; the last step is now
+    now_ms = int(time.time() * 1000)
     n = minutes * 60 // step_s
-    ts = [now_ms - (n - 1 - i) * step_s * 1000 for i in range(n)]  # the last one is now: it is the reported value
+    columns: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    stamps: dict[str, list[int]] = defaultdict(list)
+    states: dict[str, str] = {}
+    for i in range(n):
+        ts = now_ms - (n - 1 - i) * step_s * 1000
+        for twin, values in plant.step(step_s, now_ms=ts).records():
+            if "state" in values:
+                states[twin] = values.pop("state")
+            seen = len(stamps[twin])
+            stamps[twin].append(ts)
+            for key, value in values.items():
+                col = columns[twin][key]
+                col.extend([None] * (seen - len(col)))
+                col.append(value)
     batches = []
-    for m in range(1, MACHINES + 1):
-        mid = f"line-1-m{m:02d}"
-        batches.append({"twin": mid, "ts": ts, "values": {
-            "speed": [1490 + 8 * math.sin(i / 7 + m) for i in range(n)],
-            "motor.current": [12 + m + 0.4 * math.sin(i / 5) for i in range(n)],
-            "motor.temperature": [52 + m + 0.8 * math.sin(i / 11) for i in range(n)]}})
-        for end in ("de", "nde"):
-            sick = f"{mid}-{end}" == SICK
-            batches.append({"twin": f"{mid}-{end}", "ts": ts, "values": {
-                "vibration": [0.2 + 0.02 * math.sin(i / 3 + m) + (0.5 * (i / n) ** 3 if sick else 0) for i in range(n)],
-                "temperature": [40 + m + 0.5 * math.sin(i / 9) + (6 * (i / n) ** 2 if sick else 0) for i in range(n)]}})
-        batches.append({"twin": f"{mid}-spindle", "ts": ts, "values": {
-            "speed": [6000 + 30 * math.sin(i / 4) for i in range(n)],
-            "load": [55 + 5 * math.sin(i / 6) for i in range(n)]}})
+    for twin, cols in columns.items():
+        size = len(stamps[twin])
+        batches.append({"twin": twin, "ts": stamps[twin],
+                        "values": {k: v + [None] * (size - len(v)) for k, v in cols.items()}})
+    batches += [{"twin": t, "ts": now_ms, "values": {"state": s}} for t, s in states.items()]
     res = _ok(*call("POST", f"{base}/api/ingest", batches), "history")
     assert res["rejected"] == 0, res
-    return {"twins": twins, "ts": ts}
+    return {"twins": twins, "machines": plant.machine_ids, "models": MODELS}
 
 
 def analytics_outputs(base: str, *, minutes: int = 30, step_s: int = 60) -> bool:
@@ -89,8 +89,8 @@ def analytics_outputs(base: str, *, minutes: int = 30, step_s: int = 60) -> bool
     if res[0] != 200 or res[1]["rejected"]:
         return False
     status, _ = call("PATCH", f"{base}/api/twins/{SICK}", {"reported": {
-        "anomaly": True, "contributions": {"vibration": 0.74, "temperature": 0.26},
-        "fault_family": "outer race", "analytics": {
+        "anomaly": True, "contributions": {"vibrationBandBpfo": 0.61, "vibration": 0.27, "temperature": 0.12},
+        "fault_family": "bearing_defect", "analytics": {
             "vibration-detector": {"version": 3, "time": iso(now_ms)},
             "bearing-rul": {"version": 2, "time": iso(now_ms)}}}})
     return status == 200

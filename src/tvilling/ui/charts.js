@@ -61,8 +61,8 @@ export function anomalyChart(div, points) {
       line: { color: "#e5534b", width: 1.2, dash: "dash" } }],
     yaxis: { ...layout("", "").yaxis, rangemode: "tozero" },
   };
-  const lay = layout("Anomaly score", "threshold 1.0", extra);
-  lay.annotations.push({ text: "threshold", xref: "paper", x: 1, y: THRESHOLD, yref: "y", xanchor: "right",
+  const lay = layout("Anomaly score", "", extra);
+  lay.annotations.push({ text: "threshold", xref: "paper", x: 0.01, y: THRESHOLD, yref: "y", xanchor: "left",
     yanchor: "bottom", showarrow: false, font: { size: 10, color: "#e5534b" } });
   return plotly().newPlot(div, [trace, above], lay, CONFIG);
 }
@@ -76,7 +76,7 @@ export function rulChart(div, unit, rul, p10, p90) {
     line: { width: 0, color: band }, hovertemplate: "p90 %{y:.4g}<extra></extra>" };
   const mid = { x: rul.x, y: rul.y, type: "scatter", mode: "lines", name: "RUL", line: { color: "#4aa3df", width: 1.8 },
     hovertemplate: "RUL %{y:.4g}<extra></extra>" };
-  const lay = layout("Remaining useful life", `${unit ? `${unit}, ` : ""}band p10–p90`,
+  const lay = layout("RUL", `${unit ? `${unit} · ` : ""}p10–p90 band`,
     { yaxis: { ...layout("", "").yaxis, rangemode: "tozero" } });
   return plotly().newPlot(div, [lo, hi, mid], lay, CONFIG);
 }

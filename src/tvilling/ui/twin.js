@@ -180,7 +180,10 @@ export async function mount(view, { id }) {
       const unit = unitSymbol(desc.props.get(path)?.unit);
       jobs.push(series(twin.id, path, windowS).then((s) => signalChart(div, path, unit, withCurrent(s, path), i)));
     });
-    if (cells.length % 2 === 1) cells[cells.length - 1].classList.add("wide");
+    const cols = cells.length > 6 ? 3 : 2;  // many signals: smaller charts, more of the page above the fold
+    charts.classList.toggle("three", cols === 3);
+    const rest = cells.length % cols;
+    if (rest) cells[cells.length - 1].style.gridColumn = `span ${cols - rest + 1}`;
     if (!cells.length) cells.push(el("div", { class: "chart wide" }, el("div", { class: "chart-empty" }, "No numeric signals yet.")));
     setChildren(charts, ...cells);
     divs.push(...cells);
