@@ -98,6 +98,12 @@ class Platform:
         self._opened.append(registry)
         return registry
 
+    def alarm_rule_docs(self) -> list[dict[str, Any]]:
+        """The configured alarm rules plus a drift warning per configured detector."""
+        from tvilling.analytics.binding.spec import drift_rules, parse_specs
+
+        return [*self.settings.alarm_rules, *drift_rules(parse_specs(self.settings.analytics))]
+
     @cached_property
     def analytics(self) -> AnalyticsEngine:
         """The configured analytics; they observe every batch the pipeline stores (opening it opens them)."""

@@ -163,3 +163,29 @@ def test_fleet_rul_trains_from_platform_history_then_predicts_online():
     assert rep["analytics"]["engine-rul"]["version"] == 1
     assert rep["rul_p10"] <= rep["rul"] <= rep["rul_p90"] and 0 <= rep["health"] <= 1
     assert rep["rul"] < 60  # 20 cycles left in truth; far below the 125 cap
+
+
+def test_input_drift_is_reported_and_raises_a_warning_alarm():
+    from tvilling.decisions.alarms import build_driver
+
+    p = platform_with([MEWMA])
+    p.twins.put("pump-1", {"model": SKAB})
+    driver = build_driver(p)
+    driver.from_start = True
+    rng = np.random.default_rng(5)
+    base = np.array([1.0, 2.0, 0.5, 70.0])
+    scale = np.array([0.1, 0.2, 0.05, 0.3])
+    p.pipeline.ingest_readings(rows("pump-1", 0, rng.normal(size=(400, 4)) * scale + base), transport="test")
+    driver.catch_up()
+    assert p.twins.get("pump-1").reported["analytics"]["pump-anomaly"]["drift"]["drifting"] is False
+    assert p.alarm_store.list(rule="pump-anomaly-drift") == []
+    # the temperature sensor settles 4 standard deviations higher and stays there
+    shifted = rng.normal(size=(900, 4)) * scale + base + [0, 0, 0, 1.2]
+    for start in range(0, 900, 100):
+        p.pipeline.ingest_readings(rows("pump-1", 400 + start, shifted[start:start + 100]), transport="test")
+        driver.catch_up()
+    drift = p.twins.get("pump-1").reported["analytics"]["pump-anomaly"]["drift"]
+    assert drift["drifting"] is True and drift["input"] == "temperature" and drift["input_shift"] > 2.0
+    assert p.analytics_registry.get("pump-anomaly", "pump-1", 1).drift["drifting"] is True
+    alarms = p.alarm_store.list(rule="pump-anomaly-drift")
+    assert len(alarms) == 1 and alarms[0].severity == "warning" and alarms[0].state == "active"

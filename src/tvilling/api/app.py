@@ -115,6 +115,10 @@ async def _maintain(plat: Platform) -> None:
         try:
             await asyncio.to_thread(plat.pipeline.check_stale)
             await asyncio.to_thread(plat.history.compact)
+            if plat.settings.analytics:
+                reloaded = await asyncio.to_thread(plat.analytics.refresh)
+                if reloaded:
+                    log.info("analytics: promoted versions changed for %s; reloaded", ", ".join(reloaded))
             loop_now = asyncio.get_running_loop().time()
             if loop_now - last_retention >= 3600:
                 deleted = await asyncio.to_thread(apply_retention, plat)
@@ -175,7 +179,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
                 await stack.enter_async_context(_mqtt_ingest(plat))
             if plat.settings.broker or opcua is not None:
                 await _start_commands(plat, stack, hub, opcua)
-            if plat.settings.alarm_rules:
+            if plat.alarm_rule_docs():
                 from tvilling.decisions.alarms import build_driver
 
                 driver = build_driver(plat, notify=hub.notify)

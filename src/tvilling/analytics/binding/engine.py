@@ -79,6 +79,18 @@ class AnalyticsEngine:
             for key in [k for k in self._runners if name is None or k[0] == name]:
                 del self._runners[key]
 
+    def refresh(self) -> list[str]:
+        """Reload runners whose promoted version changed elsewhere (CLI, another worker); returns their names."""
+        changed: set[str] = set()
+        with self._lock:
+            for (name, twin), runner in list(self._runners.items()):
+                promoted = self.registry.promoted(name, runner.scope)
+                now = None if promoted is None else promoted.version
+                if runner.version is not None and now != runner.version:
+                    del self._runners[(name, twin)]
+                    changed.add(name)
+        return sorted(changed)
+
     # -- the observer ---------------------------------------------------------------------
     def __call__(self, readings: Readings, models: Mapping[str, str], transport: str) -> None:
         if transport == ANALYTICS_TRANSPORT or not self.specs:

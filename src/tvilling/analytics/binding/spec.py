@@ -84,8 +84,8 @@ def parse_spec(doc: Mapping[str, Any], where: str = "analytics") -> AnalyticSpec
     if not isinstance(doc, Mapping):
         raise Invalid(f"{where} must be a table (an object)", field=where, rule="type")
     name = doc.get("name")
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise Invalid(f"{where}.name must be a non-empty name of letters, digits, '-', '_' or '.'",
+    if not isinstance(name, str) or not name[:1].isalpha() or not all(c.isalnum() or c in "-_" for c in name):
+        raise Invalid(f"{where}.name must start with a letter and hold only letters, digits, '-' or '_'",
                       field=f"{where}.name", rule="name")
     at = f"analytics {name!r}"
     try:
@@ -124,3 +124,16 @@ def parse_specs(docs: Iterable[Mapping[str, Any]]) -> list[AnalyticSpec]:
             raise Invalid(f"analytics {s.name!r} is configured twice", field="analytics", rule="unique")
         seen.add(s.name)
     return specs
+
+
+def drift_rules(specs: Iterable[AnalyticSpec], limit: float = 2.0) -> list[dict[str, Any]]:
+    """Alarm rules (warnings) raised when a detector's inputs drift from its training distribution.
+
+    The engine writes ``analytics.<name>.drift.input_shift`` (the largest long-horizon shift of an
+    input, in training standard deviations); past ``limit`` a warning is raised on the twin, and it
+    clears below ``limit / 2``.
+    """
+    return [{"name": f"{s.name}-drift", "model": s.model, "property": f"analytics.{s.name}.drift.input_shift",
+             "kind": "threshold", "above": limit, "clear": limit / 2, "severity": "warning", "propagate": False,
+             "message": f"inputs of analytic {s.name} have drifted from its training data: retrain it"}
+            for s in specs if s.enabled and s.kind == "anomaly"]

@@ -118,7 +118,8 @@ def _head(store: TwinStore) -> int:
 
 def build_driver(platform: Platform, *, notify: Callable[[], None] | None = None, **options: object) -> AlarmDriver:
     """The driver of a platform: its twins, the rules of ``settings.alarm_rules``, its ``alarm_store``."""
-    rules = parse_rules(getattr(platform.settings, "alarm_rules", None) or [])
+    docs = platform.alarm_rule_docs() if hasattr(platform, "alarm_rule_docs") else platform.settings.alarm_rules
+    rules = parse_rules(docs or [])
     store = platform.alarm_store
     engine = AlarmEngine(platform.twins, rules, AlarmService(store, notify=notify))
     return AlarmDriver(engine, platform.twin_store, store, notify=notify, **options)  # type: ignore[arg-type]

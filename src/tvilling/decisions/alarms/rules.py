@@ -51,7 +51,7 @@ Severity = Literal["critical", "major", "minor", "warning"]
 DEFAULT_MESSAGE = "{rule}: {property} is {value} on {twin}"
 TEMPLATE_KEYS = frozenset({"rule", "twin", "model", "property", "value", "severity", "level", "kind"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
-_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(?:\.[A-Za-z][A-Za-z0-9_]{0,63}){0,7}")
+_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}(?:\.[A-Za-z][A-Za-z0-9_\-]{0,63}){0,7}")  # keys may hold "-"
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
