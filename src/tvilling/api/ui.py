@@ -25,6 +25,7 @@ TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf
          ".png": "image/png", ".ico": "image/x-icon"}
 VENDOR_MAX_AGE = 86_400
 #: the app's own security policy: every script, style, image and connection from this origin only
+#: ('unsafe-eval' because plotly.min.js compiles functions at run time; it refuses to start without it)
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
        "base-uri 'self'; frame-ancestors 'self'")

@@ -56,19 +56,21 @@ export function alarmsByTwin(alarms) {
   return out;
 }
 
+/** Up to three numeric readings: declared telemetry first (in model order), then other numbers. */
 function keyValues(twin, desc) {
   const flat = flatten(twin.reported, "", {}, ANALYTIC_OUTPUTS);
-  const out = [];
-  for (const [path, v] of Object.entries(flat)) {
-    if (ANALYTIC_OUTPUTS.has(path.split(".")[0])) continue;
-    if (typeof v !== "number" && typeof v !== "string") continue;
-    const p = desc?.props.get(path);
-    if (path === "state" || p?.writable) continue;  // setpoints: on the twin page, beside what is desired
-    out.push(el("span", { class: "kv", dataset: { path } }, el("span", { class: "k" }, path),
-      el("span", { class: "v" }, fmt(v)), p?.unit ? el("span", { class: "u" }, unitSymbol(p.unit)) : null));
-    if (out.length >= 3) break;
-  }
-  return out;
+  const numeric = Object.keys(flat).filter((p) => typeof flat[p] === "number" && !ANALYTIC_OUTPUTS.has(p.split(".")[0])
+    && !desc?.props.get(p)?.writable);
+  const declared = desc ? [...desc.props.keys()] : [];
+  const rank = (p) => {
+    const d = desc?.props.get(p);
+    return (d?.kind === "telemetry" ? 0 : d ? 1000 : 2000) + (d ? declared.indexOf(p) : 0);
+  };
+  return numeric.sort((a, b) => rank(a) - rank(b)).slice(0, 3).map((path) => {
+    const unit = unitSymbol(desc?.props.get(path)?.unit);
+    return el("span", { class: "kv", dataset: { path } }, el("span", { class: "k" }, path),
+      el("span", { class: "v" }, fmt(flat[path])), unit ? el("span", { class: "u" }, unit) : null);
+  });
 }
 
 function twig(entry) {
@@ -113,7 +115,7 @@ export async function mount(view) {
         `${list.filter((t) => t.reported?.state === "running").length} running`),
       tile("Anomalous", anomalous, "score ≥ 1.0", anomalous ? "alert" : ""),
       tile("Lowest health", healths.length ? `${Math.round(Math.min(...healths) * 100)}%` : "—",
-        healths.length ? `of ${healths.length}` : "no analytics yet"),
+        healths.length ? `of ${healths.length} rated` : "no analytics yet"),
       tile("Open alarms", alarms === null ? "—" : open.length, alarms === null ? "alarm API absent" : `${unacked} unacked`,
         open.length ? "warn" : ""),
       tile("Critical", alarms === null ? "—" : crit, "", crit ? "alert" : ""),
