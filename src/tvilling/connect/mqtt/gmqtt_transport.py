@@ -405,6 +405,9 @@ class GmqttTransport:
 
         def read_packets(data: bytes) -> int:
             size, parsed = len(data), 0
+            current = handler.current_connection is connection
+            if current:
+                connection._last_data_in = time.monotonic()
             while size - parsed >= 2:
                 pos, mult, length = parsed + 1, 1, 0
                 while True:  # the remaining length: a variable byte integer
@@ -422,8 +425,7 @@ class GmqttTransport:
                 if end > size:
                     return parsed
                 cmd = data[parsed]
-                if cmd & 0xF0 == 0x30 and handler.current_connection is connection:
-                    connection._last_data_in = time.monotonic()
+                if cmd & 0xF0 == 0x30 and current:
                     on_publish(cmd, data, pos, end)
                 else:
                     connection.put_package(Package(cmd, data[pos:end]))
