@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -21,10 +22,16 @@ MOSQUITTO = os.environ.get("TVILLING_TEST_MQTT", "mqtt://127.0.0.1:1883")
 
 
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
+    """Run ``coro`` in a fresh loop; fail if it takes ``timeout`` s, even where a library swallowed the cancel."""
+
     async def main() -> T:
         return await asyncio.wait_for(coro, timeout)
 
-    return asyncio.run(main())
+    started = time.monotonic()
+    result = asyncio.run(main())
+    if time.monotonic() - started >= timeout:
+        raise AssertionError(f"took over {timeout:g} s (something swallowed the cancellation at the deadline)")
+    return result
 
 
 @pytest.fixture

@@ -62,3 +62,24 @@ def test_machines_are_served_with_variables_methods_and_a_writable_setpoint(line
             assert state == "running"
 
     run(main(), timeout=60)
+
+
+def test_running_plant_serves_mqtt_on_an_embedded_broker_and_opcua_at_once(line: str) -> None:
+    from tvilling.connect.mqtt import MqttIngest
+    from tvilling.plant import PlantOptions, running_plant
+    from tvilling.plant.broker import mqtt311_transport
+
+    from .conftest import RecordingSink
+
+    async def main() -> None:
+        options = PlantOptions(machines=1, line=line, broker=None, opcua_port=0, interval=0.2)
+        async with running_plant(options) as rig, asyncua.Client(rig.opcua_url) as client:
+            assert rig.embedded is not None and rig.protocol_version == 4
+            sink = RecordingSink()
+            async with MqttIngest(sink, rig.broker_url, transport_factory=mqtt311_transport):
+                await sink.wait_for(lambda: any(e.twin == f"{line}-m01-de" for e in sink.envelopes))
+            node = client.get_node(f"ns=2;s={line}-m01-de.vibration")
+            await eventually(lambda: rig.runner.stats.steps >= 3, what="three steps")
+            assert 0.05 < await node.read_value() < 1.0  # the same frames reach OPC UA
+
+    run(main(), timeout=60)

@@ -18,9 +18,11 @@ from tvilling.plant.faults import FAULTS, Injection, Scenario, default_scenario
 from tvilling.plant.mqtt import PlantRunner, RunnerStats
 from tvilling.plant.physics import Params
 from tvilling.plant.plant import COMMANDS, MODEL_SET, MODELS, CommandResult, Frame, Plant
+from tvilling.plant.run import DEMO_SPEED, PlantOptions, RunningPlant, running_plant
 
 __all__ = [
     "COMMANDS",
+    "DEMO_SPEED",
     "FAULTS",
     "MODELS",
     "MODEL_SET",
@@ -30,8 +32,11 @@ __all__ = [
     "Injection",
     "Params",
     "Plant",
+    "PlantOptions",
     "PlantRunner",
     "RunnerStats",
+    "RunningPlant",
     "Scenario",
     "default_scenario",
+    "running_plant",
 ]
