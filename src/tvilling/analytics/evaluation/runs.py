@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,12 @@ class NabDetector(Protocol):
     """What :func:`run_nab` needs from a univariate detector."""
 
     def score_many(self, x: npt.ArrayLike) -> npt.NDArray[np.float64]: ...
+
+
+class _TimedNabDetector(Protocol):
+    """A :class:`NabDetector` whose ``score_many`` also takes the rows' timestamps."""
+
+    def score_many(self, x: npt.ArrayLike, ts: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]: ...
 
 
 def skab_scales(files: list[Any], *, alpha: float) -> npt.NDArray[np.float64]:
@@ -157,7 +164,8 @@ def run_nab(
     Every ``*.csv`` under ``data_dir`` (named ``category/file.csv`` relative to it) is scored by a fresh
     detector made by ``detector_factory(probation)``, where ``probation`` is the file's probationary period
     in rows (NAB hands it to every detector, which may learn during it; those rows are not scored). The
-    default is ``UnivariateDetector(warmup=probation)``. Returns ``standard``, ``reward_low_fp``,
+    default is ``UnivariateDetector(warmup=probation)``. A detector whose ``score_many`` takes a ``ts``
+    keyword also gets the rows' timestamps (``datetime64``). Returns ``standard``, ``reward_low_fp``,
     ``reward_low_fn`` (corpus-optimal threshold per profile), ``files``, ``windows``, ``thresholds``,
     ``raw``, ``fixed`` (the three scores at ``fixed_threshold``) and ``seconds``.
     """
@@ -171,7 +179,13 @@ def run_nab(
         name = path.relative_to(root).as_posix()
         ts, values = load_nab_series(path)
         factory = detector_factory or _nab_detector
-        files[name] = (ts, factory(probationary_length(values.size)).score_many(values))
+        det = factory(probationary_length(values.size))
+        # Timestamps go to detectors that take them (``score_many(x, ts=...)``), causally like the values.
+        if _takes_ts(det):
+            scores = cast(_TimedNabDetector, det).score_many(values, ts=ts)
+        else:
+            scores = det.score_many(values)
+        files[name] = (ts, scores)
     if not files:
         raise Invalid("no NAB series found", path=str(root))
     out = score_corpus(files, windows, threshold=fixed_threshold)
@@ -179,6 +193,15 @@ def run_nab(
     if keep_series:
         out["series"] = [{"file": k, "time": t, "score": s} for k, (t, s) in files.items()]
     return out
+
+
+def _takes_ts(det: NabDetector) -> bool:
+    """Whether ``det.score_many`` accepts a ``ts`` keyword (timestamps of the values)."""
+    try:
+        params = inspect.signature(det.score_many).parameters
+    except (TypeError, ValueError):
+        return False
+    return "ts" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _nab_detector(probation: int) -> NabDetector:
