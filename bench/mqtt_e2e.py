@@ -3,7 +3,10 @@
 Prints one JSON line with, in the same run and through the same broker:
 
 * ``raw``: broker → subscriber messages/s of the same client library (gmqtt, acknowledging
-  after its handler returns, as the ingest does), nothing stored;
+  after its coroutine handler returns), nothing stored. MqttIngest no longer takes that
+  path (it parses PUBLISH packets itself, without a task per message, and acknowledges
+  a stored batch in one write), so ``raw_own_transport`` also gives the rate of that
+  batch transport path with nothing stored, and the ratio to it;
 * ``end_to_end``: messages/s (and readings/s) from the publisher into durably stored twin
   state and history (embedded store), and the ratio to ``raw`` (goal ≥ 0.5);
 * ``latency``: at a paced 10,000 messages/s, milliseconds from publish to the twin's state
@@ -37,7 +40,8 @@ sys.path.insert(0, str(BENCH))
 import mqtt_raw as raw  # noqa: E402
 from tvilling.app import build_platform  # noqa: E402
 from tvilling.config import Settings  # noqa: E402
-from tvilling.connect.mqtt import MqttIngest  # noqa: E402
+from tvilling.connect.mqtt import MqttIngest, SessionOptions, parse_url  # noqa: E402
+from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport  # noqa: E402
 from tvilling.core.envelope import Envelope  # noqa: E402
 from tvilling.ingest.ports import IngestResult, RawMessage  # noqa: E402
 from tvilling.models.builtin import builtin_documents  # noqa: E402
@@ -111,6 +115,36 @@ def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0, **opt
             platform.close()
 
 
+def transport_raw(host: str, port: int, n: int) -> raw.Counter:
+    """Broker → subscriber through Tvilling's own transport (the batch path MqttIngest uses), nothing stored:
+    each burst of messages read from the socket is acknowledged at once."""
+    counter = raw.Counter(n)
+
+    async def main() -> None:
+        tokens: list[int] = []
+        loop = asyncio.get_running_loop()
+
+        def flush() -> None:
+            transport.ack(tokens)
+            tokens.clear()
+
+        def receive(topic: str, payload: bytes, token: int) -> None:
+            counter.hit()
+            if not tokens:
+                loop.call_soon(flush)
+            tokens.append(token)
+
+        options = SessionOptions(client_id=f"bench-raw-{uuid.uuid4().hex[:8]}", receive_maximum=4000)
+        transport = GmqttTransport(parse_url(f"mqtt://{host}:{port}"), options, [(TOPIC, 1)], receiver=receive)
+        async with transport:
+            proc = publisher(host, port, n, "unique")
+            await loop.run_in_executor(None, raw._wait, counter)
+            await asyncio.to_thread(proc.wait, 60)
+
+    asyncio.run(main())
+    return counter
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=100_000)
@@ -129,6 +163,7 @@ def main() -> None:
         for p in procs:
             p.wait(60)
         raw_rate = counter.result()["msgs_per_s"]
+        own = transport_raw(host, port, args.messages).result()["msgs_per_s"]
         e2e = end_to_end(host, port, args.messages, "unique", **options)
         span = max(e2e.last - e2e.first, 1e-9)
         e2e_rate = (e2e.messages - 1) / span
@@ -143,6 +178,8 @@ def main() -> None:
                        "msgs_per_s": round(e2e_rate), "readings_per_s": round(e2e.accepted / span),
                        "batches": e2e.batches, "cpu_us_per_msg": round(e2e.cpu_s / max(e2e.messages, 1) * 1e6, 1)},
         "ratio": round(e2e_rate / raw_rate, 3) if raw_rate else None, "goal_ratio": 0.5,
+        "raw_own_transport": {"msgs_per_s": own, "ratio": round(e2e_rate / own, 3) if own else None,
+                              "what": "Tvilling's batch transport path, acking each socket read, nothing stored"},
         "latency": {"rate_msgs_per_s": args.rate, "messages": len(ms),
                     "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
                     "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
