@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -743,6 +744,35 @@ def analytics_forecast(data_dir: Path | None, store: str | None, config_file: st
         fc = holt(values, horizon)
         _emit({"twin": twin_id, "property": prop, "points_used": len(values), "alpha": fc.alpha, "beta": fc.beta,
                "mean": fc.mean, "lower": fc.lower, "upper": fc.upper})
+
+
+# -- demo ---------------------------------------------------------------------------------------
+@main.command()
+@click.option("--machines", type=click.IntRange(1, 200), default=4, show_default=True, help="Machines on the line.")
+@click.option("--speed", type=click.FloatRange(min=1.0, max=3600.0), default=60.0, show_default=True,
+              help="Plant seconds per wall second.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same run.")
+@click.option("--duration", type=click.FloatRange(min=1.0), default=None, help="Stop after this many seconds.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address of the dashboard and API.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the demo's twins and history here (default: a fresh temporary folder).")
+@click.option("--broker", default=None, metavar="URL",
+              help="Use this MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the embedded one.")
+@click.option("--auto/--manual", default=True, show_default=True,
+              help="Auto mode slows a machine down when a bearing of it is predicted to fail soon; "
+                   "--manual leaves it to you.")
+def demo(machines: int, speed: float, seed: int, duration: float | None, host: str, port: int,
+         data_dir: Path | None, broker: str | None, auto: bool) -> None:
+    """Run the platform, a simulated production line and the dashboard in one process."""
+    import asyncio
+
+    from tvilling.demo import DemoOptions, run_demo
+
+    options = DemoOptions(machines=machines, speed=speed, seed=seed, duration=duration, host=host, port=port,
+                          data_dir=data_dir, broker=broker, auto=auto)
+    with _errors(), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(options, echo=lambda text: click.echo(text)))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     ingest_reorder_window_s: float = Field(3600.0, ge=0, description="late readings within it are re-ordered")
     ingest_stale_after_s: float = Field(300.0, gt=0, description="silence after which a series is stale")
     ingest_spike_z: float = Field(8.0, gt=0, description="z-score beyond which a reading is a spike")
+    mqtt_protocol: Literal[4, 5] = Field(5, description="MQTT protocol of the broker connection: 5, or 4 for "
+                                         "MQTT 3.1.1 brokers (the demo's embedded broker)")
     analytics: list[dict[str, Any]] = Field(default_factory=list, description="analytics bound to twin models "
                                             "([[analytics]] tables; see tvilling.analytics.binding.spec)")
     alarm_rules: list[dict[str, Any]] = Field(

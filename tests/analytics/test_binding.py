@@ -189,3 +189,19 @@ def test_input_drift_is_reported_and_raises_a_warning_alarm():
     assert p.analytics_registry.get("pump-anomaly", "pump-1", 1).drift["drifting"] is True
     alarms = p.alarm_store.list(rule="pump-anomaly-drift")
     assert len(alarms) == 1 and alarms[0].severity == "warning" and alarms[0].state == "active"
+
+
+def test_univariate_detector_on_a_single_stream_flags_a_level_never_seen():
+    spec = {"name": "stream-anomaly", "model": "dtmi:tvilling:datasets:NabStream", "method": "univariate",
+            "inputs": ["value"], "train_rows": 400}
+    p = platform_with([spec])
+    p.twins.put("s1", {"model": "dtmi:tvilling:datasets:NabStream;1"})
+    t = np.arange(1400)
+    x = 10 + np.sin(2 * np.pi * t / 50) + np.random.default_rng(4).normal(scale=0.05, size=t.size)
+    x[1200:1210] = 25.0  # a level far outside anything seen
+    for start in range(0, 1400, 200):
+        p.pipeline.ingest_readings(rows("s1", start, x[start:start + 200, None], names=["value"]), transport="test")
+    scores = np.array([pt.value for pt in p.history.range("s1", "anomaly_score", 0, 2**62, limit=10_000)])
+    assert scores.size == 1000  # every row after the 400 training rows
+    assert scores[800:810].max() >= 1.0  # rows 1200.. (800 after training)
+    assert (scores[:790] >= 1.0).mean() < 0.01

@@ -31,7 +31,21 @@ def _mqtt_ingest(plat: Platform) -> Any:
     mappings = load_mappings_file(s.mqtt_mappings) if s.mqtt_mappings else []
     log.info("ingesting from %s (%d payload mapping(s))", s.broker, len(mappings))
     return MqttIngest(plat.ingest, s.broker or "", client_id=s.mqtt_client_id, mappings=mappings,
-                      shared_group=s.mqtt_shared_group)
+                      shared_group=s.mqtt_shared_group, transport_factory=_transport_factory(s))
+
+
+def _transport_factory(s: Settings) -> Any:
+    """``None`` (MQTT 5, the default) or a factory of MQTT 3.1.1 connections (``mqtt_protocol = 4``)."""
+    if s.mqtt_protocol == 5:
+        return None
+    from dataclasses import replace
+
+    from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
+
+    def make(address: Any, options: Any, subscriptions: Any = (), handler: Any = None, **kw: Any) -> Any:
+        return GmqttTransport(address, replace(options, protocol_version=4), subscriptions, handler, **kw)
+
+    return make
 
 
 def _opcua_config(plat: Platform) -> Any:
@@ -69,7 +83,8 @@ async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub,
     if plat.settings.broker:
         from tvilling.connect.mqtt import MqttCommands
 
-        mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker, on_response=on_response))
+        mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker, on_response=on_response,
+                                                                transport_factory=_transport_factory(plat.settings)))
     transport: CommandTransport
     if opcua is not None:
         from tvilling.connect.opcua import OpcUaCommands

@@ -87,6 +87,7 @@ class Runner:
         if self.buffered() < self.spec.train_rows:
             return ts[:0], X[:0], None
         train = np.vstack(self._buffer)
+        self.train_ts = np.concatenate(self._buffer_ts)
         self._buffer, self._buffer_ts = [], []
         return ts[need:], X[need:], train
 
@@ -125,7 +126,8 @@ class AnomalyRunner(Runner):
             threshold = float(params.pop("threshold", 0.5))
             params.setdefault("warmup", int(X.shape[0]))  # the training rows are its warm-up
             det = UnivariateDetector(**params)
-            det.learn_many(X[:, 0])
+            train_ts = getattr(self, "train_ts", None)  # the time of day matters to it (hour-of-day novelty)
+            det.learn_many(X[:, 0], ts=None if train_ts is None or len(train_ts) != len(X) else train_ts / 1e6)
         self.model = (det, threshold)
         std = X.std(axis=0)
         self.drift = Drift(X.mean(axis=0), np.where(std > 1e-12, std, 1.0))
@@ -133,7 +135,7 @@ class AnomalyRunner(Runner):
 
     def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
         det, threshold = self.model
-        raw = det.score_many(X if self.spec.method == "mewma" else X[:, 0])
+        raw = det.score_many(X) if self.spec.method == "mewma" else det.score_many(X[:, 0], ts=ts / 1e6)
         score = np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0, posinf=1e6), 0.0) / threshold
         # the multivariate detector holds an alarm a minimum number of rows once raised
         flags = np.asarray(det.decide_many(raw), dtype=bool) if self.spec.method == "mewma" else score >= 1.0
@@ -159,7 +161,9 @@ class TrendRulRunner(Runner):
     ``window`` rows (default 300), ``log(indicator − baseline·(1 − floor))`` is fitted as a
     straight line in time (exponential growth, the usual shape of bearing wear). The point
     RUL is where the line reaches the failure level; p10/p90 use the slope ± 1.2816
-    standard errors. No growth (or a growth slower than ``max_rul``) gives ``max_rul``.
+    standard errors. Until the window holds ``min_rows`` rows (default 30), and while the
+    growth is not significant (slope below ``t_min`` = 3 standard errors), there is no
+    credible trend: RUL is ``max_rul``, with p10 from the steepest slope the data allow.
     ``health`` = (failure level − fitted level now) / (failure level − baseline), in [0, 1].
     Time is the readings' time × ``time_scale`` (plant seconds per wall second, for
     accelerated simulations), reported in ``unit`` (hour by default).
@@ -190,7 +194,7 @@ class TrendRulRunner(Runner):
         floor = base * 0.9 if base > 0 else 0.0
         ok = np.isfinite(v) & (v > floor)
         now = int(ts[-1])
-        if ok.sum() < 10:
+        if ok.sum() < int(p.get("min_rows", 30)):
             return []
         tt, y = t[ok] - t[ok][-1], np.log(v[ok] - floor)
         n = tt.size
@@ -211,7 +215,9 @@ class TrendRulRunner(Runner):
             return min(max((target - float(coef[0])) / slope, 0.0), max_rul)
 
         slope = float(coef[1])
-        rul, p10, p90 = life(slope), life(slope + 1.2816 * se), life(slope - 1.2816 * se)
+        credible = math.isfinite(se) and slope > float(p.get("t_min", 3.0)) * se
+        rul = life(slope) if credible else max_rul
+        p10, p90 = life(slope + 1.2816 * se), life(slope - 1.2816 * se) if credible else max_rul
         span = level - base
         health = 1.0 if span <= 0 else min(max((level - fitted_now) / span, 0.0), 1.0)
         return [("rul", now, round(rul, 3)), ("rul_p10", now, round(min(p10, rul), 3)),

@@ -48,7 +48,7 @@ from tvilling.core.ids import parse_dtmi
 
 Kind = Literal["threshold", "rate", "rul"]
 Severity = Literal["critical", "major", "minor", "warning"]
-DEFAULT_MESSAGE = "{rule}: {property} is {value} on {twin}"
+DEFAULT_MESSAGE = "{rule}: {property} is {value:.4g} on {twin}"
 TEMPLATE_KEYS = frozenset({"rule", "twin", "model", "property", "value", "severity", "level", "kind"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 _PATH = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}(?:\.[A-Za-z][A-Za-z0-9_\-]{0,63}){0,7}")  # keys may hold "-"
