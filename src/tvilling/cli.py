@@ -762,15 +762,19 @@ def analytics_forecast(data_dir: Path | None, store: str | None, config_file: st
 @click.option("--auto/--manual", default=True, show_default=True,
               help="Auto mode slows a machine down when a bearing of it is predicted to fail soon; "
                    "--manual leaves it to you.")
+@click.option("--learn", "learn_s", type=click.FloatRange(min=10.0), default=60.0, show_default=True,
+              help="Seconds each bearing learns its normal behaviour before it is scored.")
+@click.option("--fault-at", "fault_at_s", type=click.FloatRange(min=0.0), default=90.0, show_default=True,
+              help="Seconds after the start when the bearing defect begins.")
 def demo(machines: int, speed: float, seed: int, duration: float | None, host: str, port: int,
-         data_dir: Path | None, broker: str | None, auto: bool) -> None:
+         data_dir: Path | None, broker: str | None, auto: bool, learn_s: float, fault_at_s: float) -> None:
     """Run the platform, a simulated production line and the dashboard in one process."""
     import asyncio
 
     from tvilling.demo import DemoOptions, run_demo
 
     options = DemoOptions(machines=machines, speed=speed, seed=seed, duration=duration, host=host, port=port,
-                          data_dir=data_dir, broker=broker, auto=auto)
+                          data_dir=data_dir, broker=broker, auto=auto, learn_s=learn_s, fault_at_s=fault_at_s)
     with _errors(), contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(options, echo=lambda text: click.echo(text)))
 

@@ -43,6 +43,7 @@ log = logging.getLogger("tvilling.demo")
 BEARING = MODELS["bearing"].rsplit(";", 1)[0]
 MACHINE = MODELS["machine"].rsplit(";", 1)[0]
 # the detector watches the vibration spectrum; temperatures follow load slowly and would need a longer training
+MAX_RUL = 1000.0  # plant hours: what the trend reports while there is no credible growth
 BANDS = ["vibration", "vibrationBand1x", "vibrationBand2x", "vibrationBandBpfo", "vibrationBandHigh"]
 
 
@@ -55,7 +56,7 @@ def demo_analytics(speed: float, train_rows: int = 60) -> list[dict[str, Any]]:
          # 2.5 g of BPFO band at nominal speed is a failed bearing (tvilling.plant.physics.Params.defect_bpfo_g);
          # time in plant hours: the readings' wall time × the plant's acceleration
          "params": {"failure_level": 2.5, "unit": "hour", "time_scale": speed, "window": 120,
-                    "max_rul": 1000.0}},
+                    "max_rul": MAX_RUL}},
     ]
 
 
@@ -85,6 +86,7 @@ class DemoOptions:
     broker: str | None = None  # None: an embedded broker on loopback
     auto: bool = True  # the demo slows a machine down when a bearing of it is predicted to fail soon
     fault_at_s: float = 90.0  # wall seconds after the start when the bearing defect begins
+    learn_s: float = 60.0  # wall seconds (one reading a second) each bearing learns before it is scored
     fault_machine: int = 2
     slow_rpm: float = 900.0
 
@@ -98,7 +100,8 @@ def make_plant(o: DemoOptions) -> Plant:
 
 def settings_for(o: DemoOptions, data_dir: Path, broker: str, protocol: int) -> Settings:
     return Settings(data_dir=data_dir, host=o.host, port=o.port, broker=broker, mqtt_protocol=protocol,
-                    mqtt_client_id=f"tvilling-demo-{uuid.uuid4().hex[:8]}", analytics=demo_analytics(o.speed),
+                    mqtt_client_id=f"tvilling-demo-{uuid.uuid4().hex[:8]}",
+                    analytics=demo_analytics(o.speed, max(10, int(o.learn_s))),
                     alarm_rules=demo_alarm_rules(), maintenance_s=5.0)
 
 
@@ -146,8 +149,11 @@ class Narrator:
                     top = max(rep["contributions"], key=rep["contributions"].get)
                     extra = f"; driven by {top} ({rep['contributions'][top]:.0%})"
                 if str(alarm.get("rule", "")).startswith("bearing-") and "rul" in rep:
-                    extra += (f"; remaining life {rep['rul']:.1f} h (p10 {rep.get('rul_p10', 0):.1f}, "
-                              f"p90 {rep.get('rul_p90', 0):.1f})")
+                    if rep["rul"] >= MAX_RUL:
+                        extra += "; no failure trend yet"
+                    else:
+                        extra += (f"; remaining life {rep['rul']:.1f} h (p10 {rep.get('rul_p10', 0):.1f}, "
+                                  f"p90 {rep.get('rul_p90', 0):.1f})")
                 self.say(f"ALARM {alarm['severity']}: {alarm['message']}{extra}")
             elif kind == "alarm.cleared":
                 self.say(f"cleared: {alarm['message']} ({alarm.get('actor')})")
@@ -221,7 +227,7 @@ async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
         narrator.say(f"Tvilling demo: {o.machines} machines ({created} twins created) at {o.speed:g}× speed, "
                      f"seed {o.seed}; broker {broker}; data in {data_dir}")
         narrator.say(f"dashboard: {url}   (API: {url}/docs; stop with Ctrl+C)")
-        narrator.say(f"each bearing learns its normal behaviour for a minute; a bearing defect starts on "
+        narrator.say(f"each bearing learns its normal behaviour for {o.learn_s:g} s; a bearing defect starts on "
                      f"{plant.machine_ids[min(o.fault_machine, o.machines) - 1]} at {o.fault_at_s:g} s")
         if on_ready is not None:
             on_ready(url)

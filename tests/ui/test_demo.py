@@ -1,0 +1,132 @@
+"""`tvilling demo` in a real browser: the flagship story, seen on the dashboard.
+
+A real `tvilling demo` process (embedded broker, embedded store, simulated plant, analytics,
+alarms; manual mode so that the person's command is the one sent) with a short learning
+phase and an early bearing defect. In Chromium: the fleet page loads and its values move,
+the bearing's charts grow live, the anomaly alarm appears and is acknowledged, a
+reduce-speed command is sent from the machine's page, and the plant's answer (the command
+succeeds, the machine's speed falls) shows up in the twin. Screenshots go to
+docs/screenshots/demo-*.png (the README shows the fleet one).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from serve_util import call, free_port, wait_healthy
+
+from .conftest import SCREENSHOTS, VIEWPORT, Watched, _stop
+
+pytestmark = pytest.mark.slow
+BEARING, MACHINE = "line-1-m02-de", "line-1-m02"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, sync_playwright: Any) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    log = (tmp / "demo.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tvilling.cli", "demo", "--port", str(port), "--duration", "400",
+                             "--learn", "30", "--fault-at", "40", "--manual", "--data-dir", str(tmp / "data")],
+                            cwd=tmp, env={**os.environ, "TVILLING_LOG_LEVEL": "warning"}, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_healthy(base, timeout=60)
+        except AssertionError:
+            raise AssertionError(f"demo did not start: {(tmp / 'demo.log').read_text()[-3000:]}") from None
+        yield base
+    finally:
+        _stop(proc)
+        log.close()
+        print((tmp / "demo.log").read_text()[-4000:])
+
+
+@pytest.fixture
+def page(browser: Any, demo: str) -> Iterator[Watched]:
+    ctx = browser.new_context(viewport=VIEWPORT)
+    w = Watched(ctx.new_page(), demo)
+    try:
+        yield w
+        assert w.foreign() == [], f"the dashboard reached outside the machine: {w.foreign()}"
+        assert w.errors == [], f"errors in the page: {w.errors}"
+    finally:
+        ctx.close()
+
+
+def shot(p: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(SCREENSHOTS / name))
+
+
+def reported(base: str, twin: str) -> dict[str, Any]:
+    status, body = call("GET", f"{base}/api/twins/{twin}")
+    assert status == 200, body
+    return dict(body["reported"])
+
+
+def test_the_flagship_story_on_the_dashboard(page: Watched, demo: str) -> None:
+    # the fleet: every twin of the line, values moving
+    p = page.open("#/", "fleet")
+    rows = p.locator("table.fleet tbody tr[data-twin]")
+    p.wait_for_function("document.querySelectorAll('table.fleet tbody tr[data-twin]').length >= 17", timeout=20_000)
+    assert rows.count() == 17  # line, 4 machines, 8 bearings, 4 spindles
+    before = reported(demo, BEARING).get("vibration")
+    deadline = time.monotonic() + 15
+    while reported(demo, BEARING).get("vibration") == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert reported(demo, BEARING).get("vibration") != before, "the plant's readings do not reach the twin"
+
+    # the bearing's page: charts that grow live
+    p = page.open(f"#/twin/{BEARING}", "twin")
+    p.wait_for_selector("#charts .charts[data-ready]", timeout=20_000)
+    n0 = p.evaluate("document.getElementById('chart-vibrationBandBpfo').data[0].x.length")
+    p.wait_for_function(f"document.getElementById('chart-vibrationBandBpfo').data[0].x.length > {n0 + 2}",
+                        timeout=20_000)
+
+    # the defect starts at 40 s: the anomaly alarm appears on the alarm list, and is acknowledged
+    p = page.open("#/alarms", "alarms")
+    row = f'tr[data-state="active"][data-twin="{BEARING}"]'
+    p.wait_for_selector(row, timeout=120_000)
+    shot(p, "demo-alarms.png")
+    alarm_id = p.get_attribute(row, "data-alarm")
+    p.click(f'tr[data-alarm="{alarm_id}"] button[data-action="ack"]')
+    p.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="acknowledged"]', timeout=20_000)
+    assert call("GET", f"{demo}/api/alarms/{alarm_id}")[1]["state"] == "acknowledged"
+    rep = reported(demo, BEARING)
+    assert rep["anomaly"] is True and max(rep["contributions"], key=rep["contributions"].get).startswith("vibration")
+
+    # the remaining life is predicted with its band
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and reported(demo, BEARING).get("rul", 1000.0) >= 1000.0:
+        time.sleep(1)
+    rep = reported(demo, BEARING)
+    assert rep["rul_p10"] <= rep["rul"] <= rep["rul_p90"] and rep["rul"] < 1000.0, rep
+    p = page.open(f"#/twin/{BEARING}", "twin")
+    p.wait_for_selector("#charts .charts[data-ready]", timeout=20_000)
+    p.wait_for_timeout(1500)
+    shot(p, "demo-bearing.png")
+
+    # a person slows the machine down from its page; the plant obeys and the twin shows it
+    speed_before = reported(demo, MACHINE)["speed"]
+    p = page.open(f"#/twin/{MACHINE}", "twin")
+    p.fill('#commands input[name="rpm"]', "900")
+    p.click('#commands button[data-command="setSpeed"]')
+    p.wait_for_selector('#commands [data-command="setSpeed"] [data-status="succeeded"]', timeout=30_000)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and reported(demo, MACHINE)["speed"] > 1000:
+        time.sleep(0.5)
+    assert speed_before > 1400 and reported(demo, MACHINE)["speed"] < 1000
+    p.wait_for_timeout(1500)
+    shot(p, "demo-machine.png")
+    p = page.open("#/", "fleet")
+    p.wait_for_timeout(1500)
+    shot(p, "demo-fleet.png")
+
