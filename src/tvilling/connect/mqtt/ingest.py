@@ -20,9 +20,9 @@ Guarantees (QoS 1, with the broker configured as in ``deploy/mosquitto/tvilling.
 Messages are batched without a task or a future per message: the transport parses each
 PUBLISH and calls :meth:`MqttIngest._receive` synchronously, which translates it at once
 (so translation overlaps the store of the previous batch) and adds it to the open batch.
-One batch is stored at a time (``sink.ingest`` runs in a worker thread); whatever arrived
-meanwhile is the next batch, up to ``batch_size`` messages, so batches grow with the load
-and stay small (low latency) when it is light. When the store is idle, a batch waits at
+One batch is stored at a time (the platform's sink stores it in a worker thread); whatever
+arrived meanwhile is the next batch, up to ``batch_size`` messages, so batches grow with the
+load and stay small (low latency) when it is light. When the store is idle, a batch waits at
 most ``batch_ms`` after its first message for more. After a batch is stored, the PUBACKs of
 all its messages leave in one socket write. With ``shared_group`` the subscriptions are
 ``$share/<group>/<filter>`` so several workers split the stream.
