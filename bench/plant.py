@@ -13,6 +13,12 @@ so the figure is measured, not only extrapolated.
     python bench/plant.py                                  # Mosquitto on 127.0.0.1:1883
     python bench/plant.py --broker none                    # simulate + encode only
     python bench/plant.py --broker embedded --seconds 10   # the in-process amqtt broker (demo mode)
+
+``demo_latency`` (``--demo-seconds``, 0 to skip): a real ``tvilling demo`` process (not pinned;
+embedded broker and store, 4 machines) is watched through the dashboard's own live stream
+(``/api/stream``) for that many seconds; for every twin update the latency is the time from
+the plant's reading (its timestamp, taken when the plant steps) to the update's arrival at
+the stream client — what the dashboard receives, before the browser draws it.
 """
 
 from __future__ import annotations
@@ -149,8 +155,71 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "fit": {"fixed_ms": round(fixed * 1000, 3), "per_machine_us": round(per * 1e6, 2)},
         "realtime_runs": checks,
         "cpu": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "demo_latency": None,  # reserved: the lead adds the demo's sensor→dashboard latency here
+        "demo_latency": demo_latency(args.demo_seconds) if args.demo_seconds > 0 else None,
     }
+
+
+def demo_latency(seconds: float) -> dict[str, Any]:
+    """Plant reading → update on the dashboard's live stream, p50/p99 over ``seconds`` of a running demo."""
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    import urllib.request
+    from datetime import datetime
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cpus = os.cpu_count() or 1
+
+    def unpin() -> None:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(range(cpus)))
+
+    tmp = tempfile.mkdtemp(prefix="bench-demo-")
+    proc = subprocess.Popen([sys.executable, "-m", "tvilling.cli", "demo", "--port", str(port), "--data-dir", tmp,
+                             "--duration", str(seconds + 60), "--learn", "10", "--fault-at", "1e6", "--manual"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=unpin)
+    base = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the demo did not start") from None
+                time.sleep(0.2)
+        time.sleep(3)  # the plant's first readings
+        end = time.monotonic() + seconds
+        with urllib.request.urlopen(f"{base}/api/stream?types=TwinPatched", timeout=10) as stream:
+            for raw in stream:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    arrived = time.time()
+                    doc = json.loads(line[6:])
+                    stamps = doc.get("payload", {}).get("metadata", {}).get("reported", {})
+                    times = [v["time"] for v in stamps.values() if isinstance(v, dict) and "time" in v]
+                    if doc.get("actor", "").startswith("ingest") and times:
+                        newest = max(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in times)
+                        latencies.append((arrived - newest) * 1000)
+                if time.monotonic() > end:
+                    break
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    lat = sorted(latencies)
+    if not lat:
+        return {"updates": 0}
+    return {"updates": len(lat), "seconds": seconds, "p50_ms": round(lat[len(lat) // 2], 1),
+            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1), "max_ms": round(lat[-1], 1)}
 
 
 def main() -> None:
@@ -163,6 +232,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.8, help="share of each second a step may use")
     parser.add_argument("--max-machines", type=int, default=20000)
     parser.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    parser.add_argument("--demo-seconds", type=float, default=30.0,
+                        help="watch a running demo this long for its reading → dashboard latency (0: skip)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))

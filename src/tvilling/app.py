@@ -37,6 +37,13 @@ class Platform:
     twins: TwinService
     _opened: list[Any] = field(default_factory=list)
     commands: Any = None  # a CommandService, set by the server once a transport (MQTT) is connected
+    _stored_listeners: list[Any] = field(default_factory=list)
+
+    def on_stored(self, callback: Any) -> None:
+        """Call ``callback(readings, models, transport)`` after each stored ingest batch (and its analytics)."""
+        self._stored_listeners.append(callback)
+        if "pipeline" in self.__dict__:
+            self.pipeline.observers.append(callback)
 
     @cached_property
     def history(self) -> HistoryStore:
@@ -126,6 +133,7 @@ class Platform:
             engine.writer = lambda readings, sources: pipeline.write_derived(readings, source=sources,
                                                                               actor="analytics")
             pipeline.observers.append(engine)
+        pipeline.observers.extend(self._stored_listeners)
         return pipeline
 
     @cached_property
