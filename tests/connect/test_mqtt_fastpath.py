@@ -83,3 +83,56 @@ def test_pubacks_are_back_to_back_success_packets() -> None:
     assert len(data) == 16
     assert [struct.unpack("!BBH", data[i:i + 4]) for i in range(0, 16, 4)] == [(0x40, 2, m) for m in mids]
     assert pubacks([]) == b""
+
+
+def _publish_parser(v5: bool = True) -> tuple[Any, list[tuple[str, bytes, int]]]:
+    """The batch path's PUBLISH parser on a real (unconnected) gmqtt client, and what it hands over."""
+    import gmqtt
+
+    from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport, _Connection
+    from tvilling.connect.mqtt.port import SessionOptions, parse_url
+
+    got: list[tuple[str, bytes, int]] = []
+    transport = GmqttTransport(parse_url("mqtt://127.0.0.1:1"), SessionOptions("parser-test"),
+                               receiver=lambda t, p, k: got.append((t, p, k)))
+    conn = _Connection(gmqtt.Client("parser-test"), None, generation=3)  # type: ignore[arg-type]
+    conn.v5 = v5
+    return transport._publish_handler(conn, transport.receiver), got  # type: ignore[arg-type]
+
+
+def _publish(topic: bytes, payload: bytes, mid: int | None, props: bytes | None) -> tuple[int, bytes]:
+    body = struct.pack("!H", len(topic)) + topic
+    if mid is not None:
+        body += struct.pack("!H", mid)
+    if props is not None:
+        body += bytes([len(props)]) + props
+    return (0x32 if mid is not None else 0x30), body + payload
+
+
+def test_publish_parser_reads_topic_packet_id_properties_and_payload() -> None:
+    on_publish, got = _publish_parser()
+    user_property = b"\x26" + struct.pack("!H", 4) + b"site" + struct.pack("!H", 5) + b"north"
+    for topic, payload, mid, props in [(b"tvilling/A/telemetry", b'{"x":1}', 7, b""),
+                                       (b"tvilling/B/telemetry", b"{}", 65535, user_property),
+                                       (b"tvilling/C/telemetry", b"zero", None, b"")]:
+        cmd, body = _publish(topic, payload, mid, props)
+        on_publish(cmd, b"junk" + body + b"more", 4, 4 + len(body))  # the parser keeps to its slice
+    assert got == [("tvilling/A/telemetry", b'{"x":1}', (3 << 16) | 7),
+                   ("tvilling/B/telemetry", b"{}", (3 << 16) | 65535),
+                   ("tvilling/C/telemetry", b"zero", 0)]
+
+
+def test_publish_parser_for_mqtt_311_has_no_property_length() -> None:
+    on_publish, got = _publish_parser(v5=False)
+    cmd, body = _publish(b"t/1", b"\x00payload", 9, None)
+    on_publish(cmd, body, 0, len(body))
+    assert got == [("t/1", b"\x00payload", (3 << 16) | 9)]
+
+
+def test_malformed_publish_is_not_handed_over_and_raises_nothing() -> None:
+    on_publish, got = _publish_parser()
+    cmd, body = _publish(b"tvilling/A/telemetry", b"{}", 1, b"")
+    for cut in (1, 5, 23, 24):  # inside the topic length, the topic, the packet id; no property length
+        on_publish(cmd, body[:cut], 0, cut)
+    on_publish(cmd, b"\xff\xff" + body[2:], 0, len(body))  # a topic longer than the packet
+    assert got == []

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import struct
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -352,36 +353,44 @@ class GmqttTransport:
         base = conn.generation << 16
         client_id = self.options.client_id
 
-        def on_publish(cmd: int, data: bytes, start: int, end: int) -> None:
+        def parse(cmd: int, data: bytes, start: int, end: int) -> tuple[bytes, bytes, int] | None:
             qos = (cmd >> 1) & 3
             pos = start + 2 + ((data[start] << 8) | data[start + 1])
+            if pos > end:
+                raise IndexError("topic longer than the packet")
             topic = data[start + 2:pos]
             token = 0
             if qos:
                 if qos == 2:  # never delivered: the subscriptions ask for at most QoS 1
                     log.error("MQTT %s: QoS 2 message on %r ignored", client_id, topic)
-                    return
+                    return None
                 token = base | (data[pos] << 8) | data[pos + 1]
                 pos += 2
             if not conn.v5:
-                payload = data[pos:end]
-            elif data[pos] == 0:  # no properties: the common case
-                payload = data[pos + 1:end]
-            else:
-                props, rest = package_handler._parse_properties(data[pos:end])
-                if props is None:
-                    log.error("MQTT %s: malformed PUBLISH properties; reconnecting", client_id)
-                    self.reconnect("malformed PUBLISH")
-                    return
-                payload = rest
-                alias = props.get("topic_alias")
-                if alias:
-                    if topic:
-                        package_handler._server_topics_aliases[alias[0]] = topic
-                    else:
-                        topic = package_handler._server_topics_aliases.get(alias[0], b"")
-            if conn.lost.is_set():
+                return topic, data[pos:end], token
+            if data[pos] == 0:  # no properties: the common case
+                return topic, data[pos + 1:end], token
+            props, payload = package_handler._parse_properties(data[pos:end])
+            if props is None:
+                raise IndexError("malformed properties")
+            alias = props.get("topic_alias")
+            if alias:
+                if topic:
+                    package_handler._server_topics_aliases[alias[0]] = topic
+                else:
+                    topic = package_handler._server_topics_aliases.get(alias[0], b"")
+            return topic, payload, token
+
+        def on_publish(cmd: int, data: bytes, start: int, end: int) -> None:
+            try:
+                parsed = parse(cmd, data, start, end)
+            except (IndexError, ValueError, struct.error) as exc:
+                log.error("MQTT %s: malformed PUBLISH (%s); reconnecting", client_id, exc)
+                self.reconnect("malformed PUBLISH")
+                return
+            if parsed is None or conn.lost.is_set():
                 return  # not acknowledged: delivered again on the next connection
+            topic, payload, token = parsed
             try:
                 receiver(topic.decode("utf-8", "replace"), payload, token)
             except Exception:
