@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from tvilling.analytics.detectors import MultivariateDetector, UnivariateDetector
 from tvilling.analytics.detectors.mv_calibration import calibrate_scales
-from tvilling.analytics.diagnostics import leave_one_out_accuracy, segment_signature
+from tvilling.analytics.diagnostics import DEFAULT_HORIZON, family_evaluation, first_alarm_rows, onset_signature
 from tvilling.analytics.evaluation.nab import load_nab_series, load_windows, probationary_length, score_corpus
 from tvilling.analytics.evaluation.skab import TRAIN_ROWS, ChangepointCounts, PointCounts, load_skab
 from tvilling.core.errors import Invalid
@@ -89,9 +89,13 @@ def run_skab(
     (changepoint scores, 60 s window), ``files``, plus ``tp``/``fp``/``fn``/``tn``, ``changepoints``,
     ``missed``, ``false_positives``, ``seconds`` and ``per_file`` (with ``keep_series`` also the scores,
     threshold and labels of each file's test part under ``series``). With ``families`` (and the default
-    detector) also ``family_accuracy`` and ``family_balanced_accuracy``: the fault family (the parent
-    folder name) of each file's detected anomaly named by a classifier trained on the other files
-    (leave-one-file-out, :mod:`tvilling.analytics.diagnostics`).
+    detector) also ``family_accuracy``, ``family_balanced_accuracy``, ``family_segments``,
+    ``family_majority_accuracy`` and ``family_confusion`` (rows true, columns predicted, families sorted):
+    the fault family (the parent folder name) of each file's detected anomaly, named from the detector's
+    deviations over the first :data:`~tvilling.analytics.diagnostics.DEFAULT_HORIZON` rows of the first
+    alarm overlapping the labelled fault (causal: what is known online then) by a classifier trained on
+    the other files (leave-one-file-out, :mod:`tvilling.analytics.diagnostics`); files whose fault raises
+    no alarm are not counted.
     """
     root = Path(data_dir)
     if not root.is_dir():
@@ -113,6 +117,7 @@ def run_skab(
     per_file: list[dict[str, Any]] = []
     series: list[dict[str, Any]] = []
     segments: list[tuple[str, npt.NDArray[np.float64]]] = []
+    seg_files: list[str] = []
     for path, (ts, X, anomaly, changepoint, cols) in loaded:
         det = factory()
         det.fit(X[:TRAIN_ROWS])
@@ -121,7 +126,10 @@ def run_skab(
             scores, dev = det.score_details(X[TRAIN_ROWS:])
             pred = det.decide_many(scores)
             if default and families:
-                segments.append((path.parent.name, segment_signature(dev, pred)))
+                onset = first_alarm_rows(dev, pred, anomaly[TRAIN_ROWS:], DEFAULT_HORIZON)
+                if onset is not None:
+                    segments.append((path.parent.name, onset_signature(onset)))
+                    seg_files.append(str(path.relative_to(root)))
         else:
             scores = det.score_many(X[TRAIN_ROWS:])
             pred = scores > det.threshold_
@@ -143,7 +151,10 @@ def run_skab(
             )
     out: dict[str, Any] = {**points.metrics(), **cps.scores(), "files": len(per_file)}
     if segments and len({fam for fam, _s in segments}) > 1:
-        out.update(leave_one_out_accuracy(segments))
+        fam = family_evaluation(segments, seg_files)
+        out.update({k: float(fam[k]) for k in ("family_accuracy", "family_balanced_accuracy", "family_segments")})
+        out["family_majority_accuracy"] = float(fam["family_majority_accuracy"])
+        out["family_confusion"] = fam["confusion"]
     out["seconds"] = time.perf_counter() - start
     out["per_file"] = per_file
     if keep_series:
