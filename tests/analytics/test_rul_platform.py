@@ -4,19 +4,19 @@ stored in the platform, not only from files')."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from shared_data import datasets_dir
 from tvilling.analytics.binding.lifecycle import backtest, train
 from tvilling.app import build_platform
 from tvilling.config import Settings
 from tvilling.connect import replay as rp
 from tvilling.models.builtin import builtin_documents
 
-DATA = Path(os.environ.get("TVILLING_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+DATA = datasets_dir()
 CMAPSS = DATA / "cmapss"
 INPUTS = ["setting1", "setting2", "setting3"] + [f"s{i}" for i in range(1, 22)]
 SPEC = {"name": "engine-rul", "model": "dtmi:tvilling:datasets:TurbofanEngine", "method": "rul-fleet",

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from shared_data import datasets_dir
 from tvilling.app import build_platform
 from tvilling.cli import main
 from tvilling.config import Settings
 from tvilling.connect import replay as rp
 
-DATASETS = Path(os.environ.get("TVILLING_DATASETS", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+DATASETS = datasets_dir()
 needs_data = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"public data sets not found at {DATASETS} "
                                 "(set TVILLING_DATASETS)")
 
