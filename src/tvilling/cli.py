@@ -746,6 +746,32 @@ def analytics_forecast(data_dir: Path | None, store: str | None, config_file: st
                "mean": fc.mean, "lower": fc.lower, "upper": fc.upper})
 
 
+@analytics_group.command("family-train")
+@click.option("--skab", "skab_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Labelled SKAB-layout files (recursively); each file's folder names its fault family.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--horizon", type=click.IntRange(1, 600), default=15, show_default=True,
+              help="Rows from an alarm's start that name its family.")
+def analytics_family_train(skab_dir: Path, out_path: Path, horizon: int) -> None:
+    """Train a fault-family classifier for a mewma analytic (params.family_classifier = OUT)."""
+    from tvilling.analytics.detectors.multivariate import MultivariateDetector
+    from tvilling.analytics.detectors.mv_calibration import calibrate_scales
+    from tvilling.analytics.diagnostics import FamilyClassifier, family_evaluation, skab_family_segments
+    from tvilling.analytics.evaluation.runs import _skab_files
+    from tvilling.analytics.evaluation.skab import TRAIN_ROWS
+
+    with _errors():
+        files = _skab_files(skab_dir)
+        scales = calibrate_scales([d[1][:TRAIN_ROWS] for _p, d in files], alpha=MultivariateDetector.alpha)
+        segments = skab_family_segments(skab_dir, horizon=horizon, scales=scales)
+        clf = FamilyClassifier().fit([g.signature for g in segments], [g.family for g in segments])
+        check = family_evaluation([(g.family, g.signature) for g in segments], groups=[g.file for g in segments])
+        loo = {k: check[k] for k in ("family_accuracy", "family_balanced_accuracy", "family_majority_accuracy")}
+        doc: dict[str, Any] = {"classifier": clf.to_dict(), "scales": [float(x) for x in scales], "horizon": horizon,
+               "inputs": list(files[0][1][4]), "segments": len(segments), "leave_one_file_out": loo}
+        out_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        _emit({"out": str(out_path), "segments": len(segments), **loo})
+
 # -- demo ---------------------------------------------------------------------------------------
 @main.command()
 @click.option("--machines", type=click.IntRange(1, 200), default=4, show_default=True, help="Machines on the line.")

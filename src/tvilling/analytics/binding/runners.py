@@ -97,11 +97,12 @@ class Runner:
     def artifact(self) -> Any:
         """What a version stores: the fitted model and the training statistics drift is judged by."""
         drift = None if self.drift is None else (self.drift.mean, self.drift.std)
-        return {"model": self.model, "drift": drift}
+        return {"model": self.model, "drift": drift, "family": getattr(self, "family", None)}
 
     def load(self, artifact: Any, version: int) -> None:
         self.model = artifact["model"]
         self.version = version
+        self.family = artifact.get("family")
         if artifact.get("drift") is not None:
             mean, std = artifact["drift"]
             self.drift = Drift(mean, std)
@@ -117,6 +118,11 @@ class AnomalyRunner(Runner):
         params = dict(self.spec.params)
         if self.spec.method == "mewma":
             from tvilling.analytics.detectors.multivariate import MultivariateDetector
+
+            family_file = params.pop("family_classifier", None)
+            self.family = load_family(family_file, len(self.spec.inputs)) if family_file else None
+            if self.family is not None and self.family.get("scales") and "scales" not in params:
+                params["scales"] = self.family["scales"]  # deviations on the scale the classifier was trained on
 
             det: Any = MultivariateDetector(names=list(self.spec.inputs), **params).fit(X)
             threshold = float(det.threshold_)  # the score is normalised already: 1.0 is the alarm level
@@ -135,7 +141,14 @@ class AnomalyRunner(Runner):
 
     def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
         det, threshold = self.model
-        raw = det.score_many(X) if self.spec.method == "mewma" else det.score_many(X[:, 0], ts=ts / 1e6)
+        family = getattr(self, "family", None) if self.spec.method == "mewma" else None
+        deviations = None
+        if family is not None:
+            raw, deviations = det.score_details(X)
+        elif self.spec.method == "mewma":
+            raw = det.score_many(X)
+        else:
+            raw = det.score_many(X[:, 0], ts=ts / 1e6)
         score = np.maximum(np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0, posinf=1e6), 0.0) / threshold
         # the multivariate detector holds an alarm a minimum number of rows once raised
         flags = np.asarray(det.decide_many(raw), dtype=bool) if self.spec.method == "mewma" else score >= 1.0
@@ -144,6 +157,8 @@ class AnomalyRunner(Runner):
         out: list[Output] = [("anomaly_score", int(t), round(float(s), 6)) for t, s in zip(ts, score, strict=True)]
         changes = np.flatnonzero(np.diff(np.r_[not flags[0], flags]))  # write the flag when it changes
         out.extend(("anomaly", int(ts[i]), bool(flags[i])) for i in changes.tolist())
+        if deviations is not None:
+            out.extend(self._families(ts, flags, deviations))
         last = int(ts[-1])
         if self.spec.method == "mewma":
             if flags[-1] and hasattr(det, "explain"):
@@ -152,6 +167,63 @@ class AnomalyRunner(Runner):
             elif changes.size and not flags[-1]:
                 out.append(("contributions", last, None))
         return out
+
+
+    def _families(self, ts: IntArray, flags: npt.NDArray[np.bool_], deviations: FloatArray) -> list[Output]:
+        """``fault_family`` of each anomaly: classified from its first rows (the classifier's horizon), reset
+        to null when it ends."""
+        from tvilling.analytics.diagnostics import FamilyClassifier
+
+        fam = self.family
+        if fam is None:
+            return []
+        if not hasattr(self, "_onset"):
+            self._onset: list[FloatArray] = []
+            self._named = False
+            self._was = False
+            self._clf = FamilyClassifier.from_dict(fam["classifier"])
+        horizon = int(fam.get("horizon", 15))
+        out: list[Output] = []
+        for i in range(ts.size):
+            if flags[i]:
+                if not self._was:
+                    self._onset, self._named = [], False
+                if not self._named:
+                    self._onset.append(deviations[i])
+                    if len(self._onset) >= horizon:
+                        name, conf = self._clf.classify_rows(np.vstack(self._onset))
+                        out.append(("fault_family", int(ts[i]), name))
+                        self._named = True
+                        self.family_confidence = round(float(conf), 3)
+            elif self._was:
+                if not self._named and self._onset:  # a short anomaly: name it from what it showed
+                    name, conf = self._clf.classify_rows(np.vstack(self._onset))
+                    self.family_confidence = round(float(conf), 3)
+                    out.append(("fault_family", int(ts[i]), name))
+                self._onset, self._named = [], False
+            self._was = bool(flags[i])
+        return out
+
+
+def load_family(path: Any, inputs: int) -> dict[str, Any]:
+    """A fault-family classifier file (``tvilling analytics family-train``): classifier, scales, horizon."""
+    import json
+    from pathlib import Path
+
+    from tvilling.core.errors import Invalid
+
+    try:
+        doc = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise Invalid(f"family classifier {path}: cannot read it ({exc})", field="params.family_classifier",
+                      rule="file") from None
+    if not isinstance(doc, dict) or "classifier" not in doc:
+        raise Invalid(f"family classifier {path}: not a file written by `tvilling analytics family-train`",
+                      field="params.family_classifier", rule="file")
+    if doc.get("inputs") is not None and len(doc["inputs"]) != inputs:
+        raise Invalid(f"family classifier {path} was trained on {len(doc['inputs'])} sensors; this analytic "
+                      f"has {inputs} inputs", field="params.family_classifier", rule="inputs")
+    return doc
 
 
 class TrendRulRunner(Runner):
