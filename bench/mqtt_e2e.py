@@ -10,7 +10,9 @@ Prints one JSON line with, in the same run and through the same broker:
 * ``end_to_end``: messages/s (and readings/s) from the publisher into durably stored twin
   state and history (embedded store), and the ratio to ``raw`` (goal ≥ 0.5);
 * ``latency``: at a paced 10,000 messages/s, milliseconds from publish to the twin's state
-  updated (the ingest call that stored it returned), p50 and p99 (goal p99 < 50 ms).
+  updated (the pipeline's state commit of the message's batch returned), p50 and p99 (goal
+  p99 < 50 ms); ``latency.stored_and_acked`` is the same to the end of the whole ingest call
+  (state and history stored; the transport acknowledges right after).
 
     python bench/mqtt_e2e.py --messages 100000
 """
@@ -61,6 +63,7 @@ class TimedSink:
         self.first = 0.0
         self.last = 0.0
         self.lat_ms: list[float] = []
+        self.state_ms: list[float] = []
         self.batches = 0
         self.cpu_s = 0.0  # CPU time of this process (all threads) during the run
 
@@ -80,6 +83,12 @@ class TimedSink:
     async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:
         await self.inner.reject(raw, reason, rule=rule)
 
+    def state_committed(self, readings: Any) -> None:
+        """Pipeline hook, right after a batch's state commit: one latency per message (its unique timestamp)."""
+        if self.latency:
+            now_us = time.time() * 1e6
+            self.state_ms.extend(((now_us - np.unique(readings.ts)) / 1000).tolist())
+
 
 def publisher(host: str, port: int, n: int, kind: str, rate: float = 0.0) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, raw.__file__, "--publish", f"{host}:{port}", "--messages", str(n),
@@ -93,6 +102,7 @@ def end_to_end(host: str, port: int, n: int, kind: str, rate: float = 0.0, **opt
             platform.models.add(builtin_documents("plant"))
             platform.twins.put(TWIN, {"model": "dtmi:tvilling:example:Bearing;1"})
             sink = TimedSink(platform.ingest, latency=kind == "now")
+            platform.pipeline.state_hooks.append(sink.state_committed)
 
             async def main() -> None:
                 async with MqttIngest(sink, f"mqtt://{host}:{port}", client_id=f"bench-{uuid.uuid4().hex[:8]}",
@@ -168,7 +178,8 @@ def main() -> None:
         span = max(e2e.last - e2e.first, 1e-9)
         e2e_rate = (e2e.messages - 1) / span
         lat = end_to_end(host, port, args.latency_messages, "now", args.rate, **options)
-        ms = np.array(lat.lat_ms)
+        ms = np.array(lat.state_ms)
+        acked = np.array(lat.lat_ms)
     out = {
         "bench": "mqtt_e2e", "broker": "own mosquitto -c deploy/mosquitto/tvilling.conf (persistence off)",
         "client": "gmqtt", "qos": 1, "messages": args.messages, "options": options,
@@ -185,7 +196,9 @@ def main() -> None:
                     "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
                     "max_ms": round(float(ms.max()), 2) if len(ms) else None, "batches": lat.batches,
                     "cpu_us_per_msg": round(lat.cpu_s / max(len(ms), 1) * 1e6, 1),
-                    "goal_p99_ms": 50},
+                    "goal_p99_ms": 50,
+                    "stored_and_acked": {"p50_ms": round(float(np.percentile(acked, 50)), 2) if len(acked) else None,
+                                         "p99_ms": round(float(np.percentile(acked, 99)), 2) if len(acked) else None}},
     }
     print(json.dumps(out), flush=True)
 
