@@ -8,42 +8,31 @@ finds one below N (several API workers may share the database).
 from __future__ import annotations
 
 import builtins
-import hashlib
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from tvilling.core.errors import Conflict, Unavailable
+from tvilling.core.errors import Conflict
 from tvilling.decisions.lifecycle import OPEN, CommandRecord, change_item
+from tvilling.decisions.sql_base import PostgresBase
 from tvilling.decisions.store import MAX_LIST, check_list_args, missing, stale, unknown_cursor
 
 _decoder = msgspec.json.Decoder(CommandRecord)
 _OPEN = sorted(OPEN)
 
 
-class PostgresCommandStore:
+class PostgresCommandStore(PostgresBase):
     """A :class:`~tvilling.decisions.store.CommandStore` in PostgreSQL (one connection, serialised)."""
 
-    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
-        import psycopg
-        from psycopg import sql
+    noun = "commands"
 
-        self._psycopg = psycopg
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"PostgreSQL is not reachable for commands: {exc}") from exc
-        self._lock = threading.Lock()
-        digest = hashlib.blake2b(f"{schema}.command_changes".encode(), digest_size=8).digest()
-        self._lock_key = int.from_bytes(digest, "big", signed=True)
-        ident = sql.Identifier(schema)
-        self._commands = sql.SQL("{}.commands").format(ident)
-        self._changes = sql.SQL("{}.command_changes").format(ident)
-        self._sql = sql
+    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
+        super().__init__(dsn, schema=schema, feed="command_changes")
+        sql, ident = self._sql, self._ident
+        self._commands = self._table("commands")
+        self._changes = self._table("command_changes")
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
@@ -60,23 +49,6 @@ class PostgresCommandStore:
                                .format(self._commands))
             self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
                                        " item json NOT NULL)").format(self._changes))
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Any]:
-        with self._lock:
-            try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-                    yield cur
-            except self._psycopg.OperationalError as exc:
-                raise Unavailable(f"cannot {action}: {exc}") from exc
-
-    def _read(self, query: Any, args: Any) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(query, args).fetchall()
-            except self._psycopg.OperationalError as exc:
-                raise Unavailable(f"cannot read commands: {exc}") from exc
 
     def add(self, record: CommandRecord) -> None:
         with self._write("store the command") as cur:
@@ -137,10 +109,6 @@ class PostgresCommandStore:
         rows = self._read(self._sql.SQL("SELECT position, item::text FROM {} WHERE position > %s"
                                         " ORDER BY position LIMIT %s").format(self._changes), (after, limit))
         return [(int(p), msgspec.json.decode(item)) for p, item in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     def _append(self, cur: Any, item: Mapping[str, Any]) -> int:
         cur.execute(self._sql.SQL("INSERT INTO {} (item) VALUES (%s) RETURNING position").format(self._changes),

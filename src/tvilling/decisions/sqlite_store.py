@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tvilling.core.errors import Conflict, Unavailable
+from tvilling.core.errors import Conflict
 from tvilling.decisions.lifecycle import OPEN, CommandRecord, change_item
+from tvilling.decisions.sql_base import SqliteBase
 from tvilling.decisions.store import MAX_LIST, check_list_args, missing, stale, unknown_cursor
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -35,42 +34,13 @@ def micros(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
-class SqliteCommandStore:
+class SqliteCommandStore(SqliteBase):
     """A :class:`~tvilling.decisions.store.CommandStore` in one SQLite file."""
 
+    noun = "commands"
+
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"cannot open the command store {str(path)!r}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise Unavailable(f"cannot {action}: {exc}") from exc
-                raise
-
-    def _read(self, sql: str, args: Any = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise Unavailable(f"cannot read commands: {exc}") from exc
+        super().__init__(path, _SCHEMA)
 
     def add(self, record: CommandRecord) -> None:
         with self._write("store the command") as conn:
@@ -133,9 +103,6 @@ class SqliteCommandStore:
                           (after, limit))
         return [(int(p), msgspec.json.decode(item)) for p, item in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def _doc(record: CommandRecord) -> str:

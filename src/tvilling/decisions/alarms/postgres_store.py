@@ -7,42 +7,29 @@ handed out and become visible in order (several API workers may share the databa
 from __future__ import annotations
 
 import builtins
-import hashlib
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
-from tvilling.core.errors import Unavailable
 from tvilling.decisions.alarms.record import OPEN, RAISED, Alarm, change_item
 from tvilling.decisions.alarms.store import check_list_args, exists, missing, open_exists, stale, unknown_cursor
+from tvilling.decisions.sql_base import PostgresBase
 
 _decoder = msgspec.json.Decoder(Alarm)
 _OPEN = sorted(OPEN)
 
 
-class PostgresAlarmStore:
+class PostgresAlarmStore(PostgresBase):
     """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in PostgreSQL (one connection, serialised)."""
 
-    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
-        import psycopg
-        from psycopg import sql
+    noun = "alarms"
 
-        self._psycopg = psycopg
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"PostgreSQL is not reachable for alarms: {exc}") from exc
-        self._lock = threading.Lock()
-        digest = hashlib.blake2b(f"{schema}.alarm_changes".encode(), digest_size=8).digest()
-        self._lock_key = int.from_bytes(digest, "big", signed=True)
-        ident = sql.Identifier(schema)
-        self._alarms = sql.SQL("{}.alarms").format(ident)
-        self._changes = sql.SQL("{}.alarm_changes").format(ident)
-        self._cursors = sql.SQL("{}.alarm_cursors").format(ident)
-        self._sql = sql
+    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
+        super().__init__(dsn, schema=schema, feed="alarm_changes")
+        sql, ident = self._sql, self._ident
+        self._alarms = self._table("alarms")
+        self._changes = self._table("alarm_changes")
+        self._cursors = self._table("alarm_cursors")
         open_list = sql.SQL(", ").join(sql.Literal(s) for s in _OPEN)
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
@@ -62,23 +49,6 @@ class PostgresAlarmStore:
                                        " item json NOT NULL)").format(self._changes))
             self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY,"
                                        " position bigint NOT NULL)").format(self._cursors))
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[Any]:
-        with self._lock:
-            try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-                    yield cur
-            except self._psycopg.OperationalError as exc:
-                raise Unavailable(f"cannot {action}: {exc}") from exc
-
-    def _read(self, query: Any, args: Any) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(query, args).fetchall()
-            except self._psycopg.OperationalError as exc:
-                raise Unavailable(f"cannot read alarms: {exc}") from exc
 
     def add(self, alarm: Alarm) -> None:
         with self._write("store the alarm") as cur:
@@ -161,10 +131,6 @@ class PostgresAlarmStore:
             cur.execute(self._sql.SQL("INSERT INTO {} (name, position) VALUES (%s, %s) ON CONFLICT (name)"
                                       " DO UPDATE SET position = EXCLUDED.position").format(self._cursors),
                         (name, int(position)))
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
     def _append(self, cur: Any, item: dict[str, Any]) -> int:
         cur.execute(self._sql.SQL("INSERT INTO {} (item) VALUES (%s) RETURNING position").format(self._changes),

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tvilling.core.errors import Unavailable
 from tvilling.decisions.alarms.record import OPEN, RAISED, Alarm, change_item
 from tvilling.decisions.alarms.store import check_list_args, exists, missing, open_exists, stale, unknown_cursor
+from tvilling.decisions.sql_base import SqliteBase
 
 _OPEN = ", ".join(f"'{s}'" for s in sorted(OPEN))
 _SCHEMA = [
@@ -32,42 +29,14 @@ _SCHEMA = [
 _decoder = msgspec.json.Decoder(Alarm)
 
 
-class SqliteAlarmStore:
+class SqliteAlarmStore(SqliteBase):
     """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in one SQLite file."""
 
+    noun = "alarms"
+    passthrough = (sqlite3.IntegrityError,)  # the unique open-key index: a concurrent raise, handled below
+
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"cannot open the alarm store {str(path)!r}: {exc}") from exc
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
-                    raise Unavailable(f"cannot {action}: {exc}") from exc
-                raise
-
-    def _read(self, sql: str, args: Any = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise Unavailable(f"cannot read alarms: {exc}") from exc
+        super().__init__(path, _SCHEMA)
 
     def add(self, alarm: Alarm) -> None:
         with self._write("store the alarm") as conn:
@@ -146,9 +115,6 @@ class SqliteAlarmStore:
             conn.execute("INSERT INTO alarm_cursors (name, position) VALUES (?, ?)"
                          " ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, int(position)))
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
 
 
 def _doc(alarm: Alarm) -> str:
