@@ -4,11 +4,7 @@ state published (retained), applied by the device and reported back through MQTT
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from serve_util import MOSQUITTO, mosquitto
 from tvilling.app import Platform
 from tvilling.decisions.commands import CommandService
 from tvilling.decisions.lifecycle import SUCCEEDED
@@ -29,44 +26,13 @@ paho = pytest.importorskip("paho.mqtt.client")
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 def broker_url(tmp_path: Path) -> Iterator[str]:
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed")
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                    "max_inflight_messages 1000\npersistence false\n")
-    log = (tmp_path / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(tmp_path / 'mosquitto.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("mosquitto did not start listening")
-            time.sleep(0.05)
-        yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with mosquitto(tmp_path, "max_queued_messages 0\nmax_inflight_messages 1000\n") as url:
+        yield url
 
 
 class Device:

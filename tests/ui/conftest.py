@@ -5,13 +5,10 @@ Chromium driven by Playwright. Without Chromium or Playwright the tests skip, ex
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from serve_util import free_port, wait_healthy
+from serve_util import MOSQUITTO, free_port, mosquitto, wait_healthy
 
 from .plant_seed import MODELS, analytics_outputs, seed
 
 CHROMIUM = Path(os.environ.get("TVILLING_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 VIEWPORT = {"width": 1280, "height": 800}
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -75,26 +71,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Mosquitto of this module's own on a free port: commands have somewhere to go, no device answers."""
     if not Path(MOSQUITTO).exists():
         _missing("mosquitto (the command transport goes through it)")
-    tmp = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    log = (tmp / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(tmp / 'mosquitto.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("mosquitto did not start listening")
-            time.sleep(0.05)
-        yield f"mqtt://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-        log.close()
+    with mosquitto(tmp_path_factory.mktemp("mosquitto")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
