@@ -772,6 +772,37 @@ def analytics_family_train(skab_dir: Path, out_path: Path, horizon: int) -> None
         out_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         _emit({"out": str(out_path), "segments": len(segments), **loo})
 
+# -- plant ---------------------------------------------------------------------------------------
+@main.command()
+@click.option("--machines", type=click.IntRange(1, 1_000_000), default=4, show_default=True)
+@click.option("--speed", type=click.FloatRange(min=0.001), default=60.0, show_default=True,
+              help="Plant seconds per wall second.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--broker", default="mqtt://127.0.0.1:1883", show_default=True, metavar="URL",
+              help="Where to publish; 'embedded' starts an MQTT broker on 127.0.0.1 in this process.")
+@click.option("--opcua-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the machines over OPC UA on this port (0: a free one); needs tvilling[opcua].")
+@click.option("--faults/--no-faults", default=True, show_default=True, help="The default scenario's bearing defect.")
+@click.option("--line", default="line-1", show_default=True, help="The line's twin id (machines are LINE-m01…).")
+def plant(machines: int, speed: float, seed: int, broker: str, opcua_port: int | None, faults: bool,
+          line: str) -> None:
+    """Run the simulated production line alone, as virtual devices (MQTT, optionally OPC UA)."""
+    import asyncio
+
+    from tvilling.plant import PlantOptions, running_plant
+
+    options = PlantOptions(machines=machines, seed=seed, speed=speed, scenario="default" if faults else None,
+                           line=line, broker=None if broker == "embedded" else broker, opcua_port=opcua_port)
+
+    async def run() -> None:
+        async with running_plant(options) as rig:
+            click.echo(f"plant {line}: {machines} machines at {speed:g}x, MQTT {rig.broker_url}"
+                       + (f", OPC UA {rig.opcua_url}" if rig.opcua_url else "") + " (Ctrl+C stops)")
+            await asyncio.Event().wait()
+
+    with _errors(), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
 # -- demo ---------------------------------------------------------------------------------------
 @main.command()
 @click.option("--machines", type=click.IntRange(1, 200), default=4, show_default=True, help="Machines on the line.")
