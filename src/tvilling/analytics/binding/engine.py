@@ -172,8 +172,9 @@ class AnalyticsEngine:
                 return [], runner.version
         out = runner.run(ts, X)
         marker: dict[str, Any] = {"version": runner.version, "time": _iso(int(ts[-1]))}
-        if getattr(runner, "family_confidence", None) is not None:
-            marker["fault_confidence"] = runner.family_confidence
+        confidence = getattr(runner, "family_confidence", None)
+        if confidence is not None:
+            marker["fault_confidence"] = confidence
         if runner.drift is not None:
             report = runner.drift.report(list(spec.inputs))
             marker["drift"] = report

@@ -9,6 +9,7 @@ that row and the rows before it only.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +64,7 @@ class Drift:
 
 
 @dataclass
-class Runner:
+class Runner(ABC):
     spec: AnalyticSpec
     scope: str
     version: int | None = None
@@ -91,8 +92,9 @@ class Runner:
         self._buffer, self._buffer_ts = [], []
         return ts[need:], X[need:], train
 
+    @abstractmethod
     def fit(self, X: FloatArray) -> dict[str, Any]:
-        raise NotImplementedError
+        """Fit on training rows (assumed normal); returns the version's metrics."""
 
     def artifact(self) -> Any:
         """What a version stores: the fitted model and the training statistics drift is judged by."""
@@ -107,8 +109,9 @@ class Runner:
             mean, std = artifact["drift"]
             self.drift = Drift(mean, std)
 
+    @abstractmethod
     def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
-        raise NotImplementedError
+        """Outputs for new rows (learning state advances)."""
 
 
 class AnomalyRunner(Runner):
@@ -305,6 +308,13 @@ class FleetRulRunner(Runner):
 
     cycles: int = 0
     seeded: bool = False
+
+    def fit(self, X: FloatArray) -> dict[str, Any]:
+        from tvilling.core.errors import Invalid
+
+        raise Invalid(f"analytic {self.spec.name!r} is a fleet model: it is trained from run-to-failure "
+                      "histories (tvilling analytics train, POST /api/analytics/{name}/train), not per twin",
+                      rule="fleet")
 
     def _window(self) -> deque[FloatArray]:
         if not hasattr(self, "_rows"):
