@@ -205,3 +205,21 @@ def test_univariate_detector_on_a_single_stream_flags_a_level_never_seen():
     assert scores.size == 1000  # every row after the 400 training rows
     assert scores[800:810].max() >= 1.0  # rows 1200.. (800 after training)
     assert (scores[:790] >= 1.0).mean() < 0.01
+
+
+def test_a_tampered_artifact_cannot_call_anything():
+    import pickle
+
+    from tvilling.analytics.binding.registry import load_artifact
+
+    def global_ref(module: str, name: str) -> bytes:
+        def text(x: str) -> bytes:
+            return b"\x8c" + bytes([len(x)]) + x.encode()
+        return text(module) + text(name) + b"\x93"
+
+    cmd = b"echo tampered"
+    for module, name in [("tvilling.analytics.evaluation.cmapss", "os.system"), ("os", "system"),
+                         ("builtins", "eval"), ("numpy.testing._private.utils", "os.system")]:
+        payload = b"\x80\x04" + global_ref(module, name) + b"\x8c" + bytes([len(cmd)]) + cmd + b"\x85R."
+        with pytest.raises(pickle.UnpicklingError, match="may not load"):
+            load_artifact(payload)

@@ -7,13 +7,13 @@ the online engine runs; training adds a *candidate*; promoting a candidate retir
 previous one. Stores: memory, SQLite (``analytics.db`` in the data dir) and PostgreSQL.
 
 Artifacts are pickles of the project's own analytic objects; they are loaded with an
-unpickler that admits only Tvilling, NumPy and a few builtin types, so a tampered row
-cannot name arbitrary callables.
+unpickler that admits only NumPy's array reconstruction, a deque, a few builtin types and
+classes defined in ``tvilling.analytics`` (by plain name, so a dotted name cannot walk to
+another object), so a tampered row cannot call ``os.system`` or the like.
 """
 
 from __future__ import annotations
 
-import builtins
 import io
 import pickle
 import sqlite3
@@ -46,17 +46,23 @@ class Version(msgspec.Struct, kw_only=True):
         return out
 
 
-_ALLOWED_MODULES = ("tvilling.", "numpy", "collections", "dataclasses")
-_ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "float", "int", "str", "bool", "complex",
-                     "bytearray", "slice", "range", "object", "getattr"}
+# exactly what the project's analytic artifacts are made of: NumPy arrays, a deque, and classes of the
+# analytics package (looked up as plain class names: a dotted name could walk to anything)
+_ALLOWED = {("collections", "deque"), ("numpy", "dtype"), ("numpy", "ndarray"),
+            ("numpy._core.numeric", "_frombuffer"), ("numpy.core.numeric", "_frombuffer"),
+            ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+            ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"), ("builtins", "slice")}
 
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _ALLOWED_BUILTINS:
-            return getattr(builtins, name)
-        if module.startswith(_ALLOWED_MODULES) or module in ("numpy", "copyreg", "_codecs"):
+        if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if module.startswith("tvilling.analytics.") and name.isidentifier():
+            found = super().find_class(module, name)
+            if isinstance(found, type) and found.__module__ == module:
+                return found
         raise pickle.UnpicklingError(f"an analytic artifact may not load {module}.{name}")
 
 
