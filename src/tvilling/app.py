@@ -118,7 +118,7 @@ class Platform:
         from tvilling.analytics.binding.engine import AnalyticsEngine
 
         return AnalyticsEngine(parse_specs(self.settings.analytics), self.models, self.analytics_registry,
-                               history=self.history)
+                               history=lambda: self.history)  # opened only when a fleet model needs it
 
     @cached_property
     def pipeline(self) -> Pipeline:

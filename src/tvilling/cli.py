@@ -716,12 +716,16 @@ def analytics_backtest(data_dir: Path | None, store: str | None, config_file: st
 @store_options
 @click.argument("name")
 @click.argument("version", type=int)
-@click.option("--scope", default="*", show_default=True, help="A twin id for per-twin analytics.")
+@click.option("--scope", default=None, help="The twin, for per-twin analytics (fleet models: *).")
 def analytics_promote(data_dir: Path | None, store: str | None, config_file: str | None, name: str, version: int,
-                      scope: str) -> None:
-    """Make VERSION the one that runs (a running server picks it up on its next reload)."""
+                      scope: str | None) -> None:
+    """Make VERSION the one that runs (a running server picks it up within its upkeep interval)."""
     with _platform(data_dir, store, config_file) as p:
-        _analytic(p, name)
+        spec = _analytic(p, name)
+        if scope is None:
+            if spec.per_twin:
+                raise click.UsageError(f"analytic {name!r} is fitted per twin: name the twin with --scope TWIN")
+            scope = "*"
         _emit(p.analytics_registry.promote(name, scope, version).to_json())
 
 
@@ -738,9 +742,9 @@ def analytics_forecast(data_dir: Path | None, store: str | None, config_file: st
 
     with _platform(data_dir, store, config_file) as p:
         p.twins.get(twin_id)
-        last = p.history.last(twin_id, prop)
-        pts = [] if last is None else p.history.range(twin_id, prop, 0, last.ts_us + 1, limit=1_000_000)
-        values = [x.value for x in pts if x.value == x.value][-points:]
+        from tvilling.analytics.binding.frames import newest_points
+
+        values = [x.value for x in newest_points(p.history, twin_id, prop, points) if x.value == x.value]
         fc = holt(values, horizon)
         _emit({"twin": twin_id, "property": prop, "points_used": len(values), "alpha": fc.alpha, "beta": fc.beta,
                "mean": fc.mean, "lower": fc.lower, "upper": fc.upper})

@@ -127,6 +127,8 @@ class Narrator:
         self.echo = echo
         self.started = started
         self.position = 0
+        while batch := platform.alarm_store.changes(self.position, 1000):  # earlier runs' alarms are history
+            self.position = batch[-1][0]
 
     def say(self, text: str) -> None:
         t = time.monotonic() - self.started

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,62 @@ def test_a_tampered_artifact_cannot_call_anything():
         payload = b"\x80\x04" + global_ref(module, name) + b"\x8c" + bytes([len(cmd)]) + cmd + b"\x85R."
         with pytest.raises(pickle.UnpicklingError, match="may not load"):
             load_artifact(payload)
+
+
+def test_parameter_typos_and_bad_values_are_configuration_errors():
+    with pytest.raises(Invalid, match="no parameter 'treshold'"):
+        parse_specs([{**MEWMA, "params": {"treshold": 3}}])
+    with pytest.raises(Invalid, match=r"params\.unit must be one of"):
+        parse_specs([{"name": "r", "model": BEARING, "method": "rul-trend", "inputs": ["vibration"],
+                      "params": {"failure_level": 2.0, "unit": "hours"}}])
+    with pytest.raises(Invalid, match=r"params\.window must be a positive number"):
+        parse_specs([{"name": "r", "model": BEARING, "method": "rul-trend", "inputs": ["vibration"],
+                      "params": {"failure_level": 2.0, "window": 0}}])
+
+
+def test_late_rows_do_not_move_the_outputs_back_and_repeat_nothing():
+    p = platform_with([MEWMA])
+    p.twins.put("pump-1", {"model": SKAB})
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(260, 4)) * [0.1, 0.2, 0.05, 0.3] + [1.0, 2.0, 0.5, 70.0]
+    p.pipeline.ingest_readings(rows("pump-1", 0, X[:250]), transport="test")
+    for i in range(250, 260):  # one row a batch
+        p.pipeline.ingest_readings(rows("pump-1", i, X[i:i + 1]), transport="test")
+    stamp = p.twins.get("pump-1").metadata["reported"]["anomaly_score"]["time"]
+    late = X[100:101] + np.array([0, 0, -2.0, 0])  # 160 s late, and far off
+    p.pipeline.ingest_readings(rows("pump-1", 100, late), transport="test")
+    assert p.twins.get("pump-1").metadata["reported"]["anomaly_score"]["time"] == stamp
+    # the flag is written when it changes, not with every batch (ten one-row batches above)
+    flags = [pt.text for pt in p.history.range("pump-1", "anomaly", 0, 2**62, limit=1000)]
+    assert flags[0] == "false" and all(a != b for a, b in itertools.pairwise(flags))
+    contributions = p.history.range("pump-1", "contributions", 0, 2**62, limit=1000)
+    nulls = [pt.text for pt in contributions if pt.text == "null"]
+    assert len(nulls) == flags.count("false") - 1  # one "nothing drives it" per anomaly that ended
+    assert len(p.history.range("pump-1", "anomaly_score", 0, 2**62, limit=1000)) == 60
+
+
+def test_a_changed_configuration_does_not_reuse_a_stale_version(tmp_path):
+    settings = {"data_dir": tmp_path / "data"}
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(300, 4)) * [0.1, 0.2, 0.05, 0.3] + [1.0, 2.0, 0.5, 70.0]
+    with build_platform(Settings(analytics=[MEWMA], **settings)) as p:
+        p.models.add(builtin_documents("datasets"))
+        p.twins.put("pump-1", {"model": SKAB})
+        p.pipeline.ingest_readings(rows("pump-1", 0, X[:250]), transport="test")
+    reordered = {**MEWMA, "inputs": list(reversed(INPUTS))}
+    with build_platform(Settings(analytics=[reordered], **settings)) as p:
+        p.pipeline.ingest_readings(rows("pump-1", 250, X[250:]), transport="test")
+        # the twin learns afresh under the new configuration instead of scoring columns in the wrong order
+        assert "anomaly_score" in p.twins.get("pump-1").reported
+        versions = p.analytics_registry.versions("pump-anomaly", "pump-1")
+        assert [v.version for v in versions] == [1]  # 50 rows are not enough to fit again yet
+        assert p.twins.get("pump-1").reported["analytics"]["pump-anomaly"]["version"] == 1
+
+
+def test_devices_cannot_write_out_of_range_analytic_outputs():
+    p = platform_with([])
+    p.twins.put("pump", {"model": SKAB})
+    r = Readings.from_rows([("pump", "health", T0, 5.0), ("pump", "rul", T0, -3.0), ("pump", "rul_p10", T0, 2.0)])
+    res = p.pipeline.ingest_readings(r, transport="test")
+    assert res.accepted == 1 and res.rejected == 2
+    assert p.twins.get("pump").reported == {"rul_p10": 2.0}

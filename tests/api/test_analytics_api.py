@@ -89,3 +89,17 @@ def test_errors_are_clear(client):
     r = client.get("/api/twins/B1/forecast", params={"property": "temperature"})
     assert r.status_code == 422 and "at least 4" in r.json()["detail"]
     assert client.post("/api/analytics/bearing-anomaly/versions/9/promote", params={"scope": "B1"}).status_code == 404
+
+
+def test_forecast_uses_the_newest_readings_and_promote_needs_a_scope(client):
+    start_ms = int(time.time() * 1000) - 3_000_000
+    n = 3000
+    batch = {"twin": "B1", "ts": [start_ms + 1000 * i for i in range(n)],
+             "values": {"temperature": [float(i) for i in range(n)]}}
+    assert client.post("/api/ingest", json=batch).status_code == 200
+    r = client.get("/api/twins/B1/forecast", params={"property": "temperature", "horizon": 3, "points": 200})
+    assert r.status_code == 200, r.text
+    fc = r.json()
+    assert fc["points_used"] == 200 and abs(fc["forecast"][0]["mean"] - n) < 1.0  # continues from the newest
+    r = client.post("/api/analytics/bearing-anomaly/versions/1/promote")
+    assert r.status_code == 422 and "scope" in r.json()["detail"]

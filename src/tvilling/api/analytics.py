@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tvilling.analytics.binding.engine import AnalyticsEngine
+from tvilling.analytics.binding.frames import newest_points
 from tvilling.analytics.binding.lifecycle import END, backtest, train
 from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
 from tvilling.analytics.forecast import holt
@@ -111,7 +112,7 @@ async def train_version(request: Request, name: str) -> JSONResponse:
     version = await run_in_threadpool(train, spec, engine.registry, history, _twins(body), start_us=start,
                                       end_us=end, promote=promote)
     if promote:
-        engine.reload(name)
+        await run_in_threadpool(engine.reload, name)
     return JSONResponse(version.to_json(), status_code=201)
 
 
@@ -132,11 +133,16 @@ async def backtest_version(request: Request, name: str, version: int) -> dict[st
 
 @router.post("/api/analytics/{name}/versions/{version}/promote",
              summary="Make a version the one that runs (the previous one is retired)")
-async def promote_version(request: Request, name: str, version: int, scope: str = FLEET) -> dict[str, Any]:
+async def promote_version(request: Request, name: str, version: int, scope: str | None = None) -> dict[str, Any]:
     engine = _engine(request)
-    _spec(engine, name)
+    spec = _spec(engine, name)
+    if scope is None:
+        if spec.per_twin:
+            raise Invalid(f"analytic {name!r} is fitted per twin: name the twin with scope=<twin id>",
+                          field="scope", rule="required")
+        scope = FLEET
     v = await run_in_threadpool(engine.registry.promote, name, scope, version)
-    engine.reload(name)
+    await run_in_threadpool(engine.reload, name)
     return v.to_json()
 
 
@@ -154,20 +160,7 @@ async def forecast(request: Request, twin_id: str, property: str, horizon: int =
             step = parse_every(every)
             buckets = store.aggregate(twin_id, property, now_us - points * step, now_us + 1, step, ("avg",))
             return [b.start_us for b in buckets], [b.avg for b in buckets if b.avg is not None], step
-        last = store.last(twin_id, property)
-        if last is None:
-            return [], [], 0
-        pts: list[Any] = []
-        lo = 0
-        # the newest ``points`` raw readings: widen the window backwards until enough are found
-        span = 3_600_000_000
-        while True:
-            lo = max(last.ts_us + 1 - span, 0)
-            pts = store.range(twin_id, property, lo, last.ts_us + 1, limit=MAX_POINTS * 2)
-            if len(pts) >= points or lo == 0:
-                break
-            span *= 8
-        pts = [p for p in pts if p.value == p.value][-points:]
+        pts = [p for p in newest_points(store, twin_id, property, points) if p.value == p.value]
         ts = [p.ts_us for p in pts]
         gaps = sorted(b - a for a, b in itertools.pairwise(ts) if b > a)
         return ts, [p.value for p in pts], gaps[len(gaps) // 2] if gaps else 0

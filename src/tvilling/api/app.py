@@ -186,7 +186,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
                 stack.callback(plat.close)
             await stack.enter_async_context(hub)
             plat.on_stored(lambda *_: hub.notify())  # stream new readings at once, not at the next poll
-            if plat.settings.broker or plat.settings.opcua:
+            if plat.settings.broker or plat.settings.opcua or plat.settings.analytics:
                 stack.push_async_callback(_stop, asyncio.create_task(_maintain(plat)))
             opcua = _opcua_config(plat) if plat.settings.opcua else None
             if opcua is not None:

@@ -35,6 +35,7 @@ from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
 from tvilling.ingest.normalise import SeenIds, normalise, to_us, ts_text
 from tvilling.ingest.ports import IngestResult, RawMessage
 from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec, specs_for
+from tvilling.models.outputs import OUTPUTS
 from tvilling.models.validate import validate_section
 from tvilling.twins.service import TwinService
 
@@ -266,14 +267,17 @@ class Pipeline:
                     has_text = r.text is not None and any(t is not None for t in r.text[rows])
                     vals = r.value[rows]
                     bad = ~np.isfinite(vals)
+                    if prop in OUTPUTS and spec.unit is None and spec.component is None:  # a reserved analytic output
+                        bad |= (vals < 0) | ((vals > 1) if prop == "health" else False)
                     if spec.kind == INTEGER:
                         bad |= np.isfinite(vals) & (vals != np.round(vals))
                     if has_text:
                         problem = (f"{prop!r} expects numbers, got text values", "type")
                     elif bad.any():
                         letters.extend(_group_letters(r, rows[bad], f"twin {twin!r}: {prop}: not a finite "
-                                                      f"{'integer' if spec.kind == INTEGER else 'number'}",
-                                                      "finite", transport, received))
+                                                      f"{'integer' if spec.kind == INTEGER else 'number'}"
+                                                      + (" in range (health 0–1, others ≥ 0)" if prop in OUTPUTS
+                                                         else ""), "finite", transport, received))
                         keep[rows[bad]] = False
                 elif spec.kind in (BOOLEAN, STRING):
                     want = bool if spec.kind == BOOLEAN else str

@@ -32,6 +32,7 @@ from tvilling.models.service import ModelRegistry
 
 log = logging.getLogger("tvilling.analytics")
 ANALYTICS_TRANSPORT = "analytics"
+MARKER_EVERY_US = 10_000_000  # the analytics marker (version, drift) is refreshed at least every 10 s of data
 Writer = Callable[[Readings, "npt.NDArray[np.object_]"], int]
 
 
@@ -51,6 +52,8 @@ class AnalyticsEngine:
         self.history = history
         self._runners: dict[tuple[str, str], Runner] = {}
         self._last: dict[tuple[str, str], npt.NDArray[np.float64]] = {}
+        self._seen_ts: dict[tuple[str, str], int] = {}
+        self._marker: dict[tuple[str, str], tuple[Any, int]] = {}
         self._by_model: dict[str, list[AnalyticSpec]] = {}
         self._lock = threading.RLock()
         self.failures: dict[tuple[str, str], str] = {}
@@ -86,7 +89,7 @@ class AnalyticsEngine:
             for (name, twin), runner in list(self._runners.items()):
                 promoted = self.registry.promoted(name, runner.scope)
                 now = None if promoted is None else promoted.version
-                if runner.version is not None and now != runner.version:
+                if now != runner.version and (runner.version is not None or now is not None):
                     del self._runners[(name, twin)]
                     changed.add(name)
         return sorted(changed)
@@ -101,61 +104,85 @@ class AnalyticsEngine:
 
     def process(self, readings: Readings, models: Mapping[str, str]) -> tuple[Readings, npt.NDArray[np.object_]] | None:
         """Outputs for a stored batch: (readings to write, the source of each), or None."""
-        rows: list[tuple[str, str, int, Any]] = []
-        sources: list[str] = []
+        wanted = sorted({i for s in self.specs for i in s.inputs})
+        relevant = np.flatnonzero(np.isin(readings.prop, wanted))
+        if not relevant.size:
+            return None
+        sub = readings.take(relevant)
+        order = np.argsort(sub.twin, kind="stable")
+        twins, starts = np.unique(sub.twin[order], return_index=True)
+        bounds = np.append(starts, order.size)
+        parts: list[Readings] = []
+        sources: list[npt.NDArray[np.object_]] = []
+        text_rows: list[tuple[str, str, int, Any]] = []
+        text_sources: list[str] = []
         markers: dict[str, tuple[int, dict[str, Any]]] = {}
         with self._lock:
-            twins, _first = np.unique(readings.twin, return_index=True)
-            for twin in twins.tolist():
+            for g, twin in enumerate(twins.tolist()):
                 model = models.get(twin)
-                if model is None:
-                    continue
-                specs = self.specs_for(model)
+                specs = self.specs_for(model) if model is not None else []
                 if not specs:
                     continue
-                is_twin = readings.twin == twin
+                group = sub.take(order[bounds[g]:bounds[g + 1]])
                 for spec in specs:
-                    mask = is_twin & np.isin(readings.prop, spec.inputs)
+                    mask = np.isin(group.prop, spec.inputs)
                     if not mask.any():
                         continue
+                    key = (spec.name, twin)
                     try:
-                        out, version = self._run(spec, twin, readings, mask)
+                        out, version = self._run(spec, twin, group, mask)
                     except Exception as exc:  # one analytic failing must not stop the others
-                        key = (spec.name, twin)
-                        if key not in self.failures:
+                        why = f"{type(exc).__name__}: {exc}"
+                        if self.failures.get(key) != why:
                             log.exception("analytic %s failed on twin %s", spec.name, twin)
-                        self.failures[key] = f"{type(exc).__name__}: {exc}"
+                        self.failures[key] = why
                         continue
-                    if not out:
-                        continue
+                    if version is not None:
+                        self.failures.pop(key, None)
                     source = f"analytics:{spec.name}@{version}"
                     for name, ts, value in out:
                         if name == "analytics":  # one marker row per twin, naming every analytic that ran
                             at, merged = markers.get(twin, (ts, {}))
                             markers[twin] = (max(at, ts), {**merged, **value})
-                            continue
-                        rows.append((twin, name, ts, value))
-                        sources.append(source)
+                        elif isinstance(ts, np.ndarray):  # a numeric column
+                            n = ts.size
+                            parts.append(Readings(np.full(n, twin, dtype=object), np.full(n, name, dtype=object),
+                                                  ts.astype(np.int64), np.asarray(value, dtype=np.float64)))
+                            sources.append(np.full(n, source, dtype=object))
+                        else:
+                            text_rows.append((twin, name, ts, value))
+                            text_sources.append(source)
             for twin, (ts, merged) in markers.items():
-                rows.append((twin, "analytics", ts, merged))
-                sources.append("analytics")
-        if not rows:
+                text_rows.append((twin, "analytics", ts, merged))
+                text_sources.append("analytics")
+        if text_rows:
+            parts.append(Readings.from_rows(text_rows))
+            sources.append(np.asarray(text_sources, dtype=object))
+        if not parts:
             return None
-        return Readings.from_rows(rows), np.asarray(sources, dtype=object)
+        return Readings.concat(parts), np.concatenate(sources)
 
     def _run(self, spec: AnalyticSpec, twin: str, readings: Readings,
              mask: npt.NDArray[np.bool_]) -> tuple[list[Output], int | None]:
         ts, X = rows_of(readings, mask, spec.inputs)
         key = (spec.name, twin)
+        seen = self._seen_ts.get(key)
+        if seen is not None:  # rows at or before the newest one already scored arrive late: state moves forward only
+            newer = ts > seen
+            ts, X = ts[newer], X[newer]
+            if not ts.size:
+                return [], None
         X = ffill(X, self._last.get(key))
         self._last[key] = X[-1].copy()
+        self._seen_ts[key] = int(ts[-1])
         complete = ~np.isnan(X).any(axis=1)
         ts, X = ts[complete], X[complete]
         if not ts.size:
             return [], None
         runner = self._runner(spec, twin)
-        if isinstance(runner, FleetRulRunner) and runner.fitted and not runner.seeded and self.history is not None:
-            _before_ts, before = history_rows(self.history, twin, spec.inputs, 0, int(ts[0]))
+        history = self.history() if callable(self.history) else self.history
+        if isinstance(runner, FleetRulRunner) and runner.fitted and not runner.seeded and history is not None:
+            _before_ts, before = history_rows(history, twin, spec.inputs, 0, int(ts[0]))
             runner.seed(before)
         if not runner.fitted:
             if not spec.per_twin:
@@ -164,8 +191,12 @@ class AnalyticsEngine:
             if train is None:
                 return [], None
             metrics = runner.fit(train)
+            promote = self.registry.promoted(spec.name, twin) is None  # a version promoted meanwhile wins
             v = self.registry.add(spec.name, twin, dump_artifact(runner.artifact()), fingerprint=spec.fingerprint,
-                                  params=dict(spec.params), metrics=metrics, promote=True)
+                                  params=dict(spec.params), metrics=metrics, promote=promote)
+            if not promote:
+                del self._runners[key]
+                return [], None
             runner.version = v.version
             log.info("analytic %s fitted for %s: version %d", spec.name, twin, v.version)
             if not ts.size:
@@ -179,7 +210,13 @@ class AnalyticsEngine:
             report = runner.drift.report(list(spec.inputs))
             marker["drift"] = report
             self._note_drift(spec, twin, runner, report)
-        out.append(("analytics", int(ts[-1]), {spec.name: marker}))
+        # the marker is written when what it says changes, and at most every MARKER_EVERY_US of data time
+        gist = (runner.version, confidence, None if runner.drift is None else report["drifting"],
+                None if runner.drift is None else round(float(report["input_shift"]), 1))
+        last = self._marker.get(key)
+        if last is None or last[0] != gist or int(ts[-1]) - last[1] >= MARKER_EVERY_US:
+            self._marker[key] = (gist, int(ts[-1]))
+            out.append(("analytics", int(ts[-1]), {spec.name: marker}))
         return out, runner.version
 
     def _note_drift(self, spec: AnalyticSpec, twin: str, runner: Runner, report: dict[str, Any]) -> None:
@@ -198,6 +235,15 @@ class AnalyticsEngine:
             scope = twin if spec.per_twin else FLEET
             runner = make_runner(spec, scope)
             promoted = self.registry.promoted(spec.name, scope)
+            if promoted is not None and promoted.fingerprint != spec.fingerprint:
+                why = (f"version {promoted.version} of {spec.name!r} ({scope}) was trained with another "
+                       f"configuration (fingerprint {promoted.fingerprint}, now {spec.fingerprint})")
+                if spec.per_twin:
+                    log.warning("%s: the twin learns afresh", why)
+                else:
+                    self.failures[key] = f"{why}: retrain it (tvilling analytics train)"
+                    log.warning("%s: retrain it", why)
+                promoted = None
             if promoted is not None:
                 runner.load(load_artifact(self.registry.artifact(spec.name, scope, promoted.version)),
                             promoted.version)

@@ -62,3 +62,23 @@ def history_rows(history: Any, twin: str, inputs: Sequence[str], start_us: int, 
     X = ffill(X)
     complete = ~np.isnan(X).any(axis=1)
     return every[complete], X[complete]
+
+
+def newest_points(history: Any, twin: str, prop: str, n: int) -> list[Any]:
+    """The newest ``n`` raw points of a series, oldest first: a window back from the last point, widened
+    while it holds too few and narrowed while a page cannot hold it."""
+    last = history.last(twin, prop)
+    if last is None:
+        return []
+    end = last.ts_us + 1
+    span = 3_600_000_000
+    for _ in range(64):
+        lo = max(end - span, 0)
+        pts = history.range(twin, prop, lo, end, limit=PAGE)
+        if len(pts) >= PAGE and span > 1:  # the page holds only the oldest of the window: narrow it
+            span = max(span // 4, 1)
+            continue
+        if len(pts) >= n or lo == 0:
+            return list(pts[-n:])
+        span *= 8
+    return list(pts[-n:])

@@ -92,7 +92,7 @@ def train(spec: AnalyticSpec, registry: AnalyticRegistry, history: Any, twins: S
 def backtest(spec: AnalyticSpec, registry: AnalyticRegistry, history: Any, version: Version,
              twins: Sequence[str], *, start_us: int = 0, end_us: int = END, clip: float = 125.0) -> dict[str, Any]:
     """Replay ``version`` over stored history of ``twins``; the report is also kept with the version."""
-    artifact = load_artifact(registry.artifact(version.analytic, version.scope, version.version))
+    blob = registry.artifact(version.analytic, version.scope, version.version)
     per_twin: dict[str, Any] = {}
     errors: list[float] = []
     inside: list[bool] = []
@@ -103,11 +103,16 @@ def backtest(spec: AnalyticSpec, registry: AnalyticRegistry, history: Any, versi
             per_twin[twin] = {"rows": 0}
             continue
         runner = make_runner(spec, version.scope)
-        runner.load(artifact, version.version)
+        runner.load(load_artifact(blob), version.version)  # a fresh copy per twin: no state carries over
         if spec.kind == "anomaly":
             out = runner.run(ts, X)
-            scores = np.array([v for name, _, v in out if name == "anomaly_score"])
-            flags = scores >= 1.0
+            scores = np.concatenate([np.asarray(v, dtype=np.float64) for name, _, v in out
+                                     if name == "anomaly_score"])
+            # the flags as the twin would show them (the detector's own decisions, with its alarm hold)
+            changes = [(int(t), bool(v)) for name, t, v in out if name == "anomaly"]
+            flags = np.zeros(ts.size, dtype=bool)
+            for t, v in changes:
+                flags[np.searchsorted(ts, t):] = v
             episodes = int(np.sum(np.diff(np.r_[0, flags.astype(int)]) == 1))
             first = int(np.argmax(flags)) if flags.any() else None
             per_twin[twin] = {"rows": int(ts.size), "alarm_rate": round(float(flags.mean()), 4),
@@ -118,24 +123,14 @@ def backtest(spec: AnalyticSpec, registry: AnalyticRegistry, history: Any, versi
             rows_total += int(ts.size)
             alarms_total += int(flags.sum())
         else:
-            preds = []
-            if isinstance(runner, FleetRulRunner):
-                # the whole history in one call: the features are causal, so row i sees rows ≤ i only
-                rows = np.hstack([np.zeros((ts.size, 1)), np.arange(1, ts.size + 1, dtype=np.float64)[:, None], X])
-                full = runner.model.predict_many(rows)
-                preds = [{"rul": float(a), "rul_p10": float(b), "rul_p90": float(c)}
-                         for a, b, c in zip(full.point, full.p10, full.p90, strict=True)]
-            else:
-                for i in range(ts.size):
-                    res = runner.run(ts[i:i + 1], X[i:i + 1])
-                    if res:
-                        preds.append({name: value for name, _, value in res})
-            if not preds:
-                per_twin[twin] = {"rows": int(ts.size)}
+            if not isinstance(runner, FleetRulRunner):
+                per_twin[twin] = {"rows": int(ts.size), "note": "rul-trend backtests give no error figures: its "
+                                  "remaining life is in time units, the truth of a history is not known"}
                 continue
-            point = np.array([p["rul"] for p in preds])
-            lo = np.array([p["rul_p10"] for p in preds])
-            hi = np.array([p["rul_p90"] for p in preds])
+            # the whole history in one call: the features are causal, so row i sees rows ≤ i only
+            rows = np.hstack([np.zeros((ts.size, 1)), np.arange(1, ts.size + 1, dtype=np.float64)[:, None], X])
+            full = runner.model.predict_many(rows)
+            point, lo, hi = full.point, full.p10, full.p90
             truth = np.minimum(np.arange(point.size - 1, -1, -1, dtype=np.float64), clip)
             err = point - truth
             errors.extend(err.tolist())

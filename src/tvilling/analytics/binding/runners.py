@@ -21,7 +21,7 @@ from tvilling.analytics.binding.spec import AnalyticSpec
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-Output = tuple[str, int, Any]
+Output = tuple[str, Any, Any]  # (name, ts, value), or (name, ts column, value column) for numbers
 US_PER_UNIT = {"second": 1e6, "minute": 60e6, "hour": 3600e6, "day": 86400e6}
 
 
@@ -157,9 +157,12 @@ class AnomalyRunner(Runner):
         flags = np.asarray(det.decide_many(raw), dtype=bool) if self.spec.method == "mewma" else score >= 1.0
         if self.drift is not None:
             self.drift.update(X, flags)
-        out: list[Output] = [("anomaly_score", int(t), round(float(s), 6)) for t, s in zip(ts, score, strict=True)]
-        changes = np.flatnonzero(np.diff(np.r_[not flags[0], flags]))  # write the flag when it changes
+        out: list[Output] = [("anomaly_score", ts, np.round(score, 6))]  # a column: every row goes to history
+        before = getattr(self, "_flag", None)
+        first = (not flags[0]) if before is None else before
+        changes = np.flatnonzero(np.diff(np.r_[first, flags]))  # the flag is written when it changes
         out.extend(("anomaly", int(ts[i]), bool(flags[i])) for i in changes.tolist())
+        self._flag = bool(flags[-1])
         if deviations is not None:
             out.extend(self._families(ts, flags, deviations))
         last = int(ts[-1])
@@ -167,7 +170,7 @@ class AnomalyRunner(Runner):
             if flags[-1] and hasattr(det, "explain"):
                 shares = {k: round(float(v), 4) for k, v in det.explain(X[-1]).items()}
                 out.append(("contributions", last, shares))
-            elif changes.size and not flags[-1]:
+            elif changes.size and not flags[-1]:  # the anomaly ended: no signal drives anything now
                 out.append(("contributions", last, None))
         return out
 
@@ -186,6 +189,8 @@ class AnomalyRunner(Runner):
             self._was = False
             self._clf = FamilyClassifier.from_dict(fam["classifier"])
         horizon = int(fam.get("horizon", 15))
+        if not self._was and not flags.any():
+            return []
         out: list[Output] = []
         for i in range(ts.size):
             if flags[i]:

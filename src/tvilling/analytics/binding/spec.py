@@ -111,9 +111,49 @@ def parse_spec(doc: Mapping[str, Any], where: str = "analytics") -> AnalyticSpec
         if not isinstance(level, int | float) or isinstance(level, bool) or level <= 0:
             raise Invalid(f"{at}: rul-trend needs params.failure_level, a positive number (the indicator's "
                           "value at failure)", field=f"{where}.params.failure_level", rule="required")
+    _check_params(spec, at, where)
     if spec.train_rows < 10:
         raise Invalid(f"{at}: train_rows must be at least 10", field=f"{where}.train_rows", rule="range")
     return spec
+
+
+TREND_PARAMS = {"failure_level", "unit", "time_scale", "window", "max_rul", "min_rows", "t_min"}
+TIME_UNITS = ("second", "minute", "hour", "day")
+
+
+def _allowed_params(method: str) -> set[str]:
+    import dataclasses
+
+    if method == "mewma":
+        from tvilling.analytics.detectors.multivariate import MultivariateDetector
+
+        return {f.name for f in dataclasses.fields(MultivariateDetector) if f.init} - {"names"} | {"family_classifier"}
+    if method == "univariate":
+        from tvilling.analytics.detectors.univariate import UnivariateDetector
+
+        return {f.name for f in dataclasses.fields(UnivariateDetector) if f.init} | {"threshold"}
+    if method == "rul-trend":
+        return TREND_PARAMS
+    from tvilling.analytics.rul.model import RulConfig
+
+    return {f.name for f in dataclasses.fields(RulConfig)}
+
+
+def _check_params(spec: AnalyticSpec, at: str, where: str) -> None:
+    """Unknown parameters and impossible values are configuration errors, found before any data arrives."""
+    allowed = _allowed_params(spec.method)
+    unknown = sorted(set(spec.params) - allowed)
+    if unknown:
+        raise Invalid(f"{at}: {spec.method} has no parameter {unknown[0]!r}; it takes {', '.join(sorted(allowed))}",
+                      field=f"{where}.params.{unknown[0]}", rule="unknown_param")
+    p = spec.params
+    if "unit" in p and p["unit"] not in TIME_UNITS:
+        raise Invalid(f"{at}: params.unit must be one of {', '.join(TIME_UNITS)}, not {p['unit']!r}",
+                      field=f"{where}.params.unit", rule="enum")
+    for name in ("time_scale", "window", "max_rul", "min_rows", "t_min", "threshold", "alpha"):
+        if name in p and (isinstance(p[name], bool) or not isinstance(p[name], int | float) or p[name] <= 0):
+            raise Invalid(f"{at}: params.{name} must be a positive number, not {p[name]!r}",
+                          field=f"{where}.params.{name}", rule="range")
 
 
 def parse_specs(docs: Iterable[Mapping[str, Any]]) -> list[AnalyticSpec]:
