@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from tvilling.core.errors import Conflict, NotFound, Unavailable
+from tvilling.core.errors import Conflict, Invalid, NotFound, Unavailable
 
 CANDIDATE, PROMOTED, RETIRED = "candidate", "promoted", "retired"
 
@@ -175,13 +175,15 @@ class SqlRegistry:
             except psycopg.OperationalError as exc:
                 raise Unavailable(f"PostgreSQL is not reachable for the analytics registry: {exc}") from exc
             if not schema.replace("_", "").isalnum():
-                raise Unavailable(f"schema name {schema!r} is not a plain identifier")
+                raise Invalid(f"schema name {schema!r} is not a plain identifier", field="pg_schema", rule="name")
+            self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
             self._table = f'"{schema}".analytic_versions'
             self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             blob = "bytea"
         else:
             path = Path(target)
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._errors = (sqlite3.Error,)
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
@@ -196,8 +198,11 @@ class SqlRegistry:
         return sql.replace("?", "%s") if self._pg else sql
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        cur = self._conn.execute(self._q(sql), args)
-        return list(cur.fetchall()) if cur.description else []
+        try:
+            cur = self._conn.execute(self._q(sql), args)
+            return list(cur.fetchall()) if cur.description else []
+        except self._errors as exc:
+            raise Unavailable(f"the analytics registry cannot be read or written: {exc}") from exc
 
     def _tx(self) -> Any:
         return self._conn.transaction() if self._pg else _SqliteTx(self._conn)
@@ -218,9 +223,11 @@ class SqlRegistry:
 
     def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]:
         with self._lock:
-            rows = self._exec(f"SELECT doc, status FROM {self._table} WHERE (? IS NULL OR analytic = ?) AND"
-                              " (? IS NULL OR scope = ?) ORDER BY analytic, scope, version",
-                              (analytic, analytic, scope, scope))
+            where = [f"{col} = ?" for col, value in (("analytic", analytic), ("scope", scope)) if value is not None]
+            args = tuple(v for v in (analytic, scope) if v is not None)
+            rows = self._exec(f"SELECT doc, status FROM {self._table}"
+                              + (f" WHERE {' AND '.join(where)}" if where else "")
+                              + " ORDER BY analytic, scope, version", args)
         return [self._version(doc, status) for doc, status in rows]
 
     @staticmethod
