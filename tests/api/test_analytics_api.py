@@ -9,6 +9,7 @@ import pytest
 from api_plant import BEARING, plant_documents
 from fastapi.testclient import TestClient
 
+from pgtest import PG_DSN, fresh_schema
 from tvilling.api.app import create_app
 from tvilling.app import build_platform
 from tvilling.config import Settings
@@ -19,15 +20,25 @@ ANALYTICS = [{"name": "bearing-anomaly", "model": "dtmi:tvilling:example:Bearing
               "inputs": ["vibration"], "train_rows": 20, "params": {"failure_level": 5.0}}]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def client(request, tmp_path):
-    kw = {"store": "memory"} if request.param == "memory" else {"data_dir": tmp_path / "data"}
+    schema_gen = fresh_schema() if request.param == "postgres" else None
+    if request.param == "memory":
+        kw: dict = {"store": "memory"}
+    elif request.param == "sqlite":
+        kw = {"data_dir": tmp_path / "data"}
+    else:
+        kw = {"store": PG_DSN, "pg_schema": next(schema_gen)}
     platform = build_platform(Settings(analytics=ANALYTICS, **kw))
-    with TestClient(create_app(platform=platform)) as c:
-        assert c.post("/api/models", json=plant_documents()).status_code == 201
-        assert c.put("/api/twins/B1", json={"model": BEARING}).status_code == 201
-        yield c
-    platform.close()
+    try:
+        with TestClient(create_app(platform=platform)) as c:
+            assert c.post("/api/models", json=plant_documents()).status_code == 201
+            assert c.put("/api/twins/B1", json={"model": BEARING}).status_code == 201
+            yield c
+    finally:
+        platform.close()
+        if schema_gen is not None:
+            next(schema_gen, None)
 
 
 def push(client, start_ms: int, vib, temp):
