@@ -340,9 +340,18 @@ export async function mount(view, { id }) {
   const recent = el("div", { class: "versions" });
   cmdBody.append(cmdError, recent);
 
+  // The POST's answer and the stream race: a fast device may have answered (on the stream) before the
+  // POST returns its "sent" record. A command only moves forward: never back from a final status, nor to
+  // an older record.
+  const FINAL = new Set(["succeeded", "failed", "timed_out"]);
   function upsertCommand(rec) {
     const i = commands.findIndex((c) => c.id === rec.id);
-    if (i >= 0) commands[i] = { ...commands[i], ...rec }; else commands.push(rec);
+    if (i >= 0) {
+      const cur = commands[i];
+      const older = String(rec.updated || "") < String(cur.updated || "");
+      if (older || (FINAL.has(cur.status) && !FINAL.has(rec.status))) return;
+      commands[i] = { ...cur, ...rec };
+    } else commands.push(rec);
     renderCommands();
   }
   function renderCommands() {
