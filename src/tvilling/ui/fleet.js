@@ -4,7 +4,7 @@
 import { listAlarms, listTwins, live, describeModel, unitSymbol } from "./api.js";
 import {
   ANALYTIC_OUTPUTS, anomalyBadge, ago, coalesce, el, flatten, fmt, healthBar, mergePatch, message, sevPill,
-  sevRank, shortModel, setChildren
+  sevRank, shortModel, setChildren, upsertById
 } from "./util.js";
 
 /** Parent/child structure from the twins' relationships: {roots, children: Map(id → [{id, rel}])}. */
@@ -151,9 +151,7 @@ export async function mount(view) {
 
   const stopTwins = live({}, async (item) => {
     if (item.kind === "alarm") {
-      alarms = alarms || [];
-      const i = alarms.findIndex((a) => a.id === item.alarm.id);
-      if (i >= 0) alarms[i] = item.alarm; else alarms.push(item.alarm);
+      alarms = upsertById(alarms || [], item.alarm);
       later();
       return;
     }

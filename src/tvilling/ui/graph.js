@@ -3,7 +3,7 @@
 
 import { listAlarms, listTwins, live } from "./api.js";
 import { alarmsByTwin, hierarchy } from "./fleet.js";
-import { coalesce, el, healthClass, mergePatch, message, shortModel, setChildren } from "./util.js";
+import { coalesce, el, healthClass, mergePatch, message, shortModel, setChildren, upsertById } from "./util.js";
 
 const NODE_W = 250;
 const NODE_H = 46;
@@ -107,9 +107,7 @@ export async function mount(view) {
   const later = coalesce(render, 500);  // a busy plant: a few redraws a second at most
   const stop = live({}, async (item) => {
     if (item.kind === "alarm") {
-      alarms = alarms || [];
-      const i = alarms.findIndex((a) => a.id === item.alarm.id);
-      if (i >= 0) alarms[i] = item.alarm; else alarms.push(item.alarm);
+      alarms = upsertById(alarms || [], item.alarm);
       later();
       return;
     }
