@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -12,20 +11,17 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tvilling.core.envelope import Envelope
-from tvilling.core.errors import Unavailable
-from tvilling.ingest.ports import IngestResult, RawMessage
+from ingest_sink import RecordingSink, run  # noqa: F401  (the tests import them from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONF = ROOT / "deploy" / "mosquitto" / "tvilling.conf"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-T = TypeVar("T")
 
 
 def _free_port() -> int:
@@ -122,52 +118,6 @@ def broker_factory() -> Iterator[Callable[..., Broker]]:
 @pytest.fixture
 def broker(broker_factory: Callable[..., Broker]) -> Broker:
     return broker_factory()
-
-
-def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
-    """Run a coroutine to completion in a fresh event loop, with a deadline."""
-
-    async def main() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(main())
-
-
-class RecordingSink:
-    """A fake of OUR ingest port: records what it is given and can be told to fail."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-        self.rejected: list[tuple[RawMessage, str, str]] = []
-        self.calls = 0
-        self.failures_left = 0
-        self.changed = asyncio.Event()
-        self.gate: asyncio.Event | None = None  # when set to an unset Event, ingest blocks
-
-    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
-        self.calls += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.failures_left > 0:
-            self.failures_left -= 1
-            raise Unavailable("history store is down (test)")
-        self.envelopes.extend(envelopes)
-        self.changed.set()
-        return IngestResult(accepted=sum(len(e.values) for e in envelopes))
-
-    async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:
-        self.rejected.append((raw, reason, rule))
-        self.changed.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not predicate():
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                raise AssertionError(f"timed out: {len(self.envelopes)} envelopes, {len(self.rejected)} rejected")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.2))
 
 
 def publish_many(url: str, messages: Sequence[tuple[str, bytes | str, int, bool]], *, v5: bool = True,
