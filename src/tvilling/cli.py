@@ -634,12 +634,10 @@ def _select_twins(p: Platform, spec: Any, twins: tuple[str, ...], prefix: str | 
 
 
 def _us(text: str | None, default: int) -> int:
-    from tvilling.core.envelope import parse_ts
-    from tvilling.ingest.normalise import to_us
+    """``--from``/``--to``: ISO 8601 with a zone or epoch milliseconds, as the HTTP API reads them."""
+    from tvilling.api.history import _time
 
-    if text is None:
-        return default
-    return to_us(parse_ts(float(text) if text.replace(".", "", 1).isdigit() else text, field="time"))
+    return _time(text, "time", default)
 
 
 _twin_opts = [click.option("--twin", "twins", multiple=True, help="A twin (repeatable)."),

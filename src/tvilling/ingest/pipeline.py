@@ -348,7 +348,9 @@ def _seed(snap: Twin | None, path: str) -> tuple[int, float, str | None]:
 
 def _newest_per_series(r: Readings) -> npt.NDArray[np.bool_]:
     """True at the row with the latest timestamp of each (twin, property) (the last such row on ties)."""
-    keys = np.char.add(np.char.add(r.twin.astype(str), "\x00"), r.prop.astype(str))
+    twin = np.unique(r.twin, return_inverse=True)[1]
+    props, prop = np.unique(r.prop, return_inverse=True)
+    keys = twin.astype(np.int64) * len(props) + prop
     order = np.lexsort((np.arange(len(r)), r.ts, keys))
     last = np.ones(len(r), dtype=bool)
     last[:-1] = keys[order][1:] != keys[order][:-1]
