@@ -35,17 +35,12 @@ def _mqtt_ingest(plat: Platform) -> Any:
 
 
 def _transport_factory(s: Settings) -> Any:
-    """``None`` (MQTT 5, the default) or a factory of MQTT 3.1.1 connections (``mqtt_protocol = 4``)."""
+    """``None`` (MQTT 5, the default) or the factory of MQTT 3.1.1 connections (``mqtt_protocol = 4``)."""
     if s.mqtt_protocol == 5:
         return None
-    from dataclasses import replace
+    from tvilling.connect.mqtt.gmqtt_transport import mqtt311_transport
 
-    from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-
-    def make(address: Any, options: Any, subscriptions: Any = (), handler: Any = None, **kw: Any) -> Any:
-        return GmqttTransport(address, replace(options, protocol_version=4), subscriptions, handler, **kw)
-
-    return make
+    return mqtt311_transport
 
 
 def _opcua_config(plat: Platform) -> Any:

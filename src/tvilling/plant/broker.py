@@ -15,13 +15,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
-from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-from tvilling.connect.mqtt.port import BrokerAddress, MessageHandler, SessionOptions
+from tvilling.connect.mqtt.gmqtt_transport import mqtt311_transport  # noqa: F401  (re-exported for plant users)
 from tvilling.core.errors import Invalid, Unavailable
 
 log = logging.getLogger("tvilling.plant.broker")
@@ -99,14 +96,3 @@ class EmbeddedBroker:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
-
-
-def mqtt311_transport(address: BrokerAddress, options: SessionOptions, subscriptions: Sequence[tuple[str, int]] = (),
-                      handler: MessageHandler | None = None, **kwargs: Any) -> GmqttTransport:
-    """A transport factory for the project's MQTT clients that speaks MQTT 3.1.1 (what amqtt understands).
-
-    ``MqttIngest(sink, broker.url, transport_factory=mqtt311_transport)``, likewise
-    ``MqttCommands``; MQTT 3.1.1 has no response topic or correlation data, so command
-    answers are matched by the ``id`` in their payload.
-    """
-    return GmqttTransport(address, replace(options, protocol_version=4), subscriptions, handler, **kwargs)

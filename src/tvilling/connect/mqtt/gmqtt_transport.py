@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import struct
@@ -508,3 +509,14 @@ class GmqttTransport:
             except TimeoutError:
                 raise Unavailable(f"MQTT broker did not acknowledge {topic!r} within {_PUBLISH_TIMEOUT_S:.0f} s",
                                   topic=topic) from None
+
+
+def mqtt311_transport(address: BrokerAddress, options: SessionOptions, subscriptions: Sequence[tuple[str, int]] = (),
+                      handler: MessageHandler | None = None, **kwargs: Any) -> GmqttTransport:
+    """A transport factory for the project's MQTT clients that speaks MQTT 3.1.1 (e.g. the embedded amqtt broker).
+
+    ``MqttIngest(sink, url, transport_factory=mqtt311_transport)``, likewise ``MqttCommands``;
+    MQTT 3.1.1 has no response topic or correlation data, so command answers are matched by
+    the ``id`` in their payload.
+    """
+    return GmqttTransport(address, dataclasses.replace(options, protocol_version=4), subscriptions, handler, **kwargs)
