@@ -67,8 +67,9 @@ class TimedSink:
         self.batches = 0
         self.cpu_s = 0.0  # CPU time of this process (all threads) during the run
 
-    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
-        res: IngestResult = await self.inner.ingest(envelopes, raw=raw)
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None,
+                     origins: Sequence[RawMessage | None] | None = None) -> IngestResult:
+        res: IngestResult = await self.inner.ingest(envelopes, raw=raw, origins=origins)
         now = time.time() * 1000
         t = time.perf_counter()
         if not self.messages:

@@ -47,7 +47,8 @@ class RecordingSink:
         self.changed = asyncio.Event()
         self.gate: asyncio.Event | None = None  # when set to an unset Event, ingest blocks
 
-    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None,
+                     origins: Sequence[RawMessage | None] | None = None) -> IngestResult:
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()

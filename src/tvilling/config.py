@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     broker: str | None = Field(None, description="MQTT broker to ingest from, e.g. mqtt://127.0.0.1:1883")
     mqtt_mappings: Path | None = Field(None, description="TOML/JSON file of payload mappings for other topics")
     mqtt_shared_group: str | None = Field(None, description="shared-subscription group: workers split the load")
-    mqtt_client_id: str | None = Field(None, description="MQTT client id (persistent session); default per host")
+    mqtt_client_id: str | None = Field(
+        None, description="MQTT client id of the ingest session (commands use '<id>-commands'); default: a stable "
+        "identity made once and kept in data_dir/mqtt-identity, so a restarted server resumes its broker session")
     opcua: Path | None = Field(None, description="TOML/JSON OPC UA config (endpoint + node bindings) to ingest from")
     maintenance_s: float = Field(30.0, gt=0, description="how often stale checks and rollup compaction run")
     max_ingest_bytes: int = Field(16 * 1_048_576, ge=1024, description="largest POST /api/ingest body")

@@ -25,7 +25,6 @@ import contextlib
 import logging
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +99,6 @@ def make_plant(o: DemoOptions) -> Plant:
 
 def settings_for(o: DemoOptions, data_dir: Path, broker: str, protocol: int) -> Settings:
     return Settings(data_dir=data_dir, host=o.host, port=o.port, broker=broker, mqtt_protocol=protocol,
-                    mqtt_client_id=f"tvilling-demo-{uuid.uuid4().hex[:8]}",
                     analytics=demo_analytics(o.speed, max(10, int(o.learn_s))),
                     alarm_rules=demo_alarm_rules(), maintenance_s=5.0)
 

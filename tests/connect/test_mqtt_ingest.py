@@ -207,3 +207,55 @@ def test_reconnects_after_the_broker_restarts(broker: Broker) -> None:
 
     run(main())
     assert [e.id for e in sink.envelopes] == ["M1-1", "M1-2"]
+
+
+def test_hostile_payloads_are_dead_lettered_one_by_one_and_the_batch_goes_on(broker: Broker) -> None:
+    """A payload nested 1,000 deep, a 400-digit number and a translator bug cannot jam ingest."""
+    sink = RecordingSink()
+    deep = b'{"ts": 0, "values": {"a": ' + b"[" * 1000 + b"]" * 1000 + b"}}"
+    huge = b'{"ts": 1767225600000, "values": {"vibration": ' + b"9" * 400 + b"}}"
+
+    async def main() -> None:
+        async with MqttIngest(sink, broker.url, client_id="ingest-hostile", batch_ms=50) as ingest:
+            real = ingest.translator.translate
+
+            def buggy(topic, payload, *, received=None):  # an unforeseen failure on one message
+                if payload == b'{"bug": 1}':
+                    raise KeyError("unforeseen")
+                return real(topic, payload, received=received)
+
+            ingest.translator.translate = buggy  # type: ignore[method-assign]
+            await asyncio.to_thread(publish_many, broker.url, [
+                _telemetry("M1", 1), ("tvilling/M1/telemetry", deep, 1, False),
+                ("tvilling/M1/telemetry", b'{"bug": 1}', 1, False), ("tvilling/M1/telemetry", huge, 1, False),
+                _telemetry("M1", 2)])
+            await sink.wait_for(lambda: len(sink.rejected) == 2 and len(sink.envelopes) == 3)
+            assert ingest.stats.acknowledged == 5 and ingest.stats.sink_failures == 0
+        again = RecordingSink()  # everything was acknowledged: nothing is delivered again
+        async with MqttIngest(again, broker.url, client_id="ingest-hostile"):
+            await asyncio.sleep(1.0)
+        assert again.calls == 0 and not again.rejected
+
+    run(main())
+    rules = {rule: (raw.payload, reason) for raw, reason, rule in sink.rejected}
+    assert set(rules) == {"depth", "internal"}
+    assert rules["depth"][0] == deep and "1002 levels" in rules["depth"][1]
+    assert "KeyError" in rules["internal"][1]
+    # the huge number passes translation (JSON allows it); the pipeline rejects it as out of range
+    assert [e.values for e in sink.envelopes][1] == {"vibration": int("9" * 400)}
+
+
+def test_a_failing_store_is_retried_without_acknowledging_and_without_reconnecting(broker: Broker) -> None:
+    sink = RecordingSink()
+    sink.failures_left = 3
+
+    async def main() -> None:
+        async with MqttIngest(sink, broker.url, client_id="ingest-retry", batch_ms=5) as ingest:
+            generation = ingest.transport._generation
+            await asyncio.to_thread(publish_many, broker.url, [_telemetry("M1", i) for i in range(3)])
+            await sink.wait_for(lambda: len(sink.envelopes) == 3, timeout=10)
+            assert ingest.stats.sink_failures == 3
+            assert ingest.transport._generation == generation  # the same connection: back-pressure, no storm
+            assert ingest.stats.acknowledged == 3
+
+    run(main())

@@ -254,3 +254,29 @@ def test_closed_store_is_unavailable(store):
         store.append(Readings.from_rows([("B1", "t", T0, 1.0)]))
     with pytest.raises(Unavailable):
         store.count()
+
+
+# ----- the message-id journal (exactly-once ingest across restarts) -----
+def test_message_ids_are_journaled_with_their_readings_and_survive_reopen(opener):
+    store = opener()
+    assert store.recent_message_ids(10) == []
+    store.append(Readings.from_rows([("B1", "t", T0 + 1, 1.5)]), message_ids=[("B1", "m-1"), ("B2", "m-1")])
+    store.append(Readings.from_rows([]), message_ids=[("B1", "m-2")])  # a message whose readings were all rejected
+    store.append(Readings.from_rows([("B1", "t", T0 + 2, 2.5)]))
+    assert store.recent_message_ids(10) == [("B1", "m-1"), ("B2", "m-1"), ("B1", "m-2")]
+    assert store.recent_message_ids(1) == [("B1", "m-2")]
+    assert store.count() == 2
+    if opener.kind == "memory":
+        return
+    store.close()
+    again = opener()
+    assert again.recent_message_ids(10) == [("B1", "m-1"), ("B2", "m-1"), ("B1", "m-2")]
+
+
+def test_a_failed_append_journals_no_message_id(store):
+    store.append(Readings.from_rows([("B1", "t", T0, 1.0)]), message_ids=[("B1", "ok")])
+    bad = Readings(np.array(["B1"], dtype=object), np.array(["t"], dtype=object), np.array(["soon"], dtype=object),
+                   np.array([1.0]), np.array([0], dtype=np.uint8), np.array([0], dtype=np.uint16))
+    with pytest.raises(Invalid):
+        store.append(bad, message_ids=[("B1", "bad")])
+    assert store.recent_message_ids(10) == [("B1", "ok")]

@@ -21,10 +21,26 @@ class RecordingHistory:
 
     def __init__(self) -> None:
         self.batches: list[Readings] = []
+        self.message_ids: list[tuple[str, str]] = []
 
-    def append(self, readings: Readings) -> int:
-        self.batches.append(readings)
+    def append(self, readings: Readings, *, message_ids=()) -> int:
+        if len(readings):
+            self.batches.append(readings)
+        self.message_ids.extend(message_ids)
         return len(readings)
+
+    def range(self, twin, prop, start_us, end_us, *, limit=1000, after_us=None):
+        from tvilling.history.ports import Point
+
+        if not self.batches:
+            return []
+        r = self.all
+        rows = [i for i in range(len(r)) if r.twin[i] == twin and r.prop[i] == prop and start_us <= r.ts[i] < end_us]
+        return [Point(int(r.ts[i]), float(r.value[i]), r.text[i] if r.text is not None else None)
+                for i in rows][:limit]
+
+    def recent_message_ids(self, limit: int) -> list[tuple[str, str]]:
+        return self.message_ids[-limit:] if limit > 0 else []
 
     @property
     def all(self) -> Readings:

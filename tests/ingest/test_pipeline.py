@@ -10,7 +10,7 @@ from ingest_fixtures import make_pipeline
 from tvilling.core.envelope import Envelope, parse_envelope
 from tvilling.history.readings import CONVERTED, LATE, SPIKE, STALE, Readings
 from tvilling.ingest.normalise import to_us
-from tvilling.ingest.pipeline import IngestSettings
+from tvilling.ingest.pipeline import IngestSettings, Pipeline
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -122,13 +122,25 @@ def test_component_values_enum_and_strings_validated_by_the_model():
 
 
 def test_state_survives_a_restart_of_the_pipeline():
-    platform, pipe, _, _ = make_pipeline()
+    platform, pipe, history, letters = make_pipeline()
     pipe.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)
-    _, fresh, history, _ = make_pipeline(platform=platform)
+    fresh = Pipeline(platform.twins, history, letters)  # a restarted process over the same stores
     res = fresh.ingest_envelopes([env("B1", 0, {"temperature": 70.0}), env("B1", -10, {"temperature": 69.0})],
                                  now=T0)
     assert res.duplicates == 1 and res.accepted == 1
-    assert history.all.flags.tolist() == [LATE]
+    assert history.all.flags.tolist() == [0, LATE]
+
+
+def test_a_reading_whose_state_was_committed_but_not_its_history_is_stored_when_redelivered():
+    """A crash between the state commit and the history append: the twin has the value, history does not."""
+    platform, pipe, _history, letters = make_pipeline()
+    pipe.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)
+    _, fresh, empty_history, _ = make_pipeline(platform=platform)  # history never got the batch
+    res = fresh.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)
+    assert (res.accepted, res.duplicates) == (1, 0)
+    assert empty_history.all.value.tolist() == [70.0]
+    again = fresh.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)  # now it is a duplicate
+    assert (again.accepted, again.duplicates) == (0, 1)
 
 
 def test_columnar_fast_path_validates_per_series():

@@ -22,15 +22,15 @@ from tvilling.twins.changes import ChangeHub, SlowConsumer, hub_for, parse_filte
 log = logging.getLogger("tvilling.server")
 
 
-def _mqtt_ingest(plat: Platform) -> Any:
-    """The MQTT subscriber feeding the ingest pipeline (``--broker``)."""
+def _mqtt_ingest(plat: Platform, client_id: str) -> Any:
+    """The MQTT subscriber feeding the ingest pipeline (``--broker``), with the server's stable client id."""
     from tvilling.connect.mapping import load_mappings_file
     from tvilling.connect.mqtt import MqttIngest
 
     s = plat.settings
     mappings = load_mappings_file(s.mqtt_mappings) if s.mqtt_mappings else []
     log.info("ingesting from %s (%d payload mapping(s))", s.broker, len(mappings))
-    return MqttIngest(plat.ingest, s.broker or "", client_id=s.mqtt_client_id, mappings=mappings,
+    return MqttIngest(plat.ingest, s.broker or "", client_id=client_id, mappings=mappings,
                       shared_group=s.mqtt_shared_group, transport_factory=_transport_factory(s))
 
 
@@ -65,7 +65,8 @@ def _opcua_ingest(plat: Platform, config: Any) -> Any:
     return OpcUaIngest(plat.ingest, config)
 
 
-async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub, opcua: Any) -> None:
+async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub, opcua: Any,
+                          client_id: str | None) -> None:
     """Commands and desired state to devices: over OPC UA for the twins its config binds, over
     MQTT for the rest; the command service, its timeout sweeper and the reconciler."""
     from tvilling.decisions import CommandService, DesiredReconciler
@@ -79,7 +80,8 @@ async def _start_commands(plat: Platform, stack: AsyncExitStack, hub: ChangeHub,
         from tvilling.connect.mqtt import MqttCommands
 
         mqtt = await stack.enter_async_context(MqttCommands(plat.settings.broker, on_response=on_response,
-                                                                transport_factory=_transport_factory(plat.settings)))
+                                                            client_id=client_id,
+                                                            transport_factory=_transport_factory(plat.settings)))
     transport: CommandTransport
     if opcua is not None:
         from tvilling.connect.opcua import OpcUaCommands
@@ -186,10 +188,15 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
             opcua = _opcua_config(plat) if plat.settings.opcua else None
             if opcua is not None:
                 await stack.enter_async_context(_opcua_ingest(plat, opcua))
-            if plat.settings.broker:
-                await stack.enter_async_context(_mqtt_ingest(plat))
+            identity = None
+            if plat.settings.broker:  # one stable identity per data directory: restarts resume their sessions
+                from tvilling.connect.mqtt.identity import claim_identity
+
+                identity = claim_identity(plat.settings.data_dir, plat.settings.mqtt_client_id)
+                stack.callback(identity.release)
+                await stack.enter_async_context(_mqtt_ingest(plat, identity.ingest_client_id))
             if plat.settings.broker or opcua is not None:
-                await _start_commands(plat, stack, hub, opcua)
+                await _start_commands(plat, stack, hub, opcua, identity.commands_client_id if identity else None)
             if plat.alarm_rule_docs():
                 from tvilling.decisions.alarms import build_driver
 

@@ -26,6 +26,7 @@ MAX_LIMIT = 100_000
 # Rows carry seq = (batch number << SEQ_BITS) | row index: one total order, the order of arrival.
 SEQ_BITS = 24
 MAX_BATCH = 1 << SEQ_BITS
+MESSAGE_IDS_KEPT = 500_000  # journaled message ids kept by compact(): the newest
 TABLES = ("raw", "1m", "1h")
 
 
@@ -86,7 +87,12 @@ class StoreBase(ABC):
         return self.series.items()
 
     @abstractmethod
-    def _store(self, batch: Prepared) -> None: ...
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
+        """Readings (if any) and the message-id journal in one transaction."""
+
+    @abstractmethod
+    def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
+        """Journaled (twin, message id) pairs, newest first."""
 
     @abstractmethod
     def _range_rows(self, sid: int, lo: int, hi: int, limit: int) -> list[Point]: ...
@@ -112,19 +118,28 @@ class StoreBase(ABC):
     def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int: ...
 
     # ----- the port -----
-    def append(self, readings: Readings) -> int:
-        if not len(readings):
-            return 0
+    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> int:
+        """Store the readings; ``message_ids`` ((twin, id) of the messages they came from) are journaled in the
+        same transaction, so that after a crash a redelivered message is known exactly when its readings are."""
         if len(readings) > MAX_BATCH:
-            return sum(self.append(readings.take(np.arange(i, min(i + MAX_BATCH, len(readings)))))
+            return sum(self.append(readings.take(np.arange(i, min(i + MAX_BATCH, len(readings)))),
+                                   message_ids=message_ids if i == 0 else ())
                        for i in range(0, len(readings), MAX_BATCH))
+        if not len(readings):
+            if message_ids:
+                self._store(None, message_ids)
+            return 0
         readings = checked(readings)
         ids, new = self.series.lookup(readings.twin, readings.prop)
         if new:
             self._register(new)
             ids = self.series.encode(readings.twin, readings.prop)
-        self._store(prepare(readings, ids))
+        self._store(prepare(readings, ids), message_ids)
         return len(readings)
+
+    def recent_message_ids(self, limit: int) -> list[tuple[str, str]]:
+        """The (twin, message id) pairs journaled last, oldest first, at most ``limit``."""
+        return self._recent_ids(limit)[::-1] if limit > 0 else []
 
     def range(self, twin: str, prop: str, start_us: int, end_us: int, *,
               limit: int = 1000, after_us: int | None = None) -> list[Point]:

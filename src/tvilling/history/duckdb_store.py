@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Invalid, TvillingError, Unavailable
-from tvilling.history.base import SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
+from tvilling.history.base import MESSAGE_IDS_KEPT, SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
 from tvilling.history.ports import Point, RetentionRule
 from tvilling.history.rollup import Partials
 from tvilling.history.series import SeriesIndex
@@ -46,6 +46,7 @@ SCHEMA = [
     f"CREATE TABLE IF NOT EXISTS r1h ({ROLLUP_COLS})",
     """CREATE TABLE IF NOT EXISTS retention (kind VARCHAR, scope VARCHAR, prop VARCHAR,
         raw_us BIGINT, minute_us BIGINT, hour_us BIGINT, PRIMARY KEY (kind, scope, prop))""",
+    "CREATE TABLE IF NOT EXISTS message_ids (twin VARCHAR NOT NULL, id VARCHAR NOT NULL, seq BIGINT NOT NULL)",
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -136,32 +137,47 @@ class DuckDBHistoryStore(SqlStoreBase):
             c.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
         self.series.add(rows)
 
-    def _store(self, batch: Prepared) -> None:
-        r = batch.readings
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
         with self._tx("appending readings") as c:
             base = self._batch << SEQ_BITS
-            cols: dict[str, npt.NDArray[Any]] = {
-                "series": batch.sid.astype(np.int32), "ts": r.ts, "value": r.value, "quality": r.quality,
-                "flags": r.flags, "seq": base + np.arange(len(r), dtype=np.int64)}
-            if r.text is not None:
-                cols["text"] = r.text
-            # The dicts of arrays are read by name from this frame (DuckDB's replacement scan): the same
-            # NumPy scan as register(), without register/unregister, which cost as much as the inserts
-            # (3 small batches: ~11 ms CPU registered, ~7 ms by name). Keep these local names unique.
-            _tvilling_batch = cols  # read by DuckDB, by name
-            # DuckDB's NumPy scan reads NaN as NULL: store NaN, as given
-            text = "text" if r.text is not None else "NULL"
-            c.execute(f"INSERT INTO raw SELECT series, ts, coalesce(value, 'NaN'::DOUBLE), {text}, quality, flags, "
-                      "seq FROM _tvilling_batch")
-            for name, (sid, p) in batch.rollups.items():
-                if not len(sid):
-                    continue
-                _tvilling_part = {"series": sid.astype(np.int32), "bucket": p.bucket,  # read by DuckDB
-                                  "min": p.min, "max": p.max, "sum": p.sum, "count": p.count, "last": p.last,
-                                  "last_ts": p.last_ts}
-                c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
-                          f"last_ts, {base} FROM _tvilling_part")
+            if message_ids:
+                _tvilling_ids = {"twin": np.array([t for t, _ in message_ids], dtype=object),  # read by DuckDB
+                                 "id": np.array([i for _, i in message_ids], dtype=object),
+                                 "seq": base + np.arange(len(message_ids), dtype=np.int64)}
+                c.execute("INSERT INTO message_ids SELECT twin, id, seq FROM _tvilling_ids")
+            if batch is not None:
+                self._store_rows(c, batch, base)
         self._batch += 1
+
+    @staticmethod
+    def _store_rows(c: duckdb.DuckDBPyConnection, batch: Prepared, base: int) -> None:
+        r = batch.readings
+        cols: dict[str, npt.NDArray[Any]] = {
+            "series": batch.sid.astype(np.int32), "ts": r.ts, "value": r.value, "quality": r.quality,
+            "flags": r.flags, "seq": base + np.arange(len(r), dtype=np.int64)}
+        if r.text is not None:
+            cols["text"] = r.text
+        # The dicts of arrays are read by name from this frame (DuckDB's replacement scan): the same
+        # NumPy scan as register(), without register/unregister, which cost as much as the inserts
+        # (3 small batches: ~11 ms CPU registered, ~7 ms by name). Keep these local names unique.
+        _tvilling_batch = cols  # read by DuckDB, by name
+        # DuckDB's NumPy scan reads NaN as NULL: store NaN, as given
+        text = "text" if r.text is not None else "NULL"
+        c.execute(f"INSERT INTO raw SELECT series, ts, coalesce(value, 'NaN'::DOUBLE), {text}, quality, flags, "
+                  "seq FROM _tvilling_batch")
+        for name, (sid, p) in batch.rollups.items():
+            if not len(sid):
+                continue
+            _tvilling_part = {"series": sid.astype(np.int32), "bucket": p.bucket,  # read by DuckDB
+                              "min": p.min, "max": p.max, "sum": p.sum, "count": p.count, "last": p.last,
+                              "last_ts": p.last_ts}
+            c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
+                      f"last_ts, {base} FROM _tvilling_part")
+
+    def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
+        with self._db("reading the message-id journal") as c:
+            return [(t, i) for t, i in c.execute("SELECT twin, id FROM message_ids ORDER BY seq DESC LIMIT ?",
+                                                 [limit]).fetchall()]
 
     def _rows(self, what: str, sql: str, args: Sequence[object]) -> list[tuple[Any, ...]]:
         with self._db(what) as c:
@@ -233,6 +249,11 @@ class DuckDBHistoryStore(SqlStoreBase):
                 c.execute(f"INSERT INTO {table} SELECT series, bucket, min, max, sum, count, last, last_ts, seq "
                           "FROM _merged")
                 c.execute("DROP TABLE _merged")
+        with self._tx("pruning the message-id journal") as c:
+            row = c.execute("SELECT seq FROM message_ids ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                            [MESSAGE_IDS_KEPT]).fetchone()
+            if row is not None:
+                c.execute("DELETE FROM message_ids WHERE seq <= ?", [row[0]])
         return merged
 
     def checkpoint(self) -> None:

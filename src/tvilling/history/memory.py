@@ -6,6 +6,8 @@ of array chunks (one per append), consolidated on first read.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Unavailable
-from tvilling.history.base import Prepared, StoreBase
+from tvilling.history.base import MESSAGE_IDS_KEPT, Prepared, StoreBase
 from tvilling.history.ports import TIERS, Point, RetentionRule
 from tvilling.history.rollup import Partials, combine, partials_of
 from tvilling.history.series import SeriesIndex
@@ -60,6 +62,7 @@ class MemoryHistoryStore(StoreBase):
         self._rules: list[RetentionRule] = []
         self._lock = threading.RLock()
         self._closed = False
+        self._message_ids: collections.deque[tuple[str, str]] = collections.deque(maxlen=MESSAGE_IDS_KEPT)
 
     def _check(self) -> None:
         if self._closed:
@@ -69,9 +72,12 @@ class MemoryHistoryStore(StoreBase):
         start = len(self.series) + 1
         self.series.add((start + i, t, p) for i, (t, p) in enumerate(pairs))
 
-    def _store(self, batch: Prepared) -> None:
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
         with self._lock:
             self._check()
+            self._message_ids.extend(message_ids)
+            if batch is None:
+                return
             r = batch.readings
             text = r.text if r.text is not None else np.full(len(r), None, dtype=object)
             order = np.lexsort((r.ts, batch.sid))  # each chunk in (ts, arrival) order
@@ -85,6 +91,11 @@ class MemoryHistoryStore(StoreBase):
                 pb = np.flatnonzero(np.append(True, psid[1:] != psid[:-1])) if len(psid) else np.empty(0, np.intp)
                 for lo, hi in zip(pb, np.append(pb[1:], len(psid)), strict=True):
                     self._data[int(psid[lo])].rollups[name].append(parts.take(np.arange(lo, hi)))
+
+    def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
+        with self._lock:
+            self._check()
+            return list(itertools.islice(reversed(self._message_ids), limit))
 
     def _get(self, sid: int) -> _Series:
         self._check()

@@ -109,8 +109,17 @@ class RetentionRule:
 class HistoryStore(Protocol):
     """A time-series store for twin telemetry. Methods are synchronous; async callers use a thread."""
 
-    def append(self, readings: Readings) -> int:
-        """Store a batch (raw rows and rollups, one transaction); durable when it returns. Returns rows stored."""
+    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> int:
+        """Store a batch (raw rows and rollups, one transaction); durable when it returns. Returns rows stored.
+
+        ``message_ids``: the (twin, message id) pairs of the messages the readings came from,
+        journaled in the same transaction (see :meth:`recent_message_ids`).
+        """
+        ...
+
+    def recent_message_ids(self, limit: int) -> list[tuple[str, str]]:
+        """The newest journaled (twin, message id) pairs, oldest first: what a restarted ingest must not store
+        again when the broker redelivers it."""
         ...
 
     def range(self, twin: str, prop: str, start_us: int, end_us: int, *,

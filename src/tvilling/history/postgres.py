@@ -20,7 +20,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tvilling.core.errors import Invalid, TvillingError, Unavailable
-from tvilling.history.base import SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
+from tvilling.history.base import MESSAGE_IDS_KEPT, SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
 from tvilling.history.pgcopy import encode
 from tvilling.history.ports import Point, RetentionRule
 from tvilling.history.rollup import Partials
@@ -44,6 +44,8 @@ SCHEMA = [
     "CREATE SEQUENCE IF NOT EXISTS batches",
     """CREATE TABLE IF NOT EXISTS retention (kind text, scope text, prop text, raw_us int8, minute_us int8,
         hour_us int8, PRIMARY KEY (kind, scope, prop))""",
+    "CREATE TABLE IF NOT EXISTS message_ids (twin text NOT NULL, id text NOT NULL, seq int8 NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS message_ids_seq ON message_ids (seq)",
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
 RAW_COPY = "COPY raw (series, flags, ts, value, seq, quality, text) FROM STDIN (FORMAT BINARY)"
@@ -143,27 +145,41 @@ class PostgresHistoryStore(SqlStoreBase):
             return c.execute("SELECT id, twin, prop FROM series").fetchall()
 
     # ----- primitives -----
-    def _store(self, batch: Prepared) -> None:
-        r = batch.readings
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
         with self._tx("appending readings") as c:
             row = c.execute("SELECT nextval('batches')").fetchone()
             base = int(row[0] if row else 0) << SEQ_BITS
-            o = batch.order  # (series, ts) order: about 35 % faster index upkeep than arrival order
-            payload = encode({"series": ("i4", batch.sid[o]), "flags": ("i4", r.flags[o]), "ts": ("i8", r.ts[o]),
-                              "value": ("f8", r.value[o]), "seq": ("i8", base + o.astype(np.int64)),
-                              "quality": ("i2", r.quality[o])},
-                             None if r.text is None else r.text[o])
-            with c.cursor().copy(RAW_COPY if r.text is not None else RAW_COPY_NUMERIC) as cp:
-                cp.write(payload)
-            for name, (sid, p) in batch.rollups.items():
-                if not len(sid):
-                    continue
-                data = encode({"series": ("i4", sid), "bucket": ("i8", p.bucket), "min": ("f8", p.min),
-                               "max": ("f8", p.max), "sum": ("f8", p.sum), "count": ("i8", p.count),
-                               "last": ("f8", p.last), "last_ts": ("i8", p.last_ts),
-                               "seq": ("i8", np.full(len(sid), base, dtype=np.int64))})
-                with c.cursor().copy(f"COPY {TABLE[name]} FROM STDIN (FORMAT BINARY)") as cp:
-                    cp.write(data)
+            if message_ids:
+                with c.cursor().copy("COPY message_ids (twin, id, seq) FROM STDIN") as cp:
+                    for i, (twin, msg_id) in enumerate(message_ids):
+                        cp.write_row((twin, msg_id, base + i))
+            if batch is not None:
+                self._store_rows(c, batch, base)
+
+    @staticmethod
+    def _store_rows(c: psycopg.Connection, batch: Prepared, base: int) -> None:
+        r = batch.readings
+        o = batch.order  # (series, ts) order: about 35 % faster index upkeep than arrival order
+        payload = encode({"series": ("i4", batch.sid[o]), "flags": ("i4", r.flags[o]), "ts": ("i8", r.ts[o]),
+                          "value": ("f8", r.value[o]), "seq": ("i8", base + o.astype(np.int64)),
+                          "quality": ("i2", r.quality[o])},
+                         None if r.text is None else r.text[o])
+        with c.cursor().copy(RAW_COPY if r.text is not None else RAW_COPY_NUMERIC) as cp:
+            cp.write(payload)
+        for name, (sid, p) in batch.rollups.items():
+            if not len(sid):
+                continue
+            data = encode({"series": ("i4", sid), "bucket": ("i8", p.bucket), "min": ("f8", p.min),
+                           "max": ("f8", p.max), "sum": ("f8", p.sum), "count": ("i8", p.count),
+                           "last": ("f8", p.last), "last_ts": ("i8", p.last_ts),
+                           "seq": ("i8", np.full(len(sid), base, dtype=np.int64))})
+            with c.cursor().copy(f"COPY {TABLE[name]} FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(data)
+
+    def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
+        with self._tx("reading the message-id journal") as c:
+            return [(t, i) for t, i in c.execute("SELECT twin, id FROM message_ids ORDER BY seq DESC LIMIT %s",
+                                                 [limit]).fetchall()]
 
     PARAM = "%s"
 
@@ -238,6 +254,11 @@ class PostgresHistoryStore(SqlStoreBase):
                           "WHERE t.series = m.series AND t.bucket = m.bucket")
                 c.execute(f"INSERT INTO {table} SELECT series, bucket, min, max, sum, count, last, "
                           "last_ts, seq FROM _merged")
+        with self._tx("pruning the message-id journal") as c:
+            row = c.execute("SELECT seq FROM message_ids ORDER BY seq DESC LIMIT 1 OFFSET %s",
+                            [MESSAGE_IDS_KEPT]).fetchone()
+            if row is not None:
+                c.execute("DELETE FROM message_ids WHERE seq <= %s", [row[0]])
         return merged
 
     def close(self) -> None:

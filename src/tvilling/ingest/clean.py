@@ -45,6 +45,9 @@ class SeriesState:
         self.mean = np.empty(0, dtype=np.float64)
         self.m2 = np.empty(0, dtype=np.float64)
         self.gap = np.empty(0, dtype=np.float64)  # usual interval between readings, µs (0: not known yet)
+        # False while the last point is only what the twin's state recorded (seeded after a restart): the state
+        # is committed before history, so after a crash between the two, history may lack that point
+        self.confirmed = np.empty(0, dtype=bool)
         self._seeded = 0  # series below this id have been seeded from the twins' state
 
     def ids(self, twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
@@ -65,6 +68,7 @@ class SeriesState:
             self.last_text = np.concatenate([self.last_text, np.full(grow, None, dtype=object)])
             for name in ("n", "mean", "m2", "gap"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow)]))
+            self.confirmed = np.concatenate([self.confirmed, np.zeros(grow, dtype=bool)])
         return np.repeat(run_ids, np.diff(np.append(starts, n)))
 
     def seed_new(self, seed: Callable[[str, str], tuple[int, float, str | None]]) -> Callable[[], None]:
@@ -98,7 +102,15 @@ class Cleaned:
 
 
 def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: int,
-          settings: CleanSettings) -> Cleaned:
+          settings: CleanSettings,
+          in_history: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]] | None = None) -> Cleaned:
+    """Order, deduplicate, reject and flag a batch against the series' state (which it does not change).
+
+    A reading equal to its series' last point is an exact duplicate and dropped, except where
+    that point is only seeded from the twin's state: then ``in_history(rows)`` says which of
+    those rows history really holds, and the others are stored (the redelivery of a batch whose
+    state was committed but whose history append was cut short by a crash).
+    """
     rejected: list[tuple[npt.NDArray[np.int64], str, str]] = []
     future = r.ts > now_us + int(settings.max_future_s * 1e6)
     if future.any():
@@ -118,6 +130,9 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
     if text is not None:
         same_val &= text == state.last_text[s]
     dup = (ts == last_ts) & same_val
+    unsure = np.flatnonzero(dup & ~state.confirmed[s])
+    if len(unsure) and in_history is not None:
+        dup[unsure[~in_history(idx[unsure])]] = False
     if len(idx) > 1:
         same_prev = (s[1:] == s[:-1]) & (ts[1:] == ts[:-1])
         eq_prev = (val[1:] == val[:-1]) | (np.isnan(val[1:]) & np.isnan(val[:-1]))
@@ -166,6 +181,7 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
         sids = s[rows]
         state.last_ts[sids] = ts[rows]
         state.last_val[sids] = val[rows]
+        state.confirmed[sids] = True
         if out.text is not None:
             state.last_text[sids] = out.text[rows]
 

@@ -7,6 +7,9 @@ device or the model.
 
 from __future__ import annotations
 
+import base64
+import builtins
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -18,36 +21,68 @@ import msgspec
 
 from tvilling.core.errors import Unavailable
 
+MAX_PAYLOAD = 64 * 1024  # bytes of a rejected payload kept; beyond, its first bytes, its size and its hash
+
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """One rejection: what arrived (the raw payload, or its first bytes and a hash), where from, and why.
+
+    Build it with :meth:`of`, which bounds the payload and fills ``size`` and ``digest``:
+
+    >>> d = DeadLetter.of(b'{"ts": 1, "values": {}}', transport="mqtt", address="tvilling/B1/telemetry",
+    ...                   rule="empty", reason="no values", received=datetime(2026, 1, 1, tzinfo=UTC), message_id="m-7")
+    >>> d.size, d.digest[:12], d.truncated
+    (23, '0be8c1870e6d', False)
+    """
+
     transport: str
     reason: str
     rule: str
     received: datetime
-    payload: bytes = b""
+    payload: bytes = b""  # the raw payload (its first MAX_PAYLOAD bytes where larger)
     address: str | None = None
     twin: str | None = None
     property: str | None = None
     count: int = 1  # readings it holds (a rejected series batch holds several)
+    message_id: str | None = None  # the message's own id (envelope "id"), where it has one
+    size: int | None = None  # bytes of the whole payload
+    digest: str | None = None  # SHA-256 of the whole payload (hex)
+    deliveries: int = 1  # how often the same message was rejected (redeliveries are not stored twice)
     id: int | None = None  # set by the store
+
+    @classmethod
+    def of(cls, payload: bytes, **fields: Any) -> DeadLetter:
+        """A dead letter of this raw payload: kept whole up to :data:`MAX_PAYLOAD` bytes, with its size and hash."""
+        data = bytes(payload)
+        return cls(payload=data[:MAX_PAYLOAD], size=len(data), digest=hashlib.sha256(data).hexdigest(), **fields)
+
+    @builtins.property  # (the field 'property' hides the builtin in this class body)
+    def truncated(self) -> bool:
+        return self.size is not None and self.size > len(self.payload)
+
+    @builtins.property
+    def key(self) -> str:
+        """Identity of the rejection: the same message rejected for the same reason again (a redelivery) has it."""
+        digest = self.digest or hashlib.sha256(self.payload).hexdigest()
+        parts = (self.transport, self.address, self.message_id, digest, self.twin, self.property, self.rule)
+        return hashlib.sha256("\x00".join("" if p is None else p for p in parts).encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         try:
             text: Any = self.payload.decode("utf-8")
             encoding = "utf-8"
         except UnicodeDecodeError:
-            import base64
-
             text, encoding = base64.b64encode(self.payload).decode(), "base64"
         return {"id": self.id, "transport": self.transport, "address": self.address, "twin": self.twin,
                 "property": self.property, "count": self.count, "rule": self.rule, "reason": self.reason,
-                "received": self.received.isoformat().replace("+00:00", "Z"), "payload": text,
-                "payload_encoding": encoding}
+                "received": self.received.isoformat().replace("+00:00", "Z"), "message_id": self.message_id,
+                "payload": text, "payload_encoding": encoding, "size": self.size, "digest": self.digest,
+                "truncated": self.truncated, "deliveries": self.deliveries}
 
 
 class DeadLetterStore(Protocol):
     def add(self, letters: Sequence[DeadLetter]) -> None:
-        """Store durably."""
+        """Store durably. A letter whose :attr:`DeadLetter.key` is stored already only counts one more delivery."""
 
     def list(self, *, after: int = 0, limit: int = 100, twin: str | None = None,
              rule: str | None = None) -> list[DeadLetter]:
@@ -61,11 +96,19 @@ class DeadLetterStore(Protocol):
 class MemoryDeadLetters:
     def __init__(self) -> None:
         self._items: list[DeadLetter] = []
+        self._by_key: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
         with self._lock:
             for letter in letters:
+                key = letter.key
+                at = self._by_key.get(key)
+                if at is not None:
+                    old = self._items[at]
+                    self._items[at] = msgspec.structs.replace(old, deliveries=old.deliveries + 1)
+                    continue
+                self._by_key[key] = len(self._items)
                 self._items.append(msgspec.structs.replace(letter, id=len(self._items) + 1))
 
     def list(self, *, after: int = 0, limit: int = 100, twin: str | None = None,
@@ -80,12 +123,24 @@ class MemoryDeadLetters:
         pass
 
 
-_COLUMNS = "id, transport, address, twin, property, rule, reason, received, payload, count"
+_COLUMNS = "id, transport, address, twin, property, rule, reason, received, payload, count, message_id, size, digest," \
+           " deliveries"
+_INSERT = ("INSERT INTO {} (transport, address, twin, property, rule, reason, received, payload, count, message_id,"
+           " size, digest, key) VALUES ({}) ON CONFLICT (key) DO UPDATE SET deliveries = {}.deliveries + 1")
+# columns added after the first release, for stores created before
+_ADDED = (("message_id", "TEXT"), ("size", "BIGINT"), ("digest", "TEXT"), ("key", "TEXT"),
+          ("deliveries", "INTEGER NOT NULL DEFAULT 1"))
 
 
 def _row(row: Sequence[Any], received: datetime) -> DeadLetter:
     return DeadLetter(id=row[0], transport=row[1], address=row[2], twin=row[3], property=row[4], rule=row[5],
-                      reason=row[6], received=received, payload=bytes(row[8] or b""), count=int(row[9]))
+                      reason=row[6], received=received, payload=bytes(row[8] or b""), count=int(row[9]),
+                      message_id=row[10], size=row[11], digest=row[12], deliveries=int(row[13] or 1))
+
+
+def _values(d: DeadLetter, received: Any) -> tuple[Any, ...]:
+    return (d.transport, d.address, d.twin, d.property, d.rule, d.reason, received, d.payload, d.count, d.message_id,
+            d.size, d.digest, d.key)
 
 
 class SqliteDeadLetters:
@@ -93,26 +148,32 @@ class SqliteDeadLetters:
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " transport TEXT NOT NULL, address TEXT, twin TEXT, property TEXT, rule TEXT NOT NULL,"
+                " reason TEXT NOT NULL, received TEXT NOT NULL, payload BLOB, count INTEGER NOT NULL DEFAULT 1)")
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(dead_letters)")}
+            for name, kind in _ADDED:
+                if name not in have:
+                    self._conn.execute(f"ALTER TABLE dead_letters ADD COLUMN {name} {kind}")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS dead_letters_twin ON dead_letters (twin, id)")
+            self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters (key)")
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(f"cannot open the dead-letter store {path}: {exc}", path=str(path)) from exc
         self._lock = threading.Lock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT, transport TEXT NOT NULL,"
-            " address TEXT, twin TEXT, property TEXT, rule TEXT NOT NULL, reason TEXT NOT NULL,"
-            " received TEXT NOT NULL, payload BLOB, count INTEGER NOT NULL DEFAULT 1)")
-        self._conn.execute("CREATE INDEX IF NOT EXISTS dead_letters_twin ON dead_letters (twin, id)")
+        self._insert = _INSERT.format("dead_letters", ", ".join("?" * 13), "dead_letters")
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
-        rows = [(d.transport, d.address, d.twin, d.property, d.rule, d.reason, d.received.isoformat(), d.payload,
-                 d.count) for d in letters]
+        rows = [_values(d, d.received.isoformat()) for d in letters]
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "INSERT INTO dead_letters (transport, address, twin, property, rule, reason, received, payload,"
-                    " count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._conn.executemany(self._insert, rows)
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
@@ -154,6 +215,7 @@ class PostgresDeadLetters:
         self._schema = schema
         self._dsn = dsn
         self._sql = sql
+        self._errors = psycopg.Error
         try:
             self._conn = psycopg.connect(dsn, autocommit=True)
         except psycopg.OperationalError as exc:
@@ -165,15 +227,22 @@ class PostgresDeadLetters:
             "CREATE TABLE IF NOT EXISTS {}.dead_letters (id bigserial PRIMARY KEY, transport text NOT NULL,"
             " address text, twin text, property text, rule text NOT NULL, reason text NOT NULL,"
             " received timestamptz NOT NULL, payload bytea, count integer NOT NULL DEFAULT 1)").format(ident))
+        for name, kind in _ADDED:
+            self._conn.execute(sql.SQL("ALTER TABLE {}.dead_letters ADD COLUMN IF NOT EXISTS {} " + kind).format(
+                ident, sql.Identifier(name)))
+        self._conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON {}.dead_letters (key)")
+                           .format(ident))
         self._table = sql.SQL("{}.dead_letters").format(ident)
+        self._insert = sql.SQL(_INSERT.format("{}", ", ".join(["%s"] * 13), "{}")).format(self._table,
+                                                                                       sql.Identifier("dead_letters"))
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
-        rows = [(d.transport, d.address, d.twin, d.property, d.rule, d.reason, d.received, d.payload, d.count)
-                for d in letters]
-        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-            cur.executemany(self._sql.SQL(
-                "INSERT INTO {} (transport, address, twin, property, rule, reason, received, payload, count)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)").format(self._table), rows)
+        rows = [_values(d, d.received) for d in letters]
+        try:
+            with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+                cur.executemany(self._insert, rows)
+        except self._errors as exc:
+            raise Unavailable(f"cannot store dead letters: {exc}") from exc
 
     def list(self, *, after: int = 0, limit: int = 100, twin: str | None = None,
              rule: str | None = None) -> list[DeadLetter]:

@@ -22,10 +22,13 @@ from tvilling.core.envelope import Envelope, format_ts
 from tvilling.core.errors import Invalid
 from tvilling.history.readings import BAD, CONVERTED, GOOD, UNCERTAIN, Readings
 from tvilling.ingest.deadletter import DeadLetter
+from tvilling.ingest.ports import RawMessage
 from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec
 from tvilling.models.units import convert
 
 QUALITY = {None: GOOD, "good": GOOD, "uncertain": UNCERTAIN, "bad": BAD}
+MAX_EXACT_INT = 2**53  # integers beyond are not exact as the float64 history stores them: rejected ("range")
+MAX_TEXT = 65_536  # characters of one string (or structured value as JSON): longer ones are rejected ("size")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
@@ -42,9 +45,16 @@ class Columns:
     quality: list[int] = field(default_factory=list)
     flags: list[int] = field(default_factory=list)
     source: list[str | None] = field(default_factory=list)
+    origin: list[int] = field(default_factory=list)  # index of the envelope each row came from
     rejects: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     has_text: bool = False
+
+    def truncate(self, n: int) -> None:
+        """Drop the rows from ``n`` on (an envelope that failed half-way)."""
+        for rows in (self.twin, self.prop, self.ts, self.value, self.text, self.quality, self.flags, self.source,
+                     self.origin):
+            del rows[n:]
 
     def readings(self) -> tuple[Readings, np.ndarray]:
         n = len(self.ts)
@@ -91,58 +101,86 @@ def normalise(
     transport: str,
     received: datetime,
     address: str | None = None,
+    origins: Sequence[RawMessage | None] | None = None,
 ) -> tuple[Columns, list[tuple[str, str]]]:
-    """Validate every value; returns the columns and the message ids to remember once stored."""
+    """Validate every value; returns the columns and the message ids to remember once stored.
+
+    ``origins`` (one per envelope, where known) are the raw messages the envelopes were read
+    from: a rejection keeps that message's payload. An envelope that makes anything raise is
+    rejected whole (rule ``internal``, naming the exception), never the batch.
+    """
     cols = Columns()
     new_ids: list[tuple[str, str]] = []
     batch_ids: set[tuple[str, str]] = set()
-    for env in envelopes:
-        model = models_of.get(env.twin)
-        if model is None:
-            cols.rejects.append(_letter(env, None, f"twin {env.twin!r} does not exist", "unknown_twin",
-                                        transport, received, address))
-            continue
-        if env.id is not None:
-            id_key = (env.twin, env.id)
-            if id_key in batch_ids or seen.seen(*id_key):
-                cols.duplicates += len(env.values)
-                continue
-            batch_ids.add(id_key)
-            new_ids.append(id_key)
-        specs = specs_of(model)
-        ts = to_us(env.ts)
-        quality = QUALITY[env.quality]
-        for key, raw in env.values.items():
-            spec = specs.get(key)
-            # the common case inline: a finite float (or int) for a numeric property
-            if spec is not None and spec.kind == NUMBER and type(raw) is float and raw - raw == 0.0:  # finite
-                cols.twin.append(env.twin)
-                cols.prop.append(key)
-                cols.ts.append(ts)
-                cols.value.append(raw)
-                cols.text.append(None)
-                cols.quality.append(quality)
-                cols.flags.append(0)
-                cols.source.append(env.source)
-                continue
-            if spec is None and isinstance(raw, Mapping) and any(f"{key}.{k}" in specs for k in raw):
-                for sub, sub_raw in raw.items():  # a component's values, nested
-                    _one(cols, env, f"{key}.{sub}", sub_raw, specs.get(f"{key}.{sub}"), ts, quality, model,
-                         validate_other, transport, received, address)
-                continue
-            _one(cols, env, key, raw, spec, ts, quality, model, validate_other, transport, received, address)
+    for index, env in enumerate(envelopes):
+        origin = origins[index] if origins is not None else None
+        rows = len(cols.ts)
+        try:
+            _envelope(cols, index, env, origin, models_of, specs_of, validate_other, seen, batch_ids, new_ids,
+                      transport, received, address)
+        except Exception as exc:  # whatever one message does, it cannot fail the others: it becomes a dead letter
+            cols.truncate(rows)
+            cols.rejects.append(letter(env, origin, f"twin {_short(env.twin)!r}: unexpected {type(exc).__name__} "
+                                       f"while reading the message: {_short(str(exc))}", "internal",
+                                       transport=transport, received=received, address=address))
     return cols, new_ids
 
 
-def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, ts: int, quality: int,
-         model: str, validate_other: Callable[[str, str, str, Any], Any], transport: str, received: datetime,
-         address: str | None) -> None:
+def _envelope(cols: Columns, index: int, env: Envelope, origin: RawMessage | None, models_of: Mapping[str, str],
+              specs_of: Callable[[str], Mapping[str, Spec]], validate_other: Callable[[str, str, str, Any], Any],
+              seen: SeenIds, batch_ids: set[tuple[str, str]], new_ids: list[tuple[str, str]], transport: str,
+              received: datetime, address: str | None) -> None:
+    model = models_of.get(env.twin)
+    if model is None:
+        cols.rejects.append(letter(env, origin, f"twin {_short(env.twin)!r} does not exist", "unknown_twin",
+                                   transport=transport, received=received, address=address))
+        return
+    if not env.values:
+        cols.rejects.append(letter(env, origin, f"twin {env.twin!r}: the message has no values", "empty",
+                                   transport=transport, received=received, address=address))
+        return
+    if env.id is not None:
+        id_key = (env.twin, env.id)
+        if id_key in batch_ids or seen.seen(*id_key):
+            cols.duplicates += len(env.values)
+            return
+        batch_ids.add(id_key)
+        new_ids.append(id_key)
+    specs = specs_of(model)
+    ts = to_us(env.ts)
+    quality = QUALITY[env.quality]
+    for key, raw in env.values.items():
+        spec = specs.get(key)
+        # the common case inline: a finite float for a numeric property
+        if spec is not None and spec.kind == NUMBER and type(raw) is float and raw - raw == 0.0:  # finite
+            cols.twin.append(env.twin)
+            cols.prop.append(key)
+            cols.ts.append(ts)
+            cols.value.append(raw)
+            cols.text.append(None)
+            cols.quality.append(quality)
+            cols.flags.append(0)
+            cols.source.append(env.source)
+            cols.origin.append(index)
+            continue
+        if spec is None and isinstance(raw, Mapping) and any(f"{key}.{k}" in specs for k in raw):
+            for sub, sub_raw in raw.items():  # a component's values, nested
+                _one(cols, index, env, origin, f"{key}.{sub}", sub_raw, specs.get(f"{key}.{sub}"), ts, quality,
+                     model, validate_other, transport, received, address)
+            continue
+        _one(cols, index, env, origin, key, raw, spec, ts, quality, model, validate_other, transport, received,
+             address)
+
+
+def _one(cols: Columns, index: int, env: Envelope, origin: RawMessage | None, path: str, raw: Any, spec: Spec | None,
+         ts: int, quality: int, model: str, validate_other: Callable[[str, str, str, Any], Any], transport: str,
+         received: datetime, address: str | None) -> None:
     def reject(reason: str, rule: str) -> None:
-        cols.rejects.append(_letter(env, path, f"twin {env.twin!r}: {path}: {reason}", rule, transport, received,
-                                    address, value=raw))
+        cols.rejects.append(letter(env, origin, f"twin {env.twin!r}: {_short(path)}: {reason}", rule, prop=path,
+                                   transport=transport, received=received, address=address))
 
     if spec is None:
-        reject(f"the model {model} has no property or telemetry {path!r}", "unknown_property")
+        reject(f"the model {model} has no property or telemetry {_short(path)!r}", "unknown_property")
         return
     flags = 0
     value: Any = raw
@@ -152,7 +190,7 @@ def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, t
             return
         try:
             value = convert(raw["value"], str(raw["unit"]), spec.unit)
-        except (Invalid, TypeError, ValueError) as exc:
+        except (Invalid, TypeError, ValueError, OverflowError) as exc:
             reject(f"cannot convert {raw['unit']!r} to {spec.unit!r}: {exc}", "unit")
             return
         flags = CONVERTED
@@ -167,6 +205,9 @@ def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, t
         if isinstance(value, float) and not math.isfinite(value):
             reject(f"{value} is not a finite number", "finite")
             return
+        if isinstance(value, int) and not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
+            reject(f"{_show(value)} is out of range (integers are stored exactly up to ±2**53)", "range")
+            return
         text = None
     elif kind == BOOLEAN:
         if type(value) is not bool:
@@ -177,6 +218,9 @@ def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, t
     elif kind == STRING:
         if not isinstance(value, str):
             reject(f"expected a string, got {_show(value)}", "type")
+            return
+        if len(value) > MAX_TEXT:
+            reject(f"a string of {len(value)} characters; at most {MAX_TEXT}", "size")
             return
         text = json.dumps(value)
         value = math.nan
@@ -190,6 +234,9 @@ def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, t
             value, text = float(checked), None
         else:
             value, text = math.nan, json.dumps(checked)
+            if len(text) > MAX_TEXT:
+                reject(f"a value of {len(text)} characters as JSON; at most {MAX_TEXT}", "size")
+                return
     if text is not None:
         cols.has_text = True
     cols.twin.append(env.twin)
@@ -200,20 +247,27 @@ def _one(cols: Columns, env: Envelope, path: str, raw: Any, spec: Spec | None, t
     cols.quality.append(quality)
     cols.flags.append(flags)
     cols.source.append(env.source)
+    cols.origin.append(index)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and not -10**60 < value < 10**60:
+        return f"an integer of {len(str(abs(value)))} digits"
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _letter(env: Envelope, prop: str | None, reason: str, rule: str, transport: str, received: datetime,
-            address: str | None, value: Any = None) -> DeadLetter:
-    doc = env.to_json()
-    if prop is not None:
-        doc["values"] = {prop: value}
-    return DeadLetter(transport=transport, address=address, twin=env.twin, property=prop, rule=rule,
-                      reason=reason, received=received, payload=msgspec.json.encode(doc))
+def letter(env: Envelope, origin: RawMessage | None, reason: str, rule: str, *, transport: str, received: datetime,
+           address: str | None, prop: str | None = None, count: int = 1) -> DeadLetter:
+    """The dead letter of (part of) an envelope: the raw message it came from, or the envelope as JSON."""
+    payload = origin.payload if origin is not None else msgspec.json.encode(env.to_json())
+    return DeadLetter.of(payload, transport=transport, address=origin.address if origin is not None else address,
+                         twin=env.twin, property=prop, rule=rule, reason=reason, received=received,
+                         message_id=env.id, count=count)
 
 
 def ts_text(ts_us: int) -> str:

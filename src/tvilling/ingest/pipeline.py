@@ -29,10 +29,11 @@ from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Conflict
 from tvilling.core.events import Event
 from tvilling.core.twin import Twin
+from tvilling.history.ports import Point
 from tvilling.history.readings import QUALITY_NAMES, Readings, flag_names
 from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean
 from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
-from tvilling.ingest.normalise import SeenIds, normalise, to_us, ts_text
+from tvilling.ingest.normalise import SeenIds, letter, normalise, to_us, ts_text
 from tvilling.ingest.ports import IngestResult, RawMessage
 from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec, specs_for
 from tvilling.models.outputs import OUTPUTS
@@ -44,7 +45,12 @@ log = logging.getLogger("tvilling.ingest")
 
 
 class HistoryAppend(Protocol):
-    def append(self, readings: Readings) -> int: ...
+    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> int: ...
+
+    def range(self, twin: str, prop: str, start_us: int, end_us: int, *, limit: int = 1000,
+              after_us: int | None = None) -> list[Point]: ...
+
+    def recent_message_ids(self, limit: int) -> list[tuple[str, str]]: ...
 
 
 class Observer(Protocol):
@@ -73,6 +79,8 @@ class Pipeline:
         self.settings = settings or IngestSettings()
         self.series = SeriesState()
         self.seen = SeenIds(self.settings.dedupe_ids)
+        # the ids journaled with history: a message redelivered after a crash is known once its readings are
+        self.seen.remember(history.recent_message_ids(self.settings.dedupe_ids))
         self._specs: dict[str, dict[str, Spec]] = {}
         self._lock = threading.Lock()
         self._stale_marked: set[int] = set()
@@ -81,35 +89,85 @@ class Pipeline:
 
     # -- entry points -------------------------------------------------------------------
     def ingest_envelopes(self, envelopes: Sequence[Envelope], *, transport: str = "api",
-                         raw: RawMessage | None = None, now: datetime | None = None) -> IngestResult:
+                         raw: RawMessage | None = None, now: datetime | None = None,
+                         origins: Sequence[RawMessage | None] | None = None) -> IngestResult:
+        """Validate, clean and store; ``origins`` (one per envelope) are the raw messages they came from.
+
+        Whatever one message does, it cannot fail the rest of its batch: an envelope that makes a
+        validation or cleaning step raise is dead-lettered (rule ``internal``, naming the
+        exception) with its raw message, and the others are stored. Only a store that fails
+        (``Unavailable``) fails the batch, and then nothing of it counts as stored.
+        """
         received = now or datetime.now(UTC)
+        if origins is not None and len(origins) != len(envelopes):
+            raise ValueError("origins must hold one raw message (or None) per envelope")
+        try:
+            return self._ingest_envelopes(envelopes, transport, raw, received, origins)
+        except _Unprocessable as exc:
+            return self._isolate(envelopes, transport, raw, received, origins, exc.error)
+
+    def _ingest_envelopes(self, envelopes: Sequence[Envelope], transport: str, raw: RawMessage | None,
+                          received: datetime, origins: Sequence[RawMessage | None] | None) -> IngestResult:
         with self._lock:
             snaps = self.twins.store.get_many(sorted({e.twin for e in envelopes}))
-            cols, new_ids = normalise(
-                envelopes, models_of={k: t.model for k, t in snaps.items()}, specs_of=self._specs_of,
-                validate_other=self._validate_other, seen=self.seen, transport=transport, received=received,
-                address=raw.address if raw else None,
-            )
-            readings, source = cols.readings()
-            result, accepted = self._store(readings, source, snaps, cols.rejects, cols.duplicates, transport,
-                                           received)
+            try:
+                cols, new_ids = normalise(
+                    envelopes, models_of={k: t.model for k, t in snaps.items()}, specs_of=self._specs_of,
+                    validate_other=self._validate_other, seen=self.seen, transport=transport, received=received,
+                    address=raw.address if raw else None, origins=origins,
+                )
+                readings, source = cols.readings()
+                origin = _Origins(envelopes, origins, np.array(cols.origin, dtype=np.int64),
+                                  raw.address if raw else None)
+                batch = self._prepare(readings, source, snaps, cols.rejects, cols.duplicates, transport, received,
+                                      origin=origin)
+            except Exception as exc:  # the pure stages: a hostile message or a bug, not a store
+                raise _Unprocessable(exc) from exc
+            result, accepted = self._write(batch, transport, new_ids)
             self.seen.remember(new_ids)
         self._notify(accepted, snaps, transport)
         return result
+
+    def _isolate(self, envelopes: Sequence[Envelope], transport: str, raw: RawMessage | None, received: datetime,
+                 origins: Sequence[RawMessage | None] | None, error: BaseException) -> IngestResult:
+        """Store the batch in halves (by message) until the message that makes a pure stage raise is alone."""
+        groups: dict[int, list[int]] = {}
+        for i in range(len(envelopes)):
+            origin = origins[i] if origins is not None else None
+            groups.setdefault(id(origin) if origin is not None else -1 - i, []).append(i)
+        parts = list(groups.values())
+        if len(parts) == 1:
+            log.error("ingest: a message made the pipeline raise %s (%s); dead-lettered", type(error).__name__, error)
+            letters = [letter(envelopes[i], origins[i] if origins is not None else None,
+                              f"twin {envelopes[i].twin[:80]!r}: unexpected {type(error).__name__} while ingesting "
+                              f"the message: {str(error)[:200]}", "internal", transport=transport, received=received,
+                              address=raw.address if raw else None, count=max(1, len(envelopes[i].values)))
+                       for i in parts[0]]
+            self.dead_letters.add(letters)
+            return IngestResult(rejected=sum(d.count for d in letters))
+        total = IngestResult()
+        half = len(parts) // 2
+        for chunk in (parts[:half], parts[half:]):
+            idx = sorted(i for part in chunk for i in part)
+            res = self.ingest_envelopes([envelopes[i] for i in idx], transport=transport, raw=raw, now=received,
+                                        origins=[origins[i] for i in idx] if origins is not None else None)
+            total = IngestResult(accepted=total.accepted + res.accepted, rejected=total.rejected + res.rejected,
+                                 duplicates=total.duplicates + res.duplicates, flagged=total.flagged + res.flagged)
+        return total
 
     def ingest_readings(self, readings: Readings, *, source: str | None = None, transport: str = "replay",
                         now: datetime | None = None) -> IngestResult:
         """The columnar fast path (replay, HTTP columnar form): numeric and text readings, validated per series."""
         received = now or datetime.now(UTC)
         with self._lock:
-            sid = self.series.ids(readings.twin, readings.prop)
-            first = np.unique(sid, return_index=True)[1]
-            snaps = self.twins.store.get_many(sorted(set(readings.twin[first].tolist())))
-            keep, letters = self._validate_columns(readings, sid, first, snaps, transport, received)
+            twins = np.unique(readings.twin)
+            snaps = self.twins.store.get_many(sorted(twins.tolist()))
+            keep, letters = self._validate_columns(readings, snaps, transport, received)
             if keep is not None:
-                readings, sid = readings.take(keep), sid[keep]
+                readings = readings.take(keep)
             src = np.full(len(readings), source, dtype=object)
-            result, accepted = self._store(readings, src, snaps, letters, 0, transport, received, sid=sid)
+            batch = self._prepare(readings, src, snaps, letters, 0, transport, received)
+            result, accepted = self._write(batch, transport)
         self._notify(accepted, snaps, transport)
         return result
 
@@ -140,8 +198,8 @@ class Pipeline:
                 log.exception("ingest observer %r failed on a batch of %d readings", observer, len(accepted))
 
     def reject(self, raw: RawMessage, reason: str, rule: str = "translate") -> None:
-        self.dead_letters.add([DeadLetter(transport=raw.transport, address=raw.address, rule=rule, reason=reason,
-                                          received=raw.received, payload=raw.payload)])
+        self.dead_letters.add([DeadLetter.of(raw.payload, transport=raw.transport, address=raw.address, rule=rule,
+                                             reason=reason, received=raw.received)])
 
     def check_stale(self, now: datetime | None = None) -> int:
         """Mark the properties whose series fell silent (quality 'uncertain', 'stale': true); returns how many."""
@@ -165,32 +223,52 @@ class Pipeline:
             return len(fresh)
 
     # -- stages --------------------------------------------------------------------------
-    def _store(self, readings: Readings, source: npt.NDArray[np.object_], snaps: Mapping[str, Twin],
-               letters: list[DeadLetter], duplicates: int, transport: str, received: datetime,
-               sid: npt.NDArray[np.int64] | None = None) -> tuple[IngestResult, Readings]:
+    def _prepare(self, readings: Readings, source: npt.NDArray[np.object_], snaps: Mapping[str, Twin],
+                 letters: list[DeadLetter], duplicates: int, transport: str, received: datetime,
+                 origin: _Origins | None = None) -> _Prepared:
+        """The pure part of storing a batch: clean it and build its dead letters and state patches."""
         seed = self.series.seed_new(lambda t, p: _seed(snaps.get(t), p))
-        if sid is None:
-            sid = self.series.ids(readings.twin, readings.prop)
+        sid = self.series.ids(readings.twin, readings.prop)
         seed()
-        cleaned = clean(readings, sid, self.series, to_us(received), self.settings)
+        cleaned = clean(readings, sid, self.series, to_us(received), self.settings,
+                        in_history=lambda rows: self._in_history(readings, rows))
         for rows, reason, rule in cleaned.rejected:
-            letters.extend(_group_letters(readings, rows, reason, rule, transport, received))
-        if letters:
-            self.dead_letters.add(letters)
+            if origin is not None:
+                letters.extend(origin.letters(readings, rows, reason, rule, transport, received))
+            else:
+                letters.extend(_group_letters(readings, rows, reason, rule, transport, received))
         accepted = cleaned.readings
+        patches = self._patches(accepted, source[cleaned.keep], cleaned.newest, snaps) if len(accepted) else {}
+        return _Prepared(accepted, patches, snaps, letters, duplicates, cleaned)
+
+    def _in_history(self, r: Readings, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """Whether history holds these readings (rare: only a reading equal to a restart's seeded point)."""
+        held = np.zeros(len(rows), dtype=bool)
+        for k, i in enumerate(rows.tolist()):
+            ts = int(r.ts[i])
+            text = r.text[i] if r.text is not None else None
+            held[k] = any(p.ts_us == ts and p.text == text and (p.value == r.value[i] or text is not None)
+                          for p in self.history.range(r.twin[i], r.prop[i], ts, ts + 1, limit=100))
+        return held
+
+    def _write(self, batch: _Prepared, transport: str,
+               message_ids: Sequence[tuple[str, str]] = ()) -> tuple[IngestResult, Readings]:
+        """Dead letters, then the twins' state (what live readers wait for), then history; the batch counts
+        as stored, and the transport acknowledges it, only after all three (a crash in between means
+        redelivery: the state gets the same values again, history gets them for the first time)."""
+        if batch.letters:
+            self.dead_letters.add(batch.letters)
+        accepted, cleaned = batch.accepted, batch.cleaned
         if len(accepted):
-            # the twin's state first (what live readers wait for), then history; the batch counts as stored,
-            # and the transport acknowledges it, only after both (a crash in between means redelivery: the
-            # state gets the same values again, history gets them for the first time)
-            self._commit_patches(self._patches(accepted, source[cleaned.keep], cleaned.newest, snaps),
-                                 f"ingest:{transport}", snaps)
+            self._commit_patches(batch.patches, f"ingest:{transport}", batch.snaps)
             for hook in self.state_hooks:
                 hook(accepted)
-            self.history.append(accepted)
+        if len(accepted) or message_ids:
+            self.history.append(accepted, message_ids=message_ids)  # the ids in the same transaction
         cleaned.commit_state()
         self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
-        return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in letters),
-                            duplicates=duplicates + cleaned.duplicates, flagged=cleaned.flagged), accepted
+        return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in batch.letters),
+                            duplicates=batch.duplicates + cleaned.duplicates, flagged=cleaned.flagged), accepted
 
     def _patches(self, r: Readings, source: npt.NDArray[np.object_], newest: npt.NDArray[np.bool_],
                  snaps: Mapping[str, Twin]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -243,12 +321,21 @@ class Pipeline:
                 snaps = store.get_many(sorted(pending))
         raise Conflict(f"twin state kept changing under ingest ({MAX_COMMIT_RETRIES} tries)", rule="contention")
 
-    def _validate_columns(self, r: Readings, sid: npt.NDArray[np.int64], first: npt.NDArray[np.intp],
-                          snaps: Mapping[str, Twin], transport: str,
+    def _validate_columns(self, r: Readings, snaps: Mapping[str, Twin], transport: str,
                           received: datetime) -> tuple[npt.NDArray[np.int64] | None, list[DeadLetter]]:
-        """Check each series of the batch once (rows grouped by series id); returns rows to keep or None."""
+        """Check each series of the batch once (rows grouped by series); returns rows to keep or None.
+
+        Series get the pipeline's ids only once they pass, so unknown twins and properties never
+        take a place in its per-series state.
+        """
         letters: list[DeadLetter] = []
         keep = np.ones(len(r), dtype=bool)
+        if not len(r):
+            return None, letters
+        twin_i = np.unique(r.twin, return_inverse=True)[1]
+        props, prop_i = np.unique(r.prop, return_inverse=True)
+        sid = twin_i.astype(np.int64) * len(props) + prop_i
+        first = np.unique(sid, return_index=True)[1]
         order = np.argsort(sid, kind="stable")
         bounds = np.searchsorted(sid[order], sid[first])
         ends = np.append(bounds[1:], len(order))
@@ -319,12 +406,66 @@ class IngestService:
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
 
-    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None,
+                     origins: Sequence[RawMessage | None] | None = None) -> IngestResult:
         transport = raw.transport if raw is not None else "api"
-        return await asyncio.to_thread(self.pipeline.ingest_envelopes, envelopes, transport=transport, raw=raw)
+        return await asyncio.to_thread(self.pipeline.ingest_envelopes, envelopes, transport=transport, raw=raw,
+                                       origins=origins)
 
     async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:
         await asyncio.to_thread(self.pipeline.reject, raw, reason, rule)
+
+
+class _Unprocessable(Exception):
+    """A pure stage raised on a batch (internal): the batch is stored in parts to isolate the message."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Prepared:
+    """A batch cleaned and ready to write."""
+
+    accepted: Readings
+    patches: dict[str, tuple[dict[str, Any], dict[str, Any]]]
+    snaps: Mapping[str, Twin]
+    letters: list[DeadLetter]
+    duplicates: int
+    cleaned: Any  # the cleaning result: its series state advances once written
+
+
+@dataclass
+class _Origins:
+    """Where each row of an envelope batch came from: the envelope and its raw message."""
+
+    envelopes: Sequence[Envelope]
+    raws: Sequence[RawMessage | None] | None
+    row_envelope: npt.NDArray[np.int64]  # per row, the index of its envelope
+    address: str | None
+
+    def letters(self, r: Readings, rows: npt.NDArray[np.int64], reason: str, rule: str, transport: str,
+                received: datetime) -> list[DeadLetter]:
+        """One dead letter per message and series, with the message's raw payload and id."""
+        groups: dict[tuple[int, str, str], list[int]] = defaultdict(list)
+        for i in rows.tolist():
+            groups[(int(self.row_envelope[i]), r.twin[i], r.prop[i])].append(i)
+        out = []
+        for (e, _twin, prop), idx in groups.items():
+            shown = ", ".join(f"{ts_text(int(r.ts[i]))}={_shown(r, i)}" for i in idx[:5])
+            more = f" and {len(idx) - 5} more" if len(idx) > 5 else ""
+            out.append(letter(self.envelopes[e], self.raws[e] if self.raws is not None else None,
+                              f"{reason} ({shown}{more})", rule, transport=transport, received=received,
+                              address=self.address, prop=prop, count=len(idx)))
+        return out
+
+
+def _shown(r: Readings, i: int) -> str:
+    if r.text is not None and r.text[i] is not None:
+        text = str(r.text[i])
+        return text if len(text) <= 40 else text[:37] + "..."
+    return repr(_jsonable(float(r.value[i])))
 
 
 def _seed(snap: Twin | None, path: str) -> tuple[int, float, str | None]:
@@ -377,8 +518,8 @@ def _group_letters(r: Readings, rows: npt.NDArray[np.int64], reason: str, rule: 
         values = [json.loads(r.text[i]) if r.text is not None and r.text[i] is not None
                   else _jsonable(float(r.value[i])) for i in idx]
         doc = {"twin": twin, "property": prop, "ts": [ts_text(int(r.ts[i])) for i in idx], "values": values}
-        out.append(DeadLetter(transport=transport, twin=twin, property=prop, rule=rule, reason=reason,
-                              received=received, payload=msgspec.json.encode(doc), count=len(idx)))
+        out.append(DeadLetter.of(msgspec.json.encode(doc), transport=transport, twin=twin, property=prop, rule=rule,
+                                 reason=reason, received=received, count=len(idx)))
     return out
 
 

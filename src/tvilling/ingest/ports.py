@@ -35,8 +35,14 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IngestSink(Protocol):
-    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None) -> IngestResult:
-        """Validate, clean and durably store; returns only when stored (or dead-lettered)."""
+    async def ingest(self, envelopes: Sequence[Envelope], *, raw: RawMessage | None = None,
+                     origins: Sequence[RawMessage | None] | None = None) -> IngestResult:
+        """Validate, clean and durably store; returns only when stored (or dead-lettered).
+
+        ``origins`` (one per envelope, where the transport has them) are the raw messages the
+        envelopes were read from; a rejection keeps its message's raw payload. Raises
+        ``Unavailable`` when a store fails: then nothing of the batch counts as stored.
+        """
         ...
 
     async def reject(self, raw: RawMessage, reason: str, *, rule: str = "translate") -> None:

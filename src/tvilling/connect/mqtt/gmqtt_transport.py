@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import ssl
 import struct
 import time
@@ -337,7 +338,8 @@ class GmqttTransport:
                         self.address.host, self.address.port, conn.reason, delay)
             await self._drop(conn, conn.reason)
             while not self._closing:
-                await asyncio.sleep(delay)
+                # full jitter in [delay/2, delay]: workers that lost the same broker do not return in lockstep
+                await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, self.options.backoff_max_s)
                 try:
                     self._conn = await self._connect()

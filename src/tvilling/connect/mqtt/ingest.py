@@ -9,9 +9,12 @@ Guarantees (QoS 1, with the broker configured as in ``deploy/mosquitto/tvilling.
 
 * a message is acknowledged only after ``sink.ingest`` returned for the batch holding it
   (readings durably stored), or after ``sink.reject`` stored it as a dead letter;
-* if the sink raises, nothing of that batch is acknowledged; the connection is dropped and
-  re-established with backoff and the broker delivers the messages again (at least once:
-  the pipeline drops repeated ids);
+* if a store fails (the sink raises), nothing of that batch is acknowledged and the store is
+  retried with back-off (0.1 s doubling to 2 s) until it succeeds; meanwhile the broker sends at
+  most ``max_inflight`` unacknowledged messages, then holds the rest (back-pressure). A message
+  whose content makes ingest fail is the sink's to dead-letter: it cannot hold its batch up;
+* after a lost connection the broker delivers unacknowledged messages again (at least once:
+  the pipeline drops ids it has stored, across restarts too);
 * the session is persistent (clean start off, session expiry), so messages published while
   the worker is down are queued by the broker and delivered when it comes back;
 * at most ``max_inflight`` messages are unacknowledged at a time (MQTT Receive Maximum),
@@ -50,6 +53,8 @@ from tvilling.core.errors import Invalid, TvillingError
 from tvilling.ingest.ports import IngestSink, RawMessage
 
 log = logging.getLogger("tvilling.connect.mqtt.ingest")
+RETRY_INITIAL_S = 0.1  # a failed store is retried after this, doubling ...
+RETRY_MAX_S = 2.0  # ... up to this, until it succeeds or the ingest stops
 
 
 @dataclass
@@ -66,12 +71,15 @@ class _Batch:
     """Messages received and translated, waiting to be stored together."""
 
     first_at: float  # loop time of the first message
+    received: datetime  # wall-clock time of the first message (kept with dead letters)
     messages: int = 0
     envelopes: list[Envelope] = field(default_factory=list)
+    origins: list[RawMessage] = field(default_factory=list)  # per envelope, the raw message it came from
     tokens: list[int] = field(default_factory=list)  # acknowledgement tokens of the translated messages
     rejects: list[tuple[RawMessage, str, str, int]] = field(default_factory=list)  # (raw, reason, rule, token)
     topic: str | None = None  # the topic of all its messages, if they share one
     mixed: bool = False
+    rejects_stored: int = 0  # dead letters written so far (a retried batch does not write them again)
 
 
 class MqttIngest:
@@ -164,19 +172,26 @@ class MqttIngest:
         self.stats.received += 1
         batch = self._open
         if batch is None:
-            batch = self._open = _Batch(asyncio.get_running_loop().time(), topic=topic)
+            batch = self._open = _Batch(asyncio.get_running_loop().time(), datetime.now(UTC), topic=topic)
             self._wake.set()
         elif not batch.mixed and topic != batch.topic:
             batch.mixed, batch.topic = True, None
         batch.messages += 1
+        received = datetime.now(UTC) if self._mapped else batch.received
         try:
-            found = self.translator.translate(topic, payload,
-                                              received=datetime.now(UTC) if self._mapped else None)
+            found = self.translator.translate(topic, payload, received=received if self._mapped else None)
         except TvillingError as exc:
-            raw = RawMessage(transport="mqtt", address=topic, payload=payload, received=datetime.now(UTC))
+            raw = RawMessage(transport="mqtt", address=topic, payload=payload, received=received)
             batch.rejects.append((raw, exc.message, str(exc.fields.get("rule", "translate")), token))
+        except Exception as exc:  # no message can stop ingest: anything unforeseen dead-letters that message
+            raw = RawMessage(transport="mqtt", address=topic, payload=payload, received=received)
+            batch.rejects.append((raw, f"unexpected {type(exc).__name__} while reading the message: {str(exc)[:200]}",
+                                  "internal", token))
         else:
-            batch.envelopes.extend(found)
+            if found:
+                raw = RawMessage(transport="mqtt", address=topic, payload=payload, received=received)
+                batch.envelopes.extend(found)
+                batch.origins.extend([raw] * len(found))
             batch.tokens.append(token)
         if batch.messages >= self.batch_size:
             self._sealed.append(batch)
@@ -206,9 +221,9 @@ class MqttIngest:
             self._storing = True
             try:
                 await self._process(batch)
-            except Exception:
-                log.exception("MQTT ingest %s: a batch of %d message(s) failed; not acknowledged",
-                              self.client_id, batch.messages)
+            except Exception:  # _process retries store failures itself: this is a bug, and must not stop ingest
+                log.exception("MQTT ingest %s: a batch of %d message(s) failed; not acknowledged, reconnecting "
+                              "for redelivery", self.client_id, batch.messages)
                 self.transport.reconnect("ingest failed")
             finally:
                 self._storing = False
@@ -216,42 +231,44 @@ class MqttIngest:
                 self._wake.set()
 
     async def _process(self, batch: _Batch) -> None:
-        acks: list[int] = []
-        for raw, reason, rule, token in batch.rejects:
-            if await self._reject(raw, reason, rule):
-                acks.append(token)
-        stored = True
-        if batch.envelopes:
-            started = time.perf_counter()
+        """Store the batch, retrying (with back-off) while a store fails; then acknowledge all its messages.
+
+        While the store is down nothing is acknowledged, so the broker stops sending once
+        ``max_inflight`` messages are unacknowledged: back-pressure, not an unbounded buffer.
+        """
+        delay = RETRY_INITIAL_S
+        while True:
             try:
-                await self.sink.ingest(batch.envelopes, raw=RawMessage(transport="mqtt", address=batch.topic,
-                                                                       received=datetime.now(UTC)))
+                await self._store(batch)
+                break
             except Exception as exc:
-                stored = False
                 self.stats.sink_failures += 1
-                log.error("MQTT ingest %s: sink failed on a batch of %d message(s) (%s: %s); not acknowledged, "
-                          "the broker will deliver them again", self.client_id, len(batch.tokens),
-                          type(exc).__name__, exc)
-            else:
-                self.stats.batches += 1
-                log.debug("MQTT ingest %s: stored %d message(s) in %.1f ms", self.client_id, len(batch.tokens),
-                          (time.perf_counter() - started) * 1000)
-        if stored:
-            acks.extend(batch.tokens)
+                if not self._accepting:
+                    log.warning("MQTT ingest %s: stopping with a batch of %d message(s) not stored (%s); the broker "
+                                "keeps them for the next session", self.client_id, batch.messages, exc)
+                    return
+                log.error("MQTT ingest %s: storing a batch of %d message(s) failed (%s: %s); nothing of it is "
+                          "acknowledged; retrying in %.1f s", self.client_id, batch.messages, type(exc).__name__, exc,
+                          delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        acks = batch.tokens + [token for *_, token in batch.rejects]
         self.stats.acknowledged += len(acks)
         if self.qos:
             self.transport.ack([t for t in acks if t])
-        if not stored or len(acks) < len(batch.tokens) + len(batch.rejects):
-            self.transport.reconnect("messages not stored; reconnecting for redelivery")
 
-    async def _reject(self, raw: RawMessage, reason: str, rule: str) -> bool:
-        try:
+    async def _store(self, batch: _Batch) -> None:
+        """Dead letters (once), then the readings; raises if a store fails."""
+        while batch.rejects_stored < len(batch.rejects):
+            raw, reason, rule, _token = batch.rejects[batch.rejects_stored]
             await self.sink.reject(raw, reason, rule=rule)
-        except Exception as exc:
-            self.stats.sink_failures += 1
-            log.error("MQTT ingest %s: dead-letter store failed for %r (%s); not acknowledged", self.client_id,
-                      raw.address, exc)
-            return False
-        self.stats.rejected += 1
-        log.debug("MQTT ingest %s: rejected message on %r: %s", self.client_id, raw.address, reason)
-        return True
+            batch.rejects_stored += 1
+            self.stats.rejected += 1
+            log.debug("MQTT ingest %s: rejected message on %r: %s", self.client_id, raw.address, reason)
+        if batch.envelopes:
+            started = time.perf_counter()
+            raw = RawMessage(transport="mqtt", address=batch.topic, received=batch.received)
+            await self.sink.ingest(batch.envelopes, origins=batch.origins, raw=raw)
+            self.stats.batches += 1
+            log.debug("MQTT ingest %s: stored %d message(s) in %.1f ms", self.client_id, len(batch.tokens),
+                      (time.perf_counter() - started) * 1000)

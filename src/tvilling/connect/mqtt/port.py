@@ -74,8 +74,8 @@ class SessionOptions:
     receive_maximum: int = 1000  # QoS 1 messages the broker may have in flight to us
     keepalive_s: int = 30
     connect_timeout_s: float = 10.0
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_initial_s: float = 0.1  # the first reconnect attempt, doubling up to backoff_max_s ...
+    backoff_max_s: float = 1.0  # ... so a broker that is back is found within a second (each wait jittered)
     protocol_version: int = 5  # 5 = MQTT 5; 4 = MQTT 3.1.1 (e.g. amqtt): no properties, no retain handling
 
 

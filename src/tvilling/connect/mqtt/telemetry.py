@@ -17,11 +17,13 @@ tvilling.core.errors.Invalid: envelope: 'ts' is required (ISO 8601 with a zone, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from tvilling.connect.mapping import PayloadMapping, TopicPattern
 from tvilling.core.envelope import MAX_MESSAGE_ID, MAX_SOURCE, QUALITIES, Envelope, parse_envelope, parse_ts
@@ -31,6 +33,34 @@ from tvilling.core.ids import MAX_TWIN_ID
 TELEMETRY_TOPIC = "tvilling/{twin}/telemetry"
 MAX_RECORDS = 10_000  # records in one message (a list payload)
 MAX_ROUTES = 100_000  # topics whose route is remembered
+MAX_DEPTH = 32  # nesting of JSON objects and arrays in one payload; deeper ones are rejected before parsing
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def check_depth(payload: bytes, limit: int = MAX_DEPTH) -> None:
+    """Raise ``Invalid`` (rule ``depth``) if the JSON nests objects and arrays deeper than ``limit``.
+
+    Checked before parsing, so a hostile payload cannot exhaust the parser's recursion; it costs
+    two byte counts unless the payload has more brackets than the limit.
+
+    >>> check_depth(b'{"ts": 1, "values": {"a": [1, [2]]}}')
+    >>> check_depth(b"[" * 40 + b"]" * 40)
+    Traceback (most recent call last):
+    ...
+    tvilling.core.errors.Invalid: payload nests 40 levels deep; at most 32
+    """
+    if payload.count(b"{") + payload.count(b"[") <= limit:
+        return
+    text = _STRING.sub(b'""', payload) if b'"' in payload else payload
+    arr = np.frombuffer(text, dtype=np.uint8)
+    step = np.isin(arr, _OPEN).astype(np.int32) - np.isin(arr, _CLOSE).astype(np.int32)
+    depth = int(np.cumsum(step).max(initial=0))
+    if depth > limit:
+        raise Invalid(f"payload nests {depth} levels deep; at most {limit}", field="payload", rule="depth")
+
+
+_OPEN = np.frombuffer(b"{[", dtype=np.uint8)
+_CLOSE = np.frombuffer(b"}]", dtype=np.uint8)
 
 
 class _Canonical(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,6 +123,7 @@ class Translator:
         if isinstance(route, str):
             raise Invalid(route, field="topic", rule="topic")
         mapping, variables = route
+        check_depth(payload)
         if mapping is not None:
             return mapping.translate(topic, _records(decode_json(payload)), received=received, variables=variables)
         twin = variables["twin"]
