@@ -133,7 +133,7 @@ def test_state_survives_a_restart_of_the_pipeline():
 
 def test_a_reading_whose_state_was_committed_but_not_its_history_is_stored_when_redelivered():
     """A crash between the state commit and the history append: the twin has the value, history does not."""
-    platform, pipe, _history, letters = make_pipeline()
+    platform, pipe, _history, _letters = make_pipeline()
     pipe.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)
     _, fresh, empty_history, _ = make_pipeline(platform=platform)  # history never got the batch
     res = fresh.ingest_envelopes([env("B1", 0, {"temperature": 70.0})], now=T0)

@@ -32,9 +32,14 @@ from tvilling.history.series import SeriesIndex
 
 SCHEMA_VERSION = 1
 # DuckDB folds its write-ahead log into the file when the log passes this size. Its default
-# (16 MB) checkpoints every few 100k-row appends and made commits cost 35-66 ms a batch; at
-# 256 MB appends run about 2x faster, for a longer log to replay after a crash.
-CHECKPOINT_MB = 256
+# (16 MB) checkpoints every few 100k-row appends and made commits cost 35-66 ms a batch; 64 MB
+# appended as fast as 256 MB did (2,000-message batches, 4,000 readings each) while holding a
+# quarter of the un-checkpointed data in memory.
+CHECKPOINT_MB = 64
+# DuckDB's buffer pool defaults to 80 % of the machine's memory and keeps every page it read or
+# wrote: an ingesting server grew by ~16 MB/s under load. Bounded, it evicts clean pages (and
+# spills to <file>.tmp if it must). bench/chaos.py --cases overload measures the server's RSS.
+MEMORY_MB = 256
 ROLLUP_COLS = "series INTEGER NOT NULL, bucket BIGINT NOT NULL, min DOUBLE, max DOUBLE, sum DOUBLE, " \
               "count BIGINT, last DOUBLE, last_ts BIGINT, seq BIGINT"
 SCHEMA = [
@@ -70,14 +75,16 @@ class DuckDBHistoryStore(SqlStoreBase):
     >>> h.close()
     """
 
-    def __init__(self, path: str | Path, *, checkpoint_mb: int = CHECKPOINT_MB) -> None:
+    def __init__(self, path: str | Path, *, checkpoint_mb: int = CHECKPOINT_MB,
+                 memory_mb: int = MEMORY_MB) -> None:
         self.path = Path(path)
         self.series = SeriesIndex()
         self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn: duckdb.DuckDBPyConnection | None = duckdb.connect(
-                str(self.path), config={"checkpoint_threshold": f"{int(checkpoint_mb)}MB"})
+                str(self.path), config={"checkpoint_threshold": f"{int(checkpoint_mb)}MB",
+                                        "memory_limit": f"{int(memory_mb)}MB"})
         except duckdb.IOException as exc:
             holder = _LOCK_HOLDER.search(str(exc))
             if holder:

@@ -114,16 +114,38 @@ def normalise(
     batch_ids: set[tuple[str, str]] = set()
     for index, env in enumerate(envelopes):
         origin = origins[index] if origins is not None else None
-        rows = len(cols.ts)
+        rows, letters = len(cols.ts), len(cols.rejects)
         try:
             _envelope(cols, index, env, origin, models_of, specs_of, validate_other, seen, batch_ids, new_ids,
                       transport, received, address)
         except Exception as exc:  # whatever one message does, it cannot fail the others: it becomes a dead letter
             cols.truncate(rows)
+            del cols.rejects[letters:]
             cols.rejects.append(letter(env, origin, f"twin {_short(env.twin)!r}: unexpected {type(exc).__name__} "
                                        f"while reading the message: {_short(str(exc))}", "internal",
                                        transport=transport, received=received, address=address))
+        if len(cols.rejects) - letters > 1:
+            cols.rejects[letters:] = _merged(cols.rejects[letters:])
     return cols, new_ids
+
+
+def _merged(letters: list[DeadLetter]) -> list[DeadLetter]:
+    """One dead letter per rule for one envelope: a message with 5,000 unknown keys is one rejection, not 5,000
+    copies of its payload."""
+    by_rule: dict[str, list[DeadLetter]] = {}
+    for d in letters:
+        by_rule.setdefault(d.rule, []).append(d)
+    out = []
+    for group in by_rule.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        props = sorted({d.property for d in group if d.property is not None})
+        shown = ", ".join(_short(p, 40) for p in props[:5]) + (f" and {len(props) - 5} more" if len(props) > 5 else "")
+        out.append(msgspec.structs.replace(
+            group[0], property=props[0] if len(props) == 1 else None, count=sum(d.count for d in group),
+            reason=f"{group[0].reason} (and the same rule for {len(group) - 1} more value(s): {shown})"))
+    return out
 
 
 def _envelope(cols: Columns, index: int, env: Envelope, origin: RawMessage | None, models_of: Mapping[str, str],
@@ -264,10 +286,21 @@ def _show(value: Any) -> str:
 def letter(env: Envelope, origin: RawMessage | None, reason: str, rule: str, *, transport: str, received: datetime,
            address: str | None, prop: str | None = None, count: int = 1) -> DeadLetter:
     """The dead letter of (part of) an envelope: the raw message it came from, or the envelope as JSON."""
-    payload = origin.payload if origin is not None else msgspec.json.encode(env.to_json())
-    return DeadLetter.of(payload, transport=transport, address=origin.address if origin is not None else address,
-                         twin=env.twin, property=prop, rule=rule, reason=reason, received=received,
-                         message_id=env.id, count=count)
+    fields = {"transport": transport, "address": origin.address if origin is not None else address,
+              "twin": env.twin, "property": prop, "rule": rule, "reason": reason, "received": received,
+              "message_id": env.id, "count": count}
+    if origin is None:
+        return DeadLetter.of(msgspec.json.encode(env.to_json()), **fields)
+    global _last_letter
+    last = _last_letter
+    if last is not None and last[0] is origin.payload:  # more rejections of one message: hash it once
+        return msgspec.structs.replace(last[1], **fields)
+    made = DeadLetter.of(origin.payload, **fields)
+    _last_letter = (origin.payload, made)
+    return made
+
+
+_last_letter: tuple[bytes, DeadLetter] | None = None  # the payload last made a dead letter of, and that letter
 
 
 def ts_text(ts_us: int) -> str:

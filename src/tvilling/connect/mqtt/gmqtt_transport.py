@@ -156,6 +156,8 @@ class GmqttTransport:
         self._up = asyncio.Event()
         self._publish_slots = asyncio.Semaphore(max(1, min(options.receive_maximum, 1000)))
         self._delivering = 0  # on_message coroutines not yet finished (their PUBACK not yet written)
+        self._flowing = asyncio.Event()  # cleared by throttle(True): the read loop waits
+        self._flowing.set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -192,6 +194,34 @@ class GmqttTransport:
 
     async def wait_connected(self) -> None:
         await self._up.wait()
+
+    def throttle(self, paused: bool) -> None:
+        """Pause or resume reading from the broker (kept across reconnects).
+
+        gmqtt reads through an asyncio StreamReader, whose own flow control resumes a paused
+        socket as soon as its buffer is read; so the gate is on the read loop instead: it waits
+        before each read, the reader's buffer fills (128 KiB), the reader pauses the socket, and
+        the broker's sends wait in the kernel's socket buffers and in its own queue.
+        """
+        if paused:
+            self._flowing.clear()
+        else:
+            self._flowing.set()
+
+    def _gate_reads(self, conn: _Connection) -> None:
+        protocol = getattr(conn.client._connection, "_protocol", None)
+        if protocol is None:
+            return
+        read = protocol.read
+        flowing = self._flowing
+
+        async def gated_read(n: int = -1) -> bytes:
+            if not flowing.is_set():
+                await flowing.wait()
+            data: bytes = await read(n)
+            return data
+
+        protocol.read = gated_read  # an instance attribute wins over the method in gmqtt's read loop
 
     def reconnect(self, reason: str) -> None:
         """Drop the current connection; the supervisor connects again after a backoff."""
@@ -273,6 +303,7 @@ class GmqttTransport:
             await self._drop(conn, "unreachable")
             raise Unavailable(f"MQTT broker {where} unreachable: {exc or type(exc).__name__}",
                               broker=where) from None
+        self._gate_reads(conn)
         if on_publish is not None:
             reader = self._fast_reader(conn, on_publish)
             if reader is not None:  # gmqtt's read loop looks "_read_packet" up for every chunk it reads

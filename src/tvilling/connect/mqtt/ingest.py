@@ -18,7 +18,8 @@ Guarantees (QoS 1, with the broker configured as in ``deploy/mosquitto/tvilling.
 * the session is persistent (clean start off, session expiry), so messages published while
   the worker is down are queued by the broker and delivered when it comes back;
 * at most ``max_inflight`` messages are unacknowledged at a time (MQTT Receive Maximum),
-  so the broker's packet ids never run out and memory stays bounded.
+  so the broker's packet ids never run out; and should a broker send more anyway, reading
+  from it pauses once ``max_inflight + batch_size`` messages wait, so memory stays bounded.
 
 Messages are batched without a task or a future per message: the transport parses each
 PUBLISH and calls :meth:`MqttIngest._receive` synchronously, which translates it at once
@@ -121,6 +122,12 @@ class MqttIngest:
         self._storing = False
         self._batcher: asyncio.Task[None] | None = None
         self._accepting = False
+        # messages received and not yet stored and acknowledged; above the high mark the transport stops reading
+        # (a broker may send past the Receive Maximum: Mosquitto 2.0.11 did, 60,000 ahead under load)
+        self._pending = 0
+        self._high = self.batch_size + max_inflight
+        self._low = max(1, max_inflight // 2)
+        self._paused = False
 
     @property
     def client_id(self) -> str:
@@ -170,6 +177,12 @@ class MqttIngest:
         if not self._accepting:
             return  # not acknowledged: the broker delivers it again to the next session
         self.stats.received += 1
+        self._pending += 1
+        if self._pending >= self._high and not self._paused:
+            self._paused = True
+            self.transport.throttle(True)
+            log.debug("MQTT ingest %s: %d message(s) waiting to be stored; reading paused", self.client_id,
+                      self._pending)
         batch = self._open
         if batch is None:
             batch = self._open = _Batch(asyncio.get_running_loop().time(), datetime.now(UTC), topic=topic)
@@ -227,6 +240,10 @@ class MqttIngest:
                 self.transport.reconnect("ingest failed")
             finally:
                 self._storing = False
+                self._pending -= batch.messages
+                if self._paused and self._pending <= self._low:
+                    self._paused = False
+                    self.transport.throttle(False)
             if self._open is not None or self._sealed:
                 self._wake.set()
 

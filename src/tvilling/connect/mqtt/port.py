@@ -121,6 +121,11 @@ class BatchTransport(MqttTransport, Protocol):
         """Drop the connection (after a failed store) so that the broker delivers unacknowledged messages again."""
         ...
 
+    def throttle(self, paused: bool) -> None:
+        """Stop (``True``) or resume reading from the broker: TCP back-pressure for when messages arrive faster
+        than they are stored, whatever the broker makes of the Receive Maximum."""
+        ...
+
 
 class BatchTransportFactory(Protocol):
     def __call__(self, address: BrokerAddress, options: SessionOptions, subscriptions: Sequence[tuple[str, int]],

@@ -32,7 +32,8 @@ from tvilling.core.ids import MAX_TWIN_ID
 
 TELEMETRY_TOPIC = "tvilling/{twin}/telemetry"
 MAX_RECORDS = 10_000  # records in one message (a list payload)
-MAX_ROUTES = 100_000  # topics whose route is remembered
+MAX_ROUTES = 100_000  # topics whose route is remembered ...
+MAX_CACHED_TOPIC = 256  # ... if no longer than this (a flood of long random topics cannot fill memory)
 MAX_DEPTH = 32  # nesting of JSON objects and arrays in one payload; deeper ones are rejected before parsing
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -146,9 +147,10 @@ class Translator:
                 if variables is not None:
                     route = (None, variables)
                     break
-        if len(self._routes) >= MAX_ROUTES:
-            self._routes.clear()
-        self._routes[topic] = route
+        if len(topic) <= MAX_CACHED_TOPIC:
+            if len(self._routes) >= MAX_ROUTES:
+                self._routes.clear()
+            self._routes[topic] = route
         return route
 
 
