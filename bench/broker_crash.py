@@ -57,6 +57,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from mqtt_raw import _packet, _str16
+from mqtt_raw import _remaining as _varint
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "deploy" / "mosquitto" / "tvilling.conf"
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -84,23 +87,6 @@ def log(*parts: Any) -> None:
 
 
 # ---------------------------------------------------------------- MQTT 5 packets (just what is needed)
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, byte = divmod(n, 128)
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def _str16(s: bytes) -> bytes:
-    return struct.pack("!H", len(s)) + s
-
 
 def connect_packet(client_id: str, *, clean_start: bool) -> bytes:
     props = b"\x21" + struct.pack("!H", RECEIVE_MAXIMUM)

@@ -13,7 +13,8 @@ server is stopped cleanly and its history is read back:
 * ``peak_rss_mb``: the server's largest resident set during the case.
 
 Cases: ``server_kill`` (``kill -9`` of the server, restart after 3 s; embedded store, and
-PostgreSQL with ``--postgres``), ``broker_term`` / ``broker_kill`` (SIGTERM / SIGKILL of the
+``server_kill_postgres``), ``shared_workers_kill`` (two servers on PostgreSQL sharing the stream
+with ``--shared-group``, one killed), ``broker_term`` / ``broker_kill`` (SIGTERM / SIGKILL of the
 broker, restarted after 3 s on the same port and persistence file; ``broker_kill_every_change``
 with the broker saving after every change), ``poison`` (a corpus of
 hostile payloads among valid ones), ``overload`` (a backlog of 10x what the server stores in the
@@ -150,6 +151,8 @@ class Server:
     data_dir: Path
     broker_url: str
     pg_schema: str | None = None
+    shared_group: str | None = None
+    log_dir: Path | None = None  # where its log goes (default: beside the data directory)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: int = 0
@@ -186,12 +189,15 @@ class Server:
         env = {**os.environ, "TVILLING_LOG_LEVEL": "warning", "TVILLING_MAINTENANCE_S": "5"}
         if self.pg_schema:
             env["TVILLING_PG_SCHEMA"] = self.pg_schema
+        if self.shared_group:
+            env["TVILLING_MQTT_SHARED_GROUP"] = self.shared_group
         cmd = [sys.executable, "-m", "tvilling.cli", "serve", "--data-dir", str(self.data_dir), "--port",
                str(self.port), "--broker", self.broker_url]
         if self.store:
             cmd += ["--store", self.store]
         started = time.monotonic()
-        with (self.data_dir.parent / "server.log").open("ab") as out:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=self.data_dir.parent, env=env)
         self.starts += 1
         self._sampler = threading.Thread(target=self._sample, args=(self.proc,), daemon=True)
@@ -199,8 +205,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tvilling serve exited with {self.proc.returncode}; see "
-                                   f"{self.data_dir.parent / 'server.log'}")
+                raise RuntimeError(f"tvilling serve exited with {self.proc.returncode}; see {self.log_path}")
             with contextlib.suppress(OSError):
                 if http("GET", f"{self.base}/health")[0] == 200:
                     return started
@@ -282,8 +287,11 @@ class Server:
                 after = page[-1].id or 0
 
     def log_text(self) -> str:
-        path = self.data_dir.parent / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def log_path(self) -> Path:
+        return (self.log_dir or self.data_dir.parent) / f"server-{self.data_dir.name}.log"
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 10) -> tuple[int, Any]:
@@ -455,30 +463,43 @@ def tally(name: str, sent: np.ndarray, stored: np.ndarray, server: Server, **ext
     return result
 
 
-def case_server_kill(messages: int, rate: float, postgres: bool = False) -> dict[str, Any]:
-    """``kill -9`` of the server a third of the way into the stream; restart after 3 s."""
-    name = "server_kill_postgres" if postgres else "server_kill_embedded"
-    with workspace(name, postgres) as (tmp, schema):
+def case_server_kill(messages: int, rate: float, postgres: bool = False, shared: bool = False) -> dict[str, Any]:
+    """``kill -9`` of the server a third of the way into the stream; restart after 3 s.
+
+    ``shared``: two servers on one PostgreSQL store split the stream (``--shared-group``), each with its own
+    data directory and so its own MQTT identity; the second one is killed."""
+    name = "shared_workers_kill" if shared else "server_kill_postgres" if postgres else "server_kill_embedded"
+    with workspace(name, postgres or shared) as (tmp, schema):
         broker = Broker(tmp)
         broker.start()
-        server = Server(tmp / "data", broker.url, schema)
+        group = "ingest" if shared else None
+        servers = [Server(tmp / f"worker-{k}", broker.url, schema, shared_group=group) for k in range(1 + shared)]
+        watch, victim = servers[0], servers[-1]
         try:
-            server.setup_twins()
-            server.start()
+            watch.setup_twins()
+            for server in servers:
+                server.start()
             pub = Publisher(tmp, broker.port, 0, messages, rate).start()
             time.sleep(messages / rate / 3)
-            before = server.values()
-            log(f"{name}: kill -9 the server (pid {server.proc.pid if server.proc else '?'})")
-            server.kill()
+            before = watch.values()
+            log(f"{name}: kill -9 the server (pid {victim.proc.pid if victim.proc else '?'})")
+            victim.kill()
             time.sleep(3)
-            started = server.start()
-            recovery = wait_moving(server, before, started)
+            started = victim.start()
+            recovery = wait_moving(watch, before, started)
             sent = pub.wait()
-            wait_drained(server, last_per_twin(sent))
-            server.stop()
-            return tally(name, sent, server.stored(), server, recovery_s=recovery)
+            wait_drained(watch, last_per_twin(sent))
+            sessions = broker_sys(broker.port, "clients/total")  # connected or kept: no orphan from the kill
+            for server in servers:
+                server.stop()
+            ids = {(s.data_dir / "mqtt-identity").read_text().strip() for s in servers}
+            result = tally(name, sent, watch.stored(), watch, recovery_s=recovery, broker_sessions=sessions,
+                           identities=len(ids))
+            result["peak_rss_mb"] = round(max(s.peak_rss for s in servers) / 2**20, 1)
+            return result
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
             broker.stop()
 
 
@@ -630,13 +651,18 @@ def case_overload(seconds: float, publishers: int = 2) -> dict[str, Any]:
 
 def broker_queued(port: int) -> int:
     """Messages the broker holds (``$SYS/broker/store/messages/count``, published every sys_interval)."""
+    return broker_sys(port, "store/messages/count")
+
+
+def broker_sys(port: int, name: str) -> int:
+    """One of the broker's ``$SYS/broker/...`` figures (published every sys_interval, 10 s by default)."""
     import paho.mqtt.client as paho
 
     got: list[int] = []
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"chaos-sys-{uuid.uuid4().hex[:6]}")
     client.on_message = lambda c, u, m: got.append(int(m.payload))
     client.connect("127.0.0.1", port)
-    client.subscribe("$SYS/broker/store/messages/count")
+    client.subscribe(f"$SYS/broker/{name}")
     client.loop_start()
     deadline = time.monotonic() + 12
     while not got and time.monotonic() < deadline:
@@ -690,8 +716,7 @@ def case_disk_full(messages: int, rate: float, size_mb: int = 96) -> dict[str, A
         broker = Broker(tmp)
         broker.start()
         with small_disk(tmp / "disk", size_mb) as disk:
-            server = Server(disk / "data", broker.url)
-            server.data_dir.mkdir()
+            server = Server(disk / "data", broker.url, log_dir=tmp)
             try:
                 server.setup_twins()
                 server.start()
@@ -701,7 +726,8 @@ def case_disk_full(messages: int, rate: float, size_mb: int = 96) -> dict[str, A
                 subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
                 log(f"disk_full: disk filled ({shutil.disk_usage(disk).free} bytes free); 5 s of failing writes")
                 time.sleep(5)
-                errors = [ln for ln in server.log_text().splitlines() if "No space" in ln or "full" in ln]
+                errors = [ln for ln in server.log_text().splitlines()
+                          if "No space left" in ln or "disk is full" in ln or "disk full" in ln]
                 before = server.values()
                 filler.unlink()
                 recovery = wait_moving(server, before, time.monotonic())
@@ -733,6 +759,7 @@ def integrity(server: Server) -> str:
 CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "server_kill": lambda a: case_server_kill(a.messages, a.rate),
     "server_kill_postgres": lambda a: case_server_kill(a.messages, a.rate, postgres=True),
+    "shared_workers_kill": lambda a: case_server_kill(a.messages, a.rate, shared=True),
     "broker_term": lambda a: case_broker(a.messages, a.rate, signal.SIGTERM),
     "broker_kill": lambda a: case_broker(a.messages, a.rate, signal.SIGKILL),
     "broker_kill_every_change": lambda a: case_broker(a.messages, a.rate, signal.SIGKILL, every_change=True),

@@ -19,6 +19,7 @@ MESSAGES, RATE = 6_000, 3_000
 def test_server_kill_9_embedded_loses_nothing_and_stores_nothing_twice():
     r = chaos.case_server_kill(MESSAGES, RATE)
     assert (r["sent"], r["lost"], r["duplicated"]) == (MESSAGES, 0, 0), r
+    assert r["broker_sessions"] <= 3, r  # ingest, commands and the publisher: the restart resumed, no orphan
 
 
 @pytest.mark.postgres
@@ -26,6 +27,14 @@ def test_server_kill_9_postgres_loses_nothing_and_stores_nothing_twice():
     require_postgres()
     r = chaos.case_server_kill(MESSAGES, RATE, postgres=True)
     assert (r["sent"], r["lost"], r["duplicated"]) == (MESSAGES, 0, 0), r
+
+
+@pytest.mark.postgres
+def test_two_workers_share_the_stream_and_a_killed_one_resumes_its_own_session():
+    require_postgres()
+    r = chaos.case_server_kill(MESSAGES, RATE, shared=True)
+    assert (r["sent"], r["lost"], r["duplicated"]) == (MESSAGES, 0, 0), r
+    assert r["identities"] == 2 and r["broker_sessions"] <= 5, r  # 2 ingest + 2 commands + the publisher
 
 
 def test_broker_sigterm_loses_nothing():
