@@ -16,13 +16,17 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
+from tvilling.api.openapi import json_body, problems
 from tvilling.core.errors import Invalid
 from tvilling.decisions.alarms.record import SEVERITIES, STATES
 from tvilling.decisions.alarms.service import AlarmService
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
-_BODY_DOC = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
-    "type": "object", "description": '{"actor": who (optional), "note": why (optional)}'}}}}}
+_BODY_DOC = json_body({"type": "object", "additionalProperties": False,
+                       "properties": {"actor": {"type": ["string", "null"], "description": "who (optional)"},
+                                      "note": {"type": ["string", "null"], "description": "why (optional)"}}},
+                      required=False)
+STEP_ERRORS = problems(400, 404, 409, 413, 422)
 
 
 def service(request: Request) -> AlarmService:
@@ -30,7 +34,8 @@ def service(request: Request) -> AlarmService:
     return AlarmService(request.app.state.platform.alarm_store, notify=None if hub is None else hub.notify)
 
 
-@router.get("", summary="Alarms, newest first, filtered by state, twin, severity and rule")
+@router.get("", responses=problems(400, 422),
+            summary="Alarms, newest first, filtered by state, twin, severity and rule")
 async def list_alarms(request: Request,
                       state: str | None = Query(None, description=f"one of {', '.join(STATES)}"),
                       twin: str | None = None,
@@ -43,20 +48,21 @@ async def list_alarms(request: Request,
     return {"items": [a.to_json() for a in items], "next": items[-1].id if len(items) == limit else None}
 
 
-@router.get("/{alarm_id}", summary="One alarm")
+@router.get("/{alarm_id}", responses=problems(404), summary="One alarm")
 async def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
     alarm = await run_in_threadpool(service(request).get, alarm_id)
     return alarm.to_json()
 
 
-@router.post("/{alarm_id}/ack", openapi_extra=_BODY_DOC, summary="Acknowledge an active alarm")
+@router.post("/{alarm_id}/ack", openapi_extra=_BODY_DOC, responses=STEP_ERRORS, summary="Acknowledge an active alarm")
 async def acknowledge(request: Request, alarm_id: str) -> dict[str, Any]:
     actor, note = await _step_body(request)
     alarm = await run_in_threadpool(service(request).acknowledge, alarm_id, actor=actor, note=note)
     return alarm.to_json()
 
 
-@router.post("/{alarm_id}/clear", openapi_extra=_BODY_DOC, summary="Clear an active or acknowledged alarm")
+@router.post("/{alarm_id}/clear", openapi_extra=_BODY_DOC, responses=STEP_ERRORS,
+             summary="Clear an active or acknowledged alarm")
 async def clear(request: Request, alarm_id: str) -> dict[str, Any]:
     actor, note = await _step_body(request)
     alarm = await run_in_threadpool(service(request).clear, alarm_id, actor=actor, note=note)

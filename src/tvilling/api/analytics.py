@@ -28,12 +28,26 @@ from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
 from tvilling.analytics.forecast import holt
 from tvilling.api.body import read_json
 from tvilling.api.history import _time, parse_every
+from tvilling.api.openapi import json_body, problems
 from tvilling.core.envelope import format_ts
 from tvilling.core.errors import Invalid, NotFound
 from tvilling.ingest.normalise import to_us
 
 router = APIRouter(tags=["analytics"])
 MAX_POINTS = 20_000
+
+
+_TWINS = {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+          "description": "the twins whose stored history is used"}
+_TIME = {"type": ["string", "number", "null"], "description": "ISO 8601 with a zone, or epoch milliseconds"}
+TRAIN_BODY = {"type": "object", "required": ["twins"],
+              "properties": {"twins": _TWINS, "from": _TIME, "to": _TIME,
+                             "promote": {"type": "boolean", "default": False,
+                                         "description": "make the new version the one that runs"}}}
+BACKTEST_BODY = {"type": "object", "required": ["twins"],
+                 "properties": {"twins": _TWINS, "from": _TIME, "to": _TIME,
+                                "scope": {"type": ["string", "null"],
+                                          "description": "the version's scope: a twin id, or * (fleet)"}}}
 
 
 def _engine(request: Request) -> AnalyticsEngine:
@@ -65,7 +79,7 @@ async def list_analytics(request: Request) -> dict[str, Any]:
     return {"items": items}
 
 
-@router.get("/api/analytics/{name}", summary="One configured analytic with its versions")
+@router.get("/api/analytics/{name}", responses=problems(404), summary="One configured analytic with its versions")
 async def get_analytic(request: Request, name: str) -> dict[str, Any]:
     engine = _engine(request)
     spec = _spec(engine, name)
@@ -98,7 +112,8 @@ async def _body(request: Request) -> Mapping[str, Any]:
     return body
 
 
-@router.post("/api/analytics/{name}/train", status_code=201,
+@router.post("/api/analytics/{name}/train", status_code=201, openapi_extra=json_body(TRAIN_BODY),
+             responses=problems(400, 404, 409, 413, 422),
              summary="Train a new version from stored history (a candidate unless promote=true)")
 async def train_version(request: Request, name: str) -> JSONResponse:
     engine = _engine(request)
@@ -116,7 +131,8 @@ async def train_version(request: Request, name: str) -> JSONResponse:
     return JSONResponse(version.to_json(), status_code=201)
 
 
-@router.post("/api/analytics/{name}/versions/{version}/backtest",
+@router.post("/api/analytics/{name}/versions/{version}/backtest", openapi_extra=json_body(BACKTEST_BODY),
+             responses=problems(400, 404, 413, 422),
              summary="Replay a version over stored history; the report is kept with the version")
 async def backtest_version(request: Request, name: str, version: int) -> dict[str, Any]:
     engine = _engine(request)
@@ -131,7 +147,7 @@ async def backtest_version(request: Request, name: str, version: int) -> dict[st
                                                     end_us=end))
 
 
-@router.post("/api/analytics/{name}/versions/{version}/promote",
+@router.post("/api/analytics/{name}/versions/{version}/promote", responses=problems(400, 404, 409, 422),
              summary="Make a version the one that runs (the previous one is retired)")
 async def promote_version(request: Request, name: str, version: int, scope: str | None = None) -> dict[str, Any]:
     engine = _engine(request)
@@ -146,7 +162,8 @@ async def promote_version(request: Request, name: str, version: int, scope: str 
     return v.to_json()
 
 
-@router.get("/api/twins/{twin_id}/forecast", summary="A property forecast h steps ahead with an interval")
+@router.get("/api/twins/{twin_id}/forecast", responses=problems(400, 404, 413, 422),
+            summary="A property forecast h steps ahead with an interval")
 async def forecast(request: Request, twin_id: str, property: str, horizon: int = Query(10, ge=1, le=10_000),
                    every: str | None = None, points: int = Query(500, ge=4, le=MAX_POINTS),
                    coverage: float = Query(0.8, gt=0, lt=1)) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import alarms, commands, errors, graph, history, ingest, models, streams, twins
+from tvilling.api import alarms, commands, errors, graph, history, ingest, models, openapi, streams, twins
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import ui as ui_routes
 from tvilling.app import Platform, build_platform
@@ -230,4 +230,12 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(streams.router)
     app.include_router(analytics_routes.router)
     app.include_router(ui_routes.router)
+    generate = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi.finish(generate())
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
     return app

@@ -17,11 +17,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
+from tvilling.api.openapi import problems
 from tvilling.core.errors import Invalid, Unavailable
 from tvilling.decisions.commands import CommandService
 from tvilling.decisions.lifecycle import STATUSES
 
-router = APIRouter(tags=["commands"])
+#: Without a command transport (no broker, no OPC UA) every command route answers 503.
+router = APIRouter(tags=["commands"], responses=problems(503))
 WRAPPER_KEYS = frozenset({"request", "timeout_s"})
 _BODY_DOC = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
     "description": "the command's request value, or {\"request\": value, \"timeout_s\": seconds}"}}}}}
@@ -47,6 +49,7 @@ def split_body(body: Any) -> tuple[Any, Any]:
 
 
 @router.post("/api/twins/{twin_id}/commands/{name}", status_code=202, openapi_extra=_BODY_DOC,
+             responses=problems(400, 404, 409, 413, 422),
              summary="Send a command declared by the twin's model to its asset")
 async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
     svc = service(request)
@@ -57,14 +60,15 @@ async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
     return JSONResponse(record.to_json(), status_code=202, headers={"Location": f"/api/commands/{record.id}"})
 
 
-@router.get("/api/commands/{command_id}", summary="One command and where it stands")
+@router.get("/api/commands/{command_id}", responses=problems(404), summary="One command and where it stands")
 async def get_command(request: Request, command_id: str) -> dict[str, Any]:
     svc = service(request)
     record = await run_in_threadpool(svc.get, command_id)
     return record.to_json()
 
 
-@router.get("/api/commands", summary="Commands, oldest first, filtered by twin and status")
+@router.get("/api/commands", responses=problems(400, 422),
+            summary="Commands, oldest first, filtered by twin and status")
 async def list_commands(request: Request, twin: str | None = None,
                         status: str | None = Query(None, description=f"one of {', '.join(STATUSES)}"),
                         after: str | None = Query(None, description="the `next` of the previous page"),

@@ -11,9 +11,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from tvilling.api.openapi import json_body, problems
 from tvilling.api.twins import _json
 from tvilling.core.envelope import format_ts, parse_ts
-from tvilling.core.errors import Malformed, TooLarge
+from tvilling.core.errors import Malformed, TooLarge, TvillingError
 from tvilling.history.readings import QUALITY_NAMES, flag_names
 from tvilling.ingest.normalise import to_us
 
@@ -40,11 +41,11 @@ def _time(text: str | None, field: str, default: int) -> int:
         value = float(text)
     try:
         return to_us(parse_ts(value, field=field))
-    except Exception as exc:  # Invalid, OverflowError: a bad parameter either way
+    except (TvillingError, OverflowError, ValueError) as exc:  # out of range or not a time: a bad parameter
         raise Malformed(f"{field}={text!r}: use ISO 8601 with a zone, or epoch milliseconds", field=field) from exc
 
 
-@router.get("/api/twins/{twin_id}/history",
+@router.get("/api/twins/{twin_id}/history", responses=problems(400, 404, 413, 422),
             summary="A property's readings (raw, paged) or aggregates per time bucket (every=, agg=)")
 async def history(request: Request, twin_id: str, property: str, start: str | None = Query(None, alias="from"),
                   end: str | None = Query(None, alias="to"), every: str | None = None, agg: str = "avg",
@@ -102,6 +103,16 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
+_KEEP = {"type": ["string", "null"], "description": "a duration like 30d or 12h; null keeps forever"}
+RETENTION_BODY = {
+    "type": "object", "additionalProperties": False,
+    "description": '{"model"|"twin"?: id, "property"?: name, "raw": "30d", "minute": "365d", "hour": null} '
+    "— null keeps forever",
+    "properties": {"model": {"type": ["string", "null"]}, "twin": {"type": ["string", "null"]},
+                   "property": {"type": ["string", "null"]}, "raw": _KEEP, "minute": _KEEP, "hour": _KEEP},
+}
+
+
 def _keep(value: Any, field: str) -> int | None:
     if value is None:
         return None
@@ -111,9 +122,7 @@ def _keep(value: Any, field: str) -> int | None:
 
 
 @router.put("/api/history/retention", summary="Set how long history is kept for everything, a model or a twin",
-            openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "description": '{"model"|"twin"?: id, "property"?: name, "raw": "30d", '
-                '"minute": "365d", "hour": null} — null keeps forever'}}}}})
+            openapi_extra=json_body(RETENTION_BODY), responses=problems(400, 413, 422))
 async def set_retention(request: Request) -> dict[str, Any]:
     from tvilling.api.body import read_json
     from tvilling.history.ports import RetentionRule
@@ -124,6 +133,9 @@ async def set_retention(request: Request) -> dict[str, Any]:
     extra = sorted(set(body) - {"model", "twin", "property", "raw", "minute", "hour"})
     if extra:
         raise Malformed(f"unknown key(s) {extra}", field=extra[0])
+    for key in ("model", "twin", "property"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise Malformed(f"{key} must be a string, or null for any; got {type(body[key]).__name__}", field=key)
     platform = request.app.state.platform
     model = body.get("model")
     if model is not None:

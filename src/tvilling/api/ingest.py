@@ -10,14 +10,35 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
-from tvilling.api.twins import _obj
+from tvilling.api.openapi import json_body, problems
 from tvilling.ingest import forms
 from tvilling.ingest.deadletter import DeadLetter
 
 router = APIRouter(tags=["ingest"])
 
+_TS = {"type": ["string", "number"], "description": "ISO 8601 with a zone, or epoch milliseconds"}
+ENVELOPE = {
+    "type": "object", "required": ["twin", "ts", "values"], "additionalProperties": False,
+    "properties": {"twin": {"type": "string"}, "ts": _TS,
+                   "values": {"type": "object", "description": "property → value"},
+                   "source": {"type": "string"}, "id": {"type": ["string", "integer"]},
+                   "quality": {"type": "string", "enum": ["good", "uncertain", "bad"]}},
+}
+COLUMNAR = {
+    "type": "object", "required": ["twin", "ts", "values"], "additionalProperties": False,
+    "properties": {"twin": {"type": "string"}, "ts": {"type": "array", "items": _TS},
+                   "values": {"type": "object", "description": "property → list of values as long as ts (null: none)",
+                              "additionalProperties": {"type": "array"}},
+                   "source": {"type": "string"}},
+}
+INGEST_BODY = {
+    "description": (forms.__doc__ or "envelopes") + "\nItems that cannot be read are counted as rejected "
+    "and kept as dead letters: the answer is still 200.",
+    "anyOf": [ENVELOPE, COLUMNAR, {"type": "array", "items": {"anyOf": [ENVELOPE, COLUMNAR]}}],
+}
 
-@router.post("/api/ingest", openapi_extra=_obj(forms.__doc__ or "envelopes"),
+
+@router.post("/api/ingest", openapi_extra=json_body(INGEST_BODY), responses=problems(400, 413, 422),
              summary="Ingest a batch of envelopes (JSON or columnar) through the data-quality pipeline")
 async def ingest(request: Request) -> dict[str, Any]:
     platform = request.app.state.platform
@@ -49,7 +70,7 @@ def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, A
     return totals
 
 
-@router.get("/api/dead-letters", summary="Rejected input, with the raw payload and the reason")
+@router.get("/api/dead-letters", responses=problems(400), summary="Rejected input, with the raw payload and the reason")
 async def dead_letters(request: Request, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000),
                        twin: str | None = None, rule: str | None = None) -> dict[str, Any]:
     store = request.app.state.platform.dead_letters

@@ -9,22 +9,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
+from tvilling.api.openapi import json_body, problems
 from tvilling.models.service import describe_records
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
-_DTDL_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "description": "A DTDL v3 Interface, or a list of them",
-            "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
-        }}},
-    }
-}
+_DTDL_BODY = json_body({
+    "description": "A DTDL v3 Interface, or a list of them",
+    "oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+})
 
 
 @router.post("", status_code=201, openapi_extra=_DTDL_BODY,
+             responses={200: {"description": "validate_only=true: the documents are valid; nothing is registered"},
+                        **problems(400, 409, 413, 422)},
              summary="Register DTDL interfaces (or only validate them)")
 async def add_models(request: Request, validate_only: bool = False) -> JSONResponse:
     doc = await read_json(request)
@@ -40,13 +38,14 @@ async def list_models(request: Request) -> dict[str, Any]:
     return {"items": describe_records(records)}
 
 
-@router.get("/{dtmi}", summary="A model version with its DTDL definition")
+@router.get("/{dtmi}", responses=problems(404), summary="A model version with its DTDL definition")
 async def get_model(request: Request, dtmi: str) -> dict[str, Any]:
     out: dict[str, Any] = await run_in_threadpool(request.app.state.platform.models.describe, dtmi)
     return out
 
 
-@router.post("/{dtmi}/decommission", summary="Decommission a model version: no new twins of it")
+@router.post("/{dtmi}/decommission", responses=problems(400, 404),
+             summary="Decommission a model version: no new twins of it")
 async def decommission(request: Request, dtmi: str, undo: bool = False) -> dict[str, Any]:
     rec = await run_in_threadpool(request.app.state.platform.models.decommission, dtmi, not undo)
     return describe_records([rec])[0]

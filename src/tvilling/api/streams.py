@@ -78,6 +78,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from tvilling.api.errors import problem
+from tvilling.api.openapi import problems
 from tvilling.core.errors import Malformed, TvillingError, Unavailable
 from tvilling.twins.changes import Change, ChangeHub, SlowConsumer, Subscription, parse_filter
 
@@ -89,6 +90,14 @@ FINAL_SEND_S = 5.0
 BATCH_BYTES = 64 * 1024
 RETRY_MS = 2000
 FILTER_KEYS = frozenset({"twins", "model", "properties", "types", "after", "buffer"})
+#: One event of the stream (before OpenAPI 3.2's ``itemSchema``, ``schema`` describes each event).
+SSE_EVENT = {
+    "type": "object", "required": ["data"],
+    "properties": {"id": {"type": "string", "description": "the cursor to resume after this event"},
+                   "event": {"type": "string", "description": "the change's type (TwinPatched...), or error"},
+                   "data": {"type": "string", "description": "the change as JSON; for event: error, a problem "
+                            "document (rule slow_consumer, resume: the cursor to reconnect from)"}},
+}
 
 
 def hub_of(app: Any) -> ChangeHub:
@@ -125,7 +134,8 @@ async def open_subscription(app: Any, params: Mapping[str, Any], *, last_event_i
 
 # -- Server-Sent Events ------------------------------------------------------------------------
 @router.get("/api/stream", summary="Live changes as Server-Sent Events (filters: twins, model, properties, types)",
-            response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+            response_class=Response,
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}, **problems(400, 422, 503)})
 async def stream(request: Request, twins: str | None = None, model: str | None = None,
                  properties: str | None = None, types: str | None = None, after: str | None = None,
                  buffer: int | None = None) -> Response:

@@ -19,9 +19,11 @@ import numpy as np
 from tvilling.core.envelope import Envelope, parse_envelope, parse_ts
 from tvilling.core.errors import Invalid
 from tvilling.history.readings import Readings
-from tvilling.ingest.normalise import to_us
+from tvilling.ingest.normalise import MAX_EXACT_INT, to_us
 
 MAX_ITEMS = 100_000
+#: Epoch milliseconds of 0001-01-01 and 9999-12-31: the times an ISO 8601 ``ts`` can name too.
+MIN_EPOCH_MS, MAX_EPOCH_MS = -62_135_596_800_000, 253_402_300_799_999
 
 
 @dataclass
@@ -59,6 +61,10 @@ def _columnar(item: Mapping[str, Any]) -> tuple[Readings, str | None]:
         raise Invalid("columnar item: 'source' must be a string", field="source", rule="type")
     ts_raw = item["ts"]
     if ts_raw and all(isinstance(t, int | float) and not isinstance(t, bool) for t in ts_raw):
+        bad = next((t for t in ts_raw if not MIN_EPOCH_MS <= t <= MAX_EPOCH_MS), None)  # NaN too
+        if bad is not None:
+            raise Invalid(f"columnar item: ts holds {_show(bad)}, out of range for epoch milliseconds", field="ts",
+                          rule="ts")
         ts = (np.asarray(ts_raw, dtype=np.float64) * 1000).astype(np.int64)
     else:
         ts = np.array([to_us(parse_ts(t, field="ts")) for t in ts_raw], dtype=np.int64)
@@ -74,8 +80,18 @@ def _columnar(item: Mapping[str, Any]) -> tuple[Readings, str | None]:
         rows = np.flatnonzero(present)
         picked = [column[i] for i in rows.tolist()]
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in picked)
+        big = next((v for v in picked if isinstance(v, int) and not -MAX_EXACT_INT <= v <= MAX_EXACT_INT), None)
+        if numeric and big is not None:
+            raise Invalid(f"columnar item: values.{prop} holds {_show(big)}, out of range (integers are stored "
+                          "exactly up to ±2**53)", field=f"values.{prop}", rule="range")
         value = np.asarray(picked, dtype=np.float64) if numeric else np.full(len(rows), np.nan)
         text = None if numeric else np.array([json.dumps(v) for v in picked], dtype=object)
         parts.append(Readings(np.full(len(rows), twin, dtype=object), np.full(len(rows), prop, dtype=object),
                               ts[rows], value, text=text))
     return Readings.concat(parts), source
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, int) and not -10**30 < value < 10**30:  # (str() refuses over 4300 digits)
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    return repr(value)

@@ -155,8 +155,8 @@ def _predicates(raw: Any, field: str, *, twin_paths: bool) -> tuple[Predicate, .
         if not isinstance(item, list | tuple) or len(item) != 3 or not isinstance(item[0], str):
             raise Malformed(f"{f} must be [path, op, value]", field=f)
         path_s, op, value = item
-        if op not in OPS:
-            raise Malformed(f"{f}: unknown operator {op!r}; use one of {sorted(OPS)}", field=f)
+        if not isinstance(op, str) or op not in OPS:
+            raise Malformed(f"{f}: unknown operator {_show(op)}; use one of {sorted(OPS)}", field=f)
         path = tuple(path_s.split("."))
         if any(not part for part in path):
             raise Malformed(f"{f}: path {path_s!r} has an empty segment", field=f)
@@ -191,6 +191,12 @@ def _no_unknown(doc: Mapping[str, Any], known: set[str], field: str) -> None:
     extra = sorted(set(doc) - known)
     if extra:
         raise Malformed(f"{field}: unknown key(s) {extra}; allowed: {sorted(known)}", field=field)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value read from JSON, for a message: its JSON, shortened."""
+    text = msgspec.json.encode(value).decode()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _is_number(v: Any) -> bool:

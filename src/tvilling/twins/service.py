@@ -357,7 +357,7 @@ class TwinService:
             raise Invalid(f"twin {twin_id!r}: 'source' must be a string of at most 256 characters",
                           twin=twin_id, field="source", rule="type")
         quality = body.get("quality", "good")
-        if quality not in QUALITIES:
+        if not isinstance(quality, str) or quality not in QUALITIES:
             raise Invalid(f"twin {twin_id!r}: 'quality' must be one of {sorted(QUALITIES)}", twin=twin_id,
                           field="quality", rule="enum")
         when = _now()
