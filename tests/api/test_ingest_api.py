@@ -99,3 +99,13 @@ def test_retention_rules_are_set_listed_and_applied(client):
     assert deleted["raw"] == 1
     items = client.get(f"/api/twins/B1/history?property=temperature&from={old - 1}&to={now_ms}").json()["items"]
     assert [i["value"] for i in items] == [51.0]
+
+
+def test_http_dead_letters_keep_the_item_its_id_size_and_hash_and_a_repeat_is_counted(client):
+    setup(client)
+    bad = {"twin": "B1", "ts": "not a time", "values": {"temperature": 1.0}, "id": "gw-9"}
+    assert client.post("/api/ingest", json=[bad]).json()["rejected"] == 1
+    assert client.post("/api/ingest", json=[bad]).json()["rejected"] == 1  # the device sends it again
+    [letter] = client.get("/api/dead-letters").json()["items"]
+    assert (letter["message_id"], letter["deliveries"], letter["truncated"]) == ("gw-9", 2, False)
+    assert letter["size"] == len(letter["payload"]) and len(letter["digest"]) == 64

@@ -132,3 +132,14 @@ def test_columnar_input_for_unknown_twins_takes_no_series_state():
                  np.full(n, 1_793_534_400_000_000, dtype=np.int64), np.ones(n))
     res = pipe.ingest_readings(r, now=T0)
     assert res.rejected == n and len(pipe.series.index) == 0
+
+
+def test_a_value_whose_square_overflows_is_stored_and_leaves_the_spike_statistics_usable():
+    _platform, pipe, history, _letters = make_pipeline()
+    pipe.ingest_envelopes([env("B1", i, {"temperature": 70.0 + (i % 3) * 0.1}) for i in range(40)], now=T0)
+    pipe.ingest_envelopes([env("B1", 41, {"temperature": 1e200})], now=T0)
+    res = pipe.ingest_envelopes([env("B1", 42, {"temperature": 500.0})], now=T0)
+    assert res.flagged == 1  # still judged a spike against the series' statistics
+    sid = pipe.series.index[("B1", "temperature")]
+    assert np.isfinite(pipe.series.mean[sid]) and np.isfinite(pipe.series.m2[sid])
+    assert 1e200 in history.all.value.tolist()

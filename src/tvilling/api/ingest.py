@@ -48,14 +48,21 @@ async def ingest(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(_run, platform, parsed, received)
 
 
+def _text(item: Any, key: str) -> str | None:
+    """A string field of a rejected item, if it has one (an integer id counts, as in the envelope)."""
+    value = item.get(key) if isinstance(item, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value[:256] if isinstance(value, str) else None
+
+
 def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, Any]:
     pipeline = platform.pipeline
     totals = {"accepted": 0, "rejected": 0, "duplicates": 0, "flagged": 0}
     if parsed.rejects:
         pipeline.dead_letters.add([
-            DeadLetter(transport="http", address="/api/ingest", rule=rule, reason=reason, received=received,
-                       payload=msgspec.json.encode(item),
-                       twin=item.get("twin") if isinstance(item, dict) and isinstance(item.get("twin"), str) else None)
+            DeadLetter.of(msgspec.json.encode(item), transport="http", address="/api/ingest", rule=rule,
+                          reason=reason, received=received, twin=_text(item, "twin"), message_id=_text(item, "id"))
             for item, reason, rule in parsed.rejects
         ])
         totals["rejected"] += len(parsed.rejects)

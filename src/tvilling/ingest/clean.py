@@ -20,6 +20,7 @@ from tvilling.history.readings import LATE, SPIKE, STALE, UNCERTAIN, Readings
 
 NO_TS = np.iinfo(np.int64).min
 MIN_TS_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
+STATS_LIMIT = 1e150  # |value| beyond which a reading is left out of the spike statistics
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,9 @@ def _update_gaps(state: SeriesState, s: npt.NDArray[np.int64], gaps: npt.NDArray
 def _spikes(s: npt.NDArray[np.int64], x: npt.NDArray[np.float64], first: npt.NDArray[np.bool_],
             state: SeriesState, settings: CleanSettings) -> tuple[npt.NDArray[np.bool_], Callable[[], None]]:
     """Robust-enough spike test against running statistics (state + the batch so far, exclusive)."""
-    numeric = np.isfinite(x)
+    # values whose square overflows a float64 cannot join the running sums (they would turn the series'
+    # statistics to inf/NaN for good); they are stored, just not judged
+    numeric = np.isfinite(x) & (np.abs(x) < STATS_LIMIT)
     xv = np.where(numeric, x, 0.0)
     w = numeric.astype(np.float64)
     # exclusive prefix sums within each series group
