@@ -256,11 +256,7 @@ class Server:
 
     def stored(self) -> np.ndarray:
         """Every stored vibration value (the sequence numbers), read from history once the server stopped."""
-        from tvilling.history import open_history
-
-        history = (open_history(PG_DSN, schema=self.pg_schema) if self.pg_schema
-                   else open_history(self.data_dir / "history.duckdb"))
-        try:
+        with self.history() as history:
             values = []
             for t in (f"C{i + 1}" for i in range(TWINS)):
                 after = None
@@ -271,6 +267,16 @@ class Server:
                     values.extend(p.value for p in page)
                     after = page[-1].ts_us
             return np.asarray(values)
+
+    @contextlib.contextmanager
+    def history(self) -> Iterator[Any]:
+        """The server's history store, opened here (once the server stopped: DuckDB admits one writer)."""
+        from tvilling.history import open_history
+
+        history = (open_history(PG_DSN, schema=self.pg_schema) if self.pg_schema
+                   else open_history(self.data_dir / "history.duckdb"))
+        try:
+            yield history
         finally:
             history.close()
 
@@ -659,7 +665,8 @@ def case_overload(seconds: float, publishers: int = 2) -> dict[str, Any]:
             alive = (server.proc is not None and server.proc.poll() is None
                      and http("GET", f"{server.base}/health")[0] == 200)
             server.stop()
-            stored = history_count(server)
+            with server.history() as history:
+                stored = history.count()
             tail = np.array(samples[len(samples) // 2:])
             slope = float(np.polyfit(tail[:, 0], tail[:, 1], 1)[0] * 60) if len(tail) >= 3 else float("nan")
             result = {"case": "overload", "seconds": seconds, "stored_msgs_s": round(stored / 2 / seconds),
@@ -700,15 +707,6 @@ def broker_sys(port: int, name: str) -> int:
     return got[0] if got else -1
 
 
-def history_count(server: Server) -> int:
-    from tvilling.history import open_history
-
-    history = (open_history(PG_DSN, schema=server.pg_schema) if server.pg_schema
-               else open_history(server.data_dir / "history.duckdb"))
-    try:
-        return history.count()
-    finally:
-        history.close()
 
 
 @contextlib.contextmanager

@@ -34,6 +34,24 @@ class CleanSettings:
     stats_memory: int = 2000  # the running statistics forget at about this many readings
 
 
+def series_ids(twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_],
+               index: dict[tuple[str, str], int]) -> npt.NDArray[np.int64]:
+    """Each row's (twin, property) id in ``index``, adding new series with the next ids.
+
+    Telemetry comes in runs of one series: the dictionary is looked up once per run (sorting
+    object arrays to group them would cost more than the rest of ingest).
+    """
+    n = len(twin)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], (twin[1:] != twin[:-1]) | (prop[1:] != prop[:-1])]))
+    run_ids = np.fromiter((index.setdefault(k, len(index)) for k in zip(twin[starts].tolist(),
+                                                                          prop[starts].tolist(), strict=True)),
+                          dtype=np.int64, count=len(starts))
+    out: npt.NDArray[np.int64] = np.repeat(run_ids, np.diff(np.append(starts, n)))
+    return out
+
+
 class SeriesState:
     """Running state of every (twin, property) series the pipeline has seen."""
 
@@ -53,16 +71,8 @@ class SeriesState:
 
     def ids(self, twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
         """Series ids of the rows; new series get the next ids (seed them with :meth:`seed_new`)."""
-        index = self.index
-        n = len(twin)
-        if n == 0:
-            return np.empty(0, dtype=np.int64)
-        # Telemetry comes in runs of one series: look the dictionary up once per run.
-        starts = np.flatnonzero(np.concatenate([[True], (twin[1:] != twin[:-1]) | (prop[1:] != prop[:-1])]))
-        run_ids = np.fromiter((index.setdefault(k, len(index)) for k in zip(twin[starts].tolist(),
-                                                                              prop[starts].tolist(), strict=True)),
-                              dtype=np.int64, count=len(starts))
-        grow = len(index) - len(self.last_ts)
+        sid = series_ids(twin, prop, self.index)
+        grow = len(self.index) - len(self.last_ts)
         if grow:
             self.last_ts = np.concatenate([self.last_ts, np.full(grow, NO_TS, dtype=np.int64)])
             self.last_val = np.concatenate([self.last_val, np.full(grow, np.nan)])
@@ -70,7 +80,7 @@ class SeriesState:
             for name in ("n", "mean", "m2", "gap"):
                 setattr(self, name, np.concatenate([getattr(self, name), np.zeros(grow)]))
             self.confirmed = np.concatenate([self.confirmed, np.zeros(grow, dtype=bool)])
-        return np.repeat(run_ids, np.diff(np.append(starts, n)))
+        return sid
 
     def seed_new(self, seed: Callable[[str, str], tuple[int, float, str | None]]) -> Callable[[], None]:
         """A step that seeds every series registered since the last seeding with ``seed(twin, prop)``

@@ -31,7 +31,7 @@ from tvilling.core.events import Event
 from tvilling.core.twin import Twin
 from tvilling.history.ports import Point
 from tvilling.history.readings import QUALITY_NAMES, Readings, flag_names
-from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean
+from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean, series_ids
 from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
 from tvilling.ingest.normalise import SeenIds, letter, normalise, to_us, ts_text
 from tvilling.ingest.ports import IngestResult, RawMessage
@@ -331,7 +331,7 @@ class Pipeline:
         keep = np.ones(len(r), dtype=bool)
         if not len(r):
             return None, letters
-        sid = _local_series(r.twin, r.prop)
+        sid = series_ids(r.twin, r.prop, {})  # local ids: a series joins the state only once it passes
         first = np.unique(sid, return_index=True)[1]
         order = np.argsort(sid, kind="stable")
         bounds = np.searchsorted(sid[order], sid[first])
@@ -482,18 +482,6 @@ def _seed(snap: Twin | None, path: str) -> tuple[int, float, str | None]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return ts, float(value), None
     return ts, math.nan, None if value is None else json.dumps(value)
-
-
-def _local_series(twin: npt.NDArray[np.object_], prop: npt.NDArray[np.object_]) -> npt.NDArray[np.int64]:
-    """Ids of the (twin, property) series of the rows, local to this batch (looked up once per run of rows:
-    sorting object arrays to group them cost more than the rest of ingest)."""
-    n = len(twin)
-    starts = np.flatnonzero(np.concatenate([[True], (twin[1:] != twin[:-1]) | (prop[1:] != prop[:-1])]))
-    index: dict[tuple[str, str], int] = {}
-    runs = np.fromiter((index.setdefault(k, len(index)) for k in zip(twin[starts].tolist(), prop[starts].tolist(),
-                                                                     strict=True)), dtype=np.int64, count=len(starts))
-    out: npt.NDArray[np.int64] = np.repeat(runs, np.diff(np.append(starts, n)))
-    return out
 
 
 def _newest_per_series(r: Readings) -> npt.NDArray[np.bool_]:
