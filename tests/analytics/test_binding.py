@@ -103,7 +103,8 @@ def test_outputs_are_reserved_properties_validated_on_every_model():
 
 def test_trend_rul_predicts_failure_time_with_a_band():
     spec = {"name": "bearing-rul", "model": BEARING, "method": "rul-trend", "inputs": ["vibration"],
-            "train_rows": 50, "params": {"failure_level": 2.0, "unit": "hour", "window": 200}}
+            "train_rows": 50, "params": {"failure_level": 2.0, "unit": "hour", "window": 200,
+                                         "health_horizon": 0.05}}
     p = platform_with([spec])
     p.twins.put("b1", {"model": BEARING})
     t = np.arange(400, dtype=float)
@@ -115,7 +116,23 @@ def test_trend_rul_predicts_failure_time_with_a_band():
     truth_h = (60 * np.log(1.5 / 0.05) + 100 - 249) / 3600
     assert rep["rul_p10"] <= rep["rul"] <= rep["rul_p90"]
     assert abs(rep["rul"] - truth_h) < 0.25 * truth_h
-    assert abs(rep["health"] - (2.0 - 1.1) / 1.5) < 0.05  # 1.1 g now, of 0.5 g new and 2.0 g failed
+    # health: the lower of the level's share (1.1 g now, of 0.5 g new and 2.0 g failed) and life / horizon
+    assert abs(rep["health"] - min((2.0 - 1.1) / 1.5, rep["rul"] / 0.05)) < 0.05
+    assert rep["health"] < 0.4  # 55 s left of a 3-minute horizon: the level alone (0.6) would overstate it
+
+
+def test_trend_rul_without_a_credible_trend_writes_no_number():
+    spec = {"name": "bearing-rul", "model": BEARING, "method": "rul-trend", "inputs": ["vibration"],
+            "train_rows": 50, "params": {"failure_level": 2.0, "max_rul": 1000}}
+    p = platform_with([spec])
+    p.twins.put("b1", {"model": BEARING})
+    v = 0.5 * (1 + np.random.default_rng(3).normal(scale=0.01, size=200))  # healthy: no growth
+    p.pipeline.ingest_readings(rows("b1", 0, v[:, None], names=["vibration"]), transport="test")
+    rep = p.twins.get("b1").reported
+    assert not {"rul", "rul_p10", "rul_p90"} & set(rep)  # "no trend": no number at all, not 1000
+    assert rep["analytics"]["bearing-rul"]["trend"] is False
+    assert rep["health"] > 0.95
+    assert not [pt for pt in p.history.range("b1", "rul", 0, 2**62, limit=1000) if pt.value == 1000]
 
 
 def test_spec_errors_name_the_field():

@@ -199,6 +199,7 @@ class MachineArrays:
             out[:, COL[part, "vibrationBandBpfo"]] = levels[:, k, 2]
             out[:, COL[part, "vibrationBandHigh"]] = levels[:, k, 3]
             out[:, COL[part, "temperature"]] = self.bearing_temp[:, k] + 0.15 * noise[:, COL[part, "temperature"]]
+            out[:, COL[part, "shaftSpeed"]] = out[:, COL["", "speed"]]  # the sensor's tachometer channel
         # quality: good parts fall with drive-end vibration above a healthy level, and with misalignment
         excess = np.maximum(overall[:, 0] - p.vibration_ok * np.maximum(self.speed / p.nominal_rpm, 0.1) ** 1.5, 0.0)
         quality = 0.995 - 0.08 * excess - 0.02 * self.misalignment + 0.002 * noise[:, COL["", "quality"]]

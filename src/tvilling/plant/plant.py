@@ -33,13 +33,13 @@ from tvilling.plant.physics import F64, MachineArrays, Params
 from tvilling.plant.signals import BEARINGS, FAULT, PARTS, RUNNING, STATES, STOPPED, part_columns
 
 MODELS = {
-    "line": "dtmi:tvilling:example:ProductionLine;2",
-    "machine": "dtmi:tvilling:example:Machine;2",
-    "bearing": "dtmi:tvilling:example:Bearing;3",
+    "line": "dtmi:tvilling:example:ProductionLine;3",
+    "machine": "dtmi:tvilling:example:Machine;3",
+    "bearing": "dtmi:tvilling:example:Bearing;4",
     "spindle": "dtmi:tvilling:example:Spindle;2",
 }
 #: the built-in model set holding :data:`MODELS` (``tvilling.models.builtin``)
-MODEL_SET = "plant-v3"
+MODEL_SET = "plant-v4"
 COMMANDS = ("setSpeed", "stop", "start", "maintenanceDone")
 _PART_COLUMNS = [(part, part_columns(part)) for part in PARTS]
 _json = msgspec.json.Encoder()

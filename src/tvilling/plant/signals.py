@@ -19,7 +19,7 @@ PARTS: tuple[str, ...] = ("", "de", "nde", "spindle")
 MACHINE_SIGNALS = ("speed", "speedSetpoint", "throughput", "quality", "operatingHours",
                    "motor.current", "motor.temperature", "motor.load")
 BEARING_SIGNALS = ("vibration", "vibrationBand1x", "vibrationBand2x", "vibrationBandBpfo", "vibrationBandHigh",
-                   "temperature")
+                   "temperature", "shaftSpeed")
 SPINDLE_SIGNALS = ("speed", "load")
 
 SIGNALS: tuple[tuple[str, str], ...] = (

@@ -104,7 +104,7 @@ class AnalyticsEngine:
 
     def process(self, readings: Readings, models: Mapping[str, str]) -> tuple[Readings, npt.NDArray[np.object_]] | None:
         """Outputs for a stored batch: (readings to write, the source of each), or None."""
-        wanted = sorted({i for s in self.specs for i in s.inputs})
+        wanted = sorted({i for s in self.specs for i in s.columns})
         relevant = np.flatnonzero(np.isin(readings.prop, wanted))
         if not relevant.size:
             return None
@@ -125,7 +125,7 @@ class AnalyticsEngine:
                     continue
                 group = sub.take(order[bounds[g]:bounds[g + 1]])
                 for spec in specs:
-                    mask = np.isin(group.prop, spec.inputs)
+                    mask = np.isin(group.prop, spec.columns)
                     if not mask.any():
                         continue
                     key = (spec.name, twin)
@@ -164,7 +164,7 @@ class AnalyticsEngine:
 
     def _run(self, spec: AnalyticSpec, twin: str, readings: Readings,
              mask: npt.NDArray[np.bool_]) -> tuple[list[Output], int | None]:
-        ts, X = rows_of(readings, mask, spec.inputs)
+        ts, X = rows_of(readings, mask, spec.columns)
         key = (spec.name, twin)
         seen = self._seen_ts.get(key)
         if seen is not None:  # rows at or before the newest one already scored arrive late: state moves forward only
@@ -203,6 +203,12 @@ class AnalyticsEngine:
                 return [], runner.version
         out = runner.run(ts, X)
         marker: dict[str, Any] = {"version": runner.version, "time": _iso(int(ts[-1]))}
+        scoring = getattr(runner, "scoring", None)
+        if scoring is not None:
+            marker["scoring"] = scoring
+        trend = getattr(runner, "trend", None)
+        if trend is not None:
+            marker["trend"] = trend
         confidence = getattr(runner, "family_confidence", None)
         if confidence is not None:
             marker["fault_confidence"] = confidence
@@ -211,7 +217,7 @@ class AnalyticsEngine:
             marker["drift"] = report
             self._note_drift(spec, twin, runner, report)
         # the marker is written when what it says changes, and at most every MARKER_EVERY_US of data time
-        gist = (runner.version, confidence, None if runner.drift is None else report["drifting"],
+        gist = (runner.version, confidence, scoring, trend, None if runner.drift is None else report["drifting"],
                 None if runner.drift is None else round(float(report["input_shift"]), 1))
         last = self._marker.get(key)
         if last is None or last[0] != gist or int(ts[-1]) - last[1] >= MARKER_EVERY_US:

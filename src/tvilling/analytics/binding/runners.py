@@ -81,7 +81,64 @@ class Runner(ABC):
         return sum(b.shape[0] for b in self._buffer)
 
     def take_training(self, ts: IntArray, X: FloatArray) -> tuple[IntArray, FloatArray, FloatArray | None]:
-        """Buffer rows until ``train_rows`` are there; returns (rest ts, rest rows, training rows or None)."""
+        """Buffer rows until ``train_rows`` are there; returns (rest ts, rest rows, training rows or None).
+
+        With context inputs only rows with the machine turning are training rows."""
+        if not self.spec.context:
+            return self._take_all(ts, X)
+        from tvilling.analytics.detectors.operating_point import OperatingPoint
+
+        k = len(self.spec.inputs)
+        before_fit = OperatingPoint(self.spec.context, running_above=self.spec.params.get("running_above"))
+        turning = np.flatnonzero(before_fit.turning(X[:, k:]))
+        take = turning[:self.spec.train_rows - self.buffered()]
+        self._buffer.append(X[take])
+        self._buffer_ts.append(ts[take])
+        if self.buffered() < self.spec.train_rows:
+            return ts[:0], X[:0], None
+        train = np.vstack(self._buffer)
+        self.train_ts = np.concatenate(self._buffer_ts)
+        self._buffer, self._buffer_ts = [], []
+        cut = int(take[-1]) + 1 if take.size else 0
+        return ts[cut:], X[cut:], train
+
+    def _operating_point(self, X: FloatArray) -> tuple[FloatArray, Any]:
+        """Split the context off the rows and fit the operating point on the training rows."""
+        if not self.spec.context:
+            return X, None
+        from tvilling.analytics.detectors.operating_point import OperatingPoint, parse_exponents
+
+        k = len(self.spec.inputs)
+        p = self.spec.params
+        op = OperatingPoint(self.spec.context, names=list(self.spec.inputs),
+                            exponents=parse_exponents(p.get("exponents"), self.spec.inputs, self.spec.context),
+                            running_above=p.get("running_above")).fit(X[:, :k], X[:, k:])
+        turning = op.turning(X[:, k:])
+        return op.normalise(X[turning, :k], X[turning, k:]), op
+
+    def _judged(self, ts: IntArray, X: FloatArray, op: Any) -> tuple[IntArray, FloatArray]:
+        """The rows that can be judged at their operating point, normalised to the reference one; sets
+        :attr:`scoring`, which says (for the last row) whether scoring runs or why it is suspended."""
+        k = len(self.spec.inputs)
+        if op is None:
+            self.scoring = "active"
+            return ts, X[:, :k]
+        C = X[:, k:]
+        status = op.status(C)
+        last = str(status[-1])
+        first = self.spec.context[0]
+        if last == "stopped":
+            self.scoring = f"suspended: stopped ({first} {C[-1, 0]:.4g})"
+        elif last == "unlearned":
+            lo, hi = (float(op.ref_[0] * np.exp(b)) for b in (op.lo_[0], op.hi_[0]))
+            self.scoring = (f"suspended: operating point not learned ({first} {C[-1, 0]:.4g}; "
+                            f"trained at {lo:.4g}–{hi:.4g})")
+        else:
+            self.scoring = "active"
+        ok = status == "ok"
+        return ts[ok], op.normalise(X[ok, :k], C[ok])
+
+    def _take_all(self, ts: IntArray, X: FloatArray) -> tuple[IntArray, FloatArray, FloatArray | None]:
         need = self.spec.train_rows - self.buffered()
         self._buffer.append(X[:need])
         self._buffer_ts.append(ts[:need])
@@ -118,7 +175,8 @@ class AnomalyRunner(Runner):
     """``mewma`` (MultivariateDetector) or ``univariate`` (UnivariateDetector), fitted on the first rows."""
 
     def fit(self, X: FloatArray) -> dict[str, Any]:
-        params = dict(self.spec.params)
+        X, op = self._operating_point(X)
+        params = {k: v for k, v in self.spec.params.items() if k not in ("exponents", "running_above")}
         if self.spec.method == "mewma":
             from tvilling.analytics.detectors.multivariate import MultivariateDetector
 
@@ -137,13 +195,19 @@ class AnomalyRunner(Runner):
             det = UnivariateDetector(**params)
             train_ts = getattr(self, "train_ts", None)  # the time of day matters to it (hour-of-day novelty)
             det.learn_many(X[:, 0], ts=None if train_ts is None or len(train_ts) != len(X) else train_ts / 1e6)
-        self.model = (det, threshold)
+        self.model = (det, threshold, op)
         std = X.std(axis=0)
         self.drift = Drift(X.mean(axis=0), np.where(std > 1e-12, std, 1.0))
-        return {"threshold": threshold, "train_rows": int(X.shape[0])}
+        metrics: dict[str, Any] = {"threshold": threshold, "train_rows": int(X.shape[0])}
+        if op is not None:
+            metrics["operating_point"] = op.describe()
+        return metrics
 
     def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
-        det, threshold = self.model
+        det, threshold, op = self.model if len(self.model) == 3 else (*self.model, None)  # older versions: no op
+        ts, X = self._judged(ts, X, op)
+        if not ts.size:
+            return []
         family = getattr(self, "family", None) if self.spec.method == "mewma" else None
         deviations = None
         if family is not None:
@@ -241,25 +305,40 @@ class TrendRulRunner(Runner):
     ``window`` rows (default 300), ``log(indicator − baseline·(1 − floor))`` is fitted as a
     straight line in time (exponential growth, the usual shape of bearing wear). The point
     RUL is where the line reaches the failure level; p10/p90 use the slope ± 1.2816
-    standard errors. Until the window holds ``min_rows`` rows (default 30), and while the
-    growth is not significant (slope below ``t_min`` = 3 standard errors), there is no
-    credible trend: RUL is ``max_rul``, with p10 from the steepest slope the data allow.
-    ``health`` = (failure level − fitted level now) / (failure level − baseline), in [0, 1].
-    Time is the readings' time × ``time_scale`` (plant seconds per wall second, for
-    accelerated simulations), reported in ``unit`` (hour by default).
+    standard errors. Until the window holds ``min_rows`` rows (default 30), nothing is
+    written. While the growth is not significant (slope below ``t_min`` = 3 standard errors),
+    or the line reaches the failure level only beyond ``max_rul``, there is no credible
+    trend: ``rul``, ``rul_p10`` and ``rul_p90`` are written as null, which removes them from the
+    twin (and the analytic's marker says ``"trend": false``), never a placeholder number. ``health`` (1 = as new, 0 = failed) is the lower of how far the fitted level is from
+    the failure level, ``(failure level − level now) / (failure level − baseline)``, and the
+    remaining life as a share of ``health_horizon`` (default ``max_rul``): exponential wear keeps
+    the level low until shortly before failure, so the level alone would read "healthy" beside a
+    remaining life of hours. With context inputs the
+    indicator is taken at the reference operating point (see
+    :mod:`tvilling.analytics.detectors.operating_point`), so a slower machine's lower
+    vibration reads as what it is, not as a healed bearing, and rows of a stopped machine
+    are left out. Time is the readings' time × ``time_scale`` (plant seconds per wall
+    second, for accelerated simulations), reported in ``unit`` (hour by default).
     """
 
     def fit(self, X: FloatArray) -> dict[str, Any]:
+        X, op = self._operating_point(X)
         base = float(np.median(X[:, 0]))
-        self.model = {"baseline": base}
+        self.model = {"baseline": base, "op": op}
         self.drift = None
         window = int(self.spec.params.get("window", 300))
         self._hist_t: deque[float] = deque(maxlen=window)
         self._hist_v: deque[float] = deque(maxlen=window)
-        return {"baseline": base, "train_rows": int(X.shape[0])}
+        metrics: dict[str, Any] = {"baseline": base, "train_rows": int(X.shape[0])}
+        if op is not None:
+            metrics["operating_point"] = op.describe()
+        return metrics
 
     def run(self, ts: IntArray, X: FloatArray) -> list[Output]:
         p = self.spec.params
+        ts, X = self._judged(ts, X, self.model.get("op"))
+        if not ts.size:
+            return []
         if not hasattr(self, "_hist_t"):  # loaded from the registry: the window starts empty
             window = int(p.get("window", 300))
             self._hist_t, self._hist_v = deque(maxlen=window), deque(maxlen=window)
@@ -270,6 +349,7 @@ class TrendRulRunner(Runner):
         v = np.asarray(self._hist_v)
         level = float(p["failure_level"])
         max_rul = float(p.get("max_rul", 10_000.0))
+        horizon = float(p.get("health_horizon", max_rul))
         base = float(self.model["baseline"])
         floor = base * 0.9 if base > 0 else 0.0
         ok = np.isfinite(v) & (v > floor)
@@ -286,22 +366,24 @@ class TrendRulRunner(Runner):
         se = math.sqrt(float(resid @ resid) / dof / sxx) if sxx > 0 else math.inf
         fitted_now = math.exp(float(coef[0])) + floor
         target = math.log(max(level - floor, 1e-12))
+        self.trend = True
+        if fitted_now >= level:
+            return [("rul", now, 0.0), ("rul_p10", now, 0.0), ("rul_p90", now, 0.0), ("health", now, 0.0)]
+        span = level - base
+        wear = 1.0 if span <= 0 else min(max((level - fitted_now) / span, 0.0), 1.0)
 
         def life(slope: float) -> float:
-            if fitted_now >= level:
-                return 0.0
-            if not slope > 0:
-                return max_rul
-            return min(max((target - float(coef[0])) / slope, 0.0), max_rul)
+            return math.inf if not slope > 0 else max((target - float(coef[0])) / slope, 0.0)
 
         slope = float(coef[1])
-        credible = math.isfinite(se) and slope > float(p.get("t_min", 3.0)) * se
-        rul = life(slope) if credible else max_rul
-        p10, p90 = life(slope + 1.2816 * se), life(slope - 1.2816 * se) if credible else max_rul
-        span = level - base
-        health = 1.0 if span <= 0 else min(max((level - fitted_now) / span, 0.0), 1.0)
-        return [("rul", now, round(rul, 3)), ("rul_p10", now, round(min(p10, rul), 3)),
-                ("rul_p90", now, round(max(p90, rul), 3)), ("health", now, round(health, 4))]
+        rul = life(slope)
+        if not (math.isfinite(se) and slope > float(p.get("t_min", 3.0)) * se) or rul > max_rul:
+            self.trend = False  # the marker says so; null removes rul, rul_p10 and rul_p90 from the twin
+            return [("rul", now, None), ("rul_p10", now, None), ("rul_p90", now, None), ("health", now, round(wear, 4))]
+        p10 = min(life(slope + 1.2816 * se), rul)
+        p90 = min(max(life(slope - 1.2816 * se), rul), max_rul)
+        return [("rul", now, round(rul, 3)), ("rul_p10", now, round(p10, 3)),
+                ("rul_p90", now, round(p90, 3)), ("health", now, round(min(wear, rul / horizon, 1.0), 4))]
 
 
 class FleetRulRunner(Runner):

@@ -8,7 +8,16 @@ In ``tvilling.toml``::
     method = "mewma"                           # multivariate detector (two or more inputs)
     inputs = ["vibration", "temperature", "vibrationBandBpfo"]
     train_rows = 300                           # rows each twin learns before it is scored
-    params = { alpha = 0.5, threshold = 3.0, hold = 15 }
+    context = ["shaftSpeed"]                   # the operating point: inputs are judged at it (optional)
+    params = { alpha = 0.5, threshold = 3.0, hold = 15, exponents = { vibrationBandBpfo = 1.5 } }
+
+``context`` (``mewma``, ``univariate``, ``rul-trend``) names properties of the same twin that set the operating point —
+speed, load. Inputs are conditioned on them (:mod:`tvilling.analytics.detectors.operating_point`):
+a power law per input, learned from training rows that span several operating points or declared
+in ``params.exponents``; rows where the first context input is at or below ``params.running_above``
+(default 10 % of its training median) are a stopped machine and are not scored, and rows at an
+operating point the training never saw (without declared exponents) are not scored either. The
+analytic's marker (``analytics.<name>.scoring``) says why scoring is suspended.
 
 Methods and what they write on the twin (reserved outputs, see :mod:`tvilling.models.outputs`):
 
@@ -19,7 +28,9 @@ Methods and what they write on the twin (reserved outputs, see :mod:`tvilling.mo
 * ``univariate`` — one input, contextual novelty + anomaly likelihood + repeat suppression
   (``threshold`` 0.5 by default): ``anomaly_score``, ``anomaly``;
 * ``rul-trend`` — one degradation indicator (e.g. vibration RMS) extrapolated to a failure
-  level (``params.failure_level``, required): ``rul``, ``rul_p10``, ``rul_p90``, ``health``;
+  level (``params.failure_level``, required): ``rul``, ``rul_p10``, ``rul_p90`` (null while there is
+  no credible trend), ``health`` (the lower of the level's distance to failure and the remaining life as a share of
+  ``params.health_horizon``);
 * ``rul-fleet`` — a regressor trained on run-to-failure histories stored in the platform
   (``tvilling analytics train``): ``rul``, ``rul_p10``, ``rul_p90``, ``health``.
 """
@@ -54,6 +65,12 @@ class AnalyticSpec(msgspec.Struct, frozen=True, kw_only=True):
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     train_rows: int = 300
     enabled: bool = True
+    context: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every property a row holds: the inputs, then the context inputs."""
+        return [*self.inputs, *self.context]
 
     @property
     def kind(self) -> str:
@@ -106,6 +123,8 @@ def parse_spec(doc: Mapping[str, Any], where: str = "analytics") -> AnalyticSpec
                       field=f"{where}.inputs", rule="count")
     if spec.method in ("univariate", "rul-trend") and len(spec.inputs) != 1:
         raise Invalid(f"{at}: method {spec.method} takes exactly one input", field=f"{where}.inputs", rule="count")
+    if spec.context:
+        _check_context(spec, at, where)
     if spec.method == "rul-trend":
         level = spec.params.get("failure_level")
         if not isinstance(level, int | float) or isinstance(level, bool) or level <= 0:
@@ -117,8 +136,27 @@ def parse_spec(doc: Mapping[str, Any], where: str = "analytics") -> AnalyticSpec
     return spec
 
 
-TREND_PARAMS = {"failure_level", "unit", "time_scale", "window", "max_rul", "min_rows", "t_min"}
+def _check_context(spec: AnalyticSpec, at: str, where: str) -> None:
+    from tvilling.analytics.detectors.operating_point import parse_exponents
+
+    if spec.method == "rul-fleet":
+        raise Invalid(f"{at}: context applies to mewma, univariate and rul-trend, not {spec.method}",
+                      field=f"{where}.context", rule="context")
+    if not all(isinstance(c, str) and c for c in spec.context) or len(set(spec.context)) != len(spec.context):
+        raise Invalid(f"{at}: context must list distinct property paths", field=f"{where}.context", rule="unique")
+    both = sorted(set(spec.context) & set(spec.inputs))
+    if both:
+        raise Invalid(f"{at}: {both[0]!r} is both an input and a context input", field=f"{where}.context",
+                      rule="unique")
+    try:
+        parse_exponents(spec.params.get("exponents"), spec.inputs, spec.context)
+    except ValueError as exc:
+        raise Invalid(f"{at}: params.{exc}", field=f"{where}.params.exponents", rule="exponents") from None
+
+
+TREND_PARAMS = {"failure_level", "unit", "time_scale", "window", "max_rul", "min_rows", "t_min", "health_horizon"}
 TIME_UNITS = ("second", "minute", "hour", "day")
+CONTEXT_PARAMS = {"exponents", "running_above"}
 
 
 def _allowed_params(method: str) -> set[str]:
@@ -127,13 +165,14 @@ def _allowed_params(method: str) -> set[str]:
     if method == "mewma":
         from tvilling.analytics.detectors.multivariate import MultivariateDetector
 
-        return {f.name for f in dataclasses.fields(MultivariateDetector) if f.init} - {"names"} | {"family_classifier"}
+        return ({f.name for f in dataclasses.fields(MultivariateDetector) if f.init} - {"names"}
+                | {"family_classifier"} | CONTEXT_PARAMS)
     if method == "univariate":
         from tvilling.analytics.detectors.univariate import UnivariateDetector
 
-        return {f.name for f in dataclasses.fields(UnivariateDetector) if f.init} | {"threshold"}
+        return {f.name for f in dataclasses.fields(UnivariateDetector) if f.init} | {"threshold"} | CONTEXT_PARAMS
     if method == "rul-trend":
-        return TREND_PARAMS
+        return TREND_PARAMS | CONTEXT_PARAMS
     from tvilling.analytics.rul.model import RulConfig
 
     return {f.name for f in dataclasses.fields(RulConfig)}
@@ -150,7 +189,14 @@ def _check_params(spec: AnalyticSpec, at: str, where: str) -> None:
     if "unit" in p and p["unit"] not in TIME_UNITS:
         raise Invalid(f"{at}: params.unit must be one of {', '.join(TIME_UNITS)}, not {p['unit']!r}",
                       field=f"{where}.params.unit", rule="enum")
-    for name in ("time_scale", "window", "max_rul", "min_rows", "t_min", "threshold", "alpha"):
+    if ("exponents" in p or "running_above" in p) and not spec.context:
+        raise Invalid(f"{at}: params.exponents and params.running_above need context inputs (context = [...])",
+                      field=f"{where}.context", rule="required")
+    if "running_above" in p and (isinstance(p["running_above"], bool) or not isinstance(p["running_above"], int | float)
+                                 or p["running_above"] < 0):
+        raise Invalid(f"{at}: params.running_above must be a number ≥ 0, not {p['running_above']!r}",
+                      field=f"{where}.params.running_above", rule="range")
+    for name in ("time_scale", "window", "max_rul", "min_rows", "t_min", "threshold", "alpha", "health_horizon"):
         if name in p and (isinstance(p[name], bool) or not isinstance(p[name], int | float) or p[name] <= 0):
             raise Invalid(f"{at}: params.{name} must be a positive number, not {p[name]!r}",
                           field=f"{where}.params.{name}", rule="range")
