@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from tvilling.api.app import create_app
+from tvilling.api.commands import router
+from tvilling.app import Platform, build_platform
+from tvilling.config import Settings
 from tvilling.core.errors import Invalid, NotFound, Unavailable
-from tvilling.decisions.commands import CommandService
+from tvilling.decisions.commands import CommandService, describe_commands
 from tvilling.decisions.lifecycle import ACKNOWLEDGED, FAILED, PENDING, SENT, SUCCEEDED, TIMED_OUT
 from tvilling.decisions.store import MemoryCommandStore
 from tvilling.decisions.transport import OpcUaTransport, device_status
+from tvilling.models.builtin import builtin_documents
 
 from .conftest import CallingTransport, Clock, FakeTransport
 
@@ -231,3 +238,61 @@ def test_the_opcua_adapter_maps_requests_outputs_and_desired_writes(platform, cl
     assert opcua.calls == [("M1", "setSpeed", [900.0]), ("M1", "stop", None)]
     run(OpcUaTransport(opcua).publish_desired("M1", {"speedSetpoint": 800.0}))
     assert opcua.writes == [("M1", "speedSetpoint", 800.0)]
+
+
+# -- what a twin's model declares (for a client to offer the commands with care) -----------------
+MACHINE_V2 = "dtmi:tvilling:example:Machine;2"
+
+
+@pytest.fixture
+def careful_platform() -> Iterator[Platform]:
+    """The demo plant's v3 models: the Machine marks stop, start and maintenanceDone as disruptive."""
+    p = build_platform(Settings(store="memory"))
+    p.models.add(builtin_documents("plant-v3"))
+    p.twins.put("line-1-m02", {"model": MACHINE_V2, "reported": {"state": "running"}})
+    yield p
+    p.close()
+
+
+def test_declared_commands_say_which_are_disruptive_and_what_they_affect(careful_platform: Platform) -> None:
+    out = describe_commands(careful_platform.twins, "line-1-m02")
+    assert (out["twin"], out["model"]) == ("line-1-m02", MACHINE_V2)
+    by_name = {c["name"]: c for c in out["items"]}
+    assert set(by_name) == {"setSpeed", "stop", "start", "maintenanceDone"}
+    stop = by_name["stop"]
+    assert (stop["disruptive"], stop["displayName"], stop["request"], stop["affects"]) == (
+        True, "Stop", None, ["state", "speed"])
+    assert "production on it stops" in stop["disruption"]
+    assert stop["description"].startswith("Stop the machine")
+    assert by_name["maintenanceDone"]["disruptive"] and by_name["start"]["disruptive"]
+    speed = by_name["setSpeed"]
+    assert (speed["disruptive"], speed["disruption"], speed["affects"]) == (False, None, ["speedSetpoint", "speed"])
+    assert speed["request"] == {"name": "rpm", "schema": "double", "unit": "revolutionPerMinute"}
+
+
+def test_a_model_without_the_extension_declares_nothing_disruptive(platform: Platform) -> None:
+    out = describe_commands(platform.twins, "M1")
+    assert out["items"] and all(not c["disruptive"] and c["affects"] == [] for c in out["items"])
+
+
+def test_declared_commands_of_an_unknown_twin_are_not_found(platform: Platform) -> None:
+    with pytest.raises(NotFound) as err:
+        describe_commands(platform.twins, "M9")
+    assert "M9" in err.value.message
+
+
+def test_the_api_lists_declared_commands_with_or_without_a_transport(careful_platform: Platform) -> None:
+    app = create_app(platform=careful_platform)
+    app.include_router(router)
+    with TestClient(app) as client:
+        r = client.get("/api/twins/line-1-m02/commands")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["available"] is False  # no transport: the commands are described, not sendable
+        assert [c["name"] for c in body["items"] if c["disruptive"]] == ["stop", "start", "maintenanceDone"]
+        missing = client.get("/api/twins/nope/commands")
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+        assert client.post("/api/twins/line-1-m02/commands/stop").status_code == 503
+        careful_platform.commands = CommandService(  # type: ignore[attr-defined]
+            careful_platform.twins, MemoryCommandStore(), FakeTransport())
+        assert client.get("/api/twins/line-1-m02/commands").json()["available"] is True

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["dtdl", "modelset", "problems", "schema", "units", "validate", "values"]
+MODULES = ["dtdl", "dtdl_care", "modelset", "problems", "schema", "units", "validate", "values"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,6 +5,11 @@ body (``{"rpm": 900}``… or ``900`` for a scalar request; no body for a command
 without one), or ``{"request": <value>, "timeout_s": <seconds>}``. A request that is
 itself an object whose only keys are ``request``/``timeout_s`` must be given in that
 wrapped form. The answer is the command record, ``202 Accepted``, with a ``Location``.
+
+``GET /api/twins/{id}/commands`` lists what the twin's model declares, with the marking of
+Tvilling's commands extension: ``disruptive`` commands are to be confirmed by a person
+before a client sends them (the dashboard asks), and ``affects`` names the properties to
+watch afterwards. The server itself does not ask: an API client that sends one has decided.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.api.body import read_json
 from tvilling.api.openapi import problems
 from tvilling.core.errors import Invalid, Unavailable
-from tvilling.decisions.commands import CommandService
+from tvilling.decisions.commands import CommandService, describe_commands
 from tvilling.decisions.lifecycle import STATUSES
 
 #: Without a command transport (no broker, no OPC UA) every command route answers 503.
@@ -32,8 +37,8 @@ _BODY_DOC = {"requestBody": {"required": False, "content": {"application/json": 
 def service(request: Request) -> CommandService:
     svc = getattr(request.app.state.platform, "commands", None)
     if svc is None:
-        raise Unavailable("commands are not configured on this server (no command transport)",
-                          rule="not_configured")
+        raise Unavailable("commands need a way to reach the devices, and this server has none: start it with "
+                          "--broker mqtt://HOST:PORT (or --opcua FILE)", rule="not_configured")
     return svc  # type: ignore[no-any-return]
 
 
@@ -58,6 +63,16 @@ async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
     actor = request.headers.get("x-tvilling-actor", "api")[:128]
     record = await svc.invoke(twin_id, name, command, actor=actor, timeout_s=timeout_s)
     return JSONResponse(record.to_json(), status_code=202, headers={"Location": f"/api/commands/{record.id}"})
+
+
+@router.get("/api/twins/{twin_id}/commands", responses=problems(404),
+            summary="The commands a twin's model declares: request, whether disruptive, what they affect")
+async def declared_commands(request: Request, twin_id: str) -> dict[str, Any]:
+    """Model information only: answers without a command transport too (sending needs one)."""
+    twins = request.app.state.platform.twins
+    out: dict[str, Any] = await run_in_threadpool(describe_commands, twins, twin_id)
+    out["available"] = getattr(request.app.state.platform, "commands", None) is not None
+    return out
 
 
 @router.get("/api/commands/{command_id}", responses=problems(404), summary="One command and where it stands")

@@ -32,6 +32,7 @@ from tvilling.decisions.lifecycle import (
 from tvilling.decisions.store import CommandStore
 from tvilling.decisions.transport import CommandTransport, SupportsCall, device_status, error_text, route
 from tvilling.models.interface import CommandDef, CommandPayload
+from tvilling.models.schema import PrimitiveSchema
 from tvilling.models.values import Issues, check_value
 from tvilling.twins.service import TwinService
 
@@ -228,6 +229,56 @@ class CommandService:
         new, _ = transition(record, to, now=now or self.clock(), response=response, error=error)
         await _io(self.store.update, new, record.status)
         return new
+
+
+def describe_commands(twins: TwinService, twin_id: str) -> dict[str, Any]:
+    """The commands a twin's model declares, as a client needs them to offer them to a person.
+
+    Each item: ``name``, ``displayName``, ``description``, ``request`` (``{name, schema, unit}``
+    or ``None``), ``disruptive`` (a person must confirm it first), ``disruption`` (what
+    happens, in words) and ``affects`` (the properties it changes: what to watch afterwards).
+    """
+    twin = twins.get(twin_id)
+    model = twins.models.resolve(twin.model)
+    texts = _command_texts(twins, model.bases)
+    items = []
+    for cmd in model.commands.values():
+        name, text = texts.get(cmd.name, (None, None))
+        items.append({
+            "name": cmd.name, "displayName": name, "description": text,
+            "request": _payload(cmd.request), "disruptive": cmd.disruptive, "disruption": cmd.disruption,
+            "affects": list(cmd.affects),
+        })
+    return {"twin": twin_id, "model": twin.model, "items": items}
+
+
+def _command_texts(twins: TwinService, bases: frozenset[str]) -> dict[str, tuple[str | None, str | None]]:
+    """``{command: (displayName, description)}`` from the documents of a model and its bases."""
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for base in sorted(bases):
+        for item in twins.models.modelset.get(base).document.get("contents", []):
+            if isinstance(item, dict) and "Command" in _types(item) and isinstance(item.get("name"), str):
+                out[item["name"]] = (_text(item.get("displayName")), _text(item.get("description")))
+    return out
+
+
+def _types(item: dict[str, Any]) -> list[Any]:
+    value = item.get("@type")
+    return value if isinstance(value, list) else [value]
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, dict):  # a language map: English, else the first
+        value = value.get("en", next(iter(value.values()), None))
+    return value if isinstance(value, str) else None
+
+
+def _payload(payload: CommandPayload | None) -> dict[str, Any] | None:
+    if payload is None:
+        return None
+    schema = payload.schema
+    kind = schema.name if isinstance(schema, PrimitiveSchema) else type(schema).__name__.removesuffix("Schema")
+    return {"name": payload.name, "schema": kind, "unit": payload.unit}
 
 
 def validate_payload(twin_id: str, name: str, payload_def: CommandPayload | None, value: Any, field: str) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tvilling.core.errors import Invalid, TooLarge
 from tvilling.core.ids import parse_dtmi
+from tvilling.models.dtdl_care import COMMANDS_CONTEXT
 from tvilling.models.dtdl_contents import parse_contents
 from tvilling.models.dtdl_schema import parse_local_schemas
 from tvilling.models.dtdl_syntax import (
@@ -105,9 +106,12 @@ def _check_size(raw: Mapping[str, Any], path: str) -> None:
 
 
 def _context(
-    value: object, path: str, problems: Problems, inherited: tuple[int, bool] | None
-) -> tuple[int, bool] | None:
-    """Return (DTDL version, QuantitativeTypes enabled) of an ``@context``, or ``None`` if unusable."""
+    value: object, path: str, problems: Problems, inherited: tuple[int, bool, bool] | None
+) -> tuple[int, bool, bool] | None:
+    """(DTDL version, QuantitativeTypes enabled, Tvilling commands extension enabled) of an ``@context``.
+
+    ``None`` when the context is unusable.
+    """
     if value is None:
         if inherited is None:
             problems.add(path, "@context", "'@context' is required (\"dtmi:dtdl:context;3\")")
@@ -126,9 +130,14 @@ def _context(
         return None
     version = 3 if specs[0] == CONTEXT_V3 else 2
     quantitative = False
+    commands = False
     for i, spec in enumerate(specs[1:], start=1):
         if spec == QUANTITATIVE_TYPES_CONTEXT and version == 3:
             quantitative = True
+        elif spec == COMMANDS_CONTEXT and version == 3:
+            commands = True
+        elif spec == COMMANDS_CONTEXT:
+            problems.add(child(path, i), spec, f"the extension {COMMANDS_CONTEXT} is for DTDL v3")
         elif spec == QUANTITATIVE_TYPES_CONTEXT:
             problems.add(
                 child(path, i),
@@ -141,15 +150,15 @@ def _context(
             problems.add(child(path, i), spec[:128], f"context {spec[:128]!r} is not supported")
     if inherited is not None and inherited[0] != version:
         problems.add(path, "@context", "an inline Interface must use the DTDL version of its document")
-    return version, quantitative
+    return version, quantitative, commands
 
 
 def _interface(
-    raw: Mapping[str, Any], path: str, context: tuple[int, bool], problems: Problems, out: list[Interface]
+    raw: Mapping[str, Any], path: str, context: tuple[int, bool, bool], problems: Problems, out: list[Interface]
 ) -> str | None:
     """Parse one Interface (and those inline in it) into ``out``; return its id when valid."""
     before = len(problems)
-    ctx = Ctx(context[0], context[1], problems)
+    ctx = Ctx(context[0], context[1], problems, commands=context[2])
     slot = len(out)
     split_type(ctx, raw, path, frozenset({"Interface"}), None, False)
     check_keys(ctx, raw, _INTERFACE_KEYS, path, "an Interface")
@@ -206,9 +215,12 @@ def _normalise(
     raw: Mapping[str, Any], extends: tuple[str, ...], contents: Mapping[str, Any], ctx: Ctx
 ) -> dict[str, Any]:
     """Return the DTDL v3 form of ``raw``: canonical context, inline Interfaces as references."""
-    doc: dict[str, Any] = {"@context": CONTEXT_V3}
+    contexts = [CONTEXT_V3]
     if ctx.quantitative or ctx.semantic_used:
-        doc["@context"] = [CONTEXT_V3, QUANTITATIVE_TYPES_CONTEXT]
+        contexts.append(QUANTITATIVE_TYPES_CONTEXT)
+    if ctx.commands:
+        contexts.append(COMMANDS_CONTEXT)
+    doc: dict[str, Any] = {"@context": contexts if len(contexts) > 1 else CONTEXT_V3}
     doc.update(copy.deepcopy({k: v for k, v in raw.items() if k != "@context"}))
     if "extends" in doc:
         doc["extends"] = list(extends) if isinstance(doc["extends"], list) else extends[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tvilling.models.dtdl_care import KEYS as CARE_KEYS
+from tvilling.models.dtdl_care import Care, check_care, take_cotypes
 from tvilling.models.dtdl_schema import check_quantity, parse_named, parse_schema
 from tvilling.models.dtdl_syntax import (
     COMMON_KEYS,
@@ -67,9 +69,13 @@ def parse_contents(ctx: Ctx, value: object, path: str, inline: InlineParser) -> 
 def parse_content(ctx: Ctx, raw: Mapping[str, Any], path: str, inline: InlineParser) -> Content | None:
     """Parse one element of ``contents``; ``None`` when it is invalid (problems recorded)."""
     count_element(ctx, path)
+    raw, cotypes = take_cotypes(ctx, raw, path)
     kind, semantic = split_type(ctx, raw, path, _KINDS, None, True)
     if kind is None:
         return None
+    care = check_care(ctx, raw, path, kind, cotypes)
+    if cotypes and kind != "Command":
+        raw = {k: v for k, v in raw.items() if k not in CARE_KEYS}  # reported by check_care already
     if semantic is not None and kind not in ("Property", "Telemetry"):
         ctx.problems.add(child(path, "@type"), semantic, f"a {kind} cannot have a semantic type")
     check_element_id(ctx, raw, path)
@@ -83,7 +89,7 @@ def parse_content(ctx: Ctx, raw: Mapping[str, Any], path: str, inline: InlinePar
         unit = check_quantity(ctx, raw, path, semantic, schema)
         return TelemetryDef(name, schema, unit, semantic) if name and schema else None
     if kind == "Command":
-        return _command(ctx, raw, path, name)
+        return _command(ctx, raw, path, name, care)
     if kind == "Relationship":
         return _relationship(ctx, raw, path, name)
     check_keys(ctx, raw, COMMON_KEYS | {"name", "schema"}, path, "a Component")
@@ -132,8 +138,9 @@ def _property(
     return PropertyDef(name, schema, writable, unit, semantic) if name and schema else None
 
 
-def _command(ctx: Ctx, raw: Mapping[str, Any], path: str, name: str | None) -> Content | None:
+def _command(ctx: Ctx, raw: Mapping[str, Any], path: str, name: str | None, care: Care) -> Content | None:
     keys = COMMON_KEYS | {"name", "request", "response"} | ({"commandType"} if ctx.version == 2 else set())
+    keys |= CARE_KEYS.keys()  # checked by check_care
     check_keys(ctx, raw, frozenset(keys), path, "a Command")
     payloads: dict[str, CommandPayload | None] = {"request": None, "response": None}
     ok = True
@@ -154,7 +161,9 @@ def _command(ctx: Ctx, raw: Mapping[str, Any], path: str, name: str | None) -> C
             ok = False
         else:
             payloads[key] = CommandPayload(parsed[0], parsed[1], False, parsed[2], parsed[3])
-    return CommandDef(name, payloads["request"], payloads["response"]) if name and ok else None
+    if not (name and ok):
+        return None
+    return CommandDef(name, payloads["request"], payloads["response"], care.disruptive, care.disruption, care.affects)
 
 
 def _relationship(ctx: Ctx, raw: Mapping[str, Any], path: str, name: str | None) -> Content | None:

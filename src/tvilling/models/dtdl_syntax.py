@@ -71,6 +71,7 @@ class Ctx:
     version: int
     quantitative: bool
     problems: Problems
+    commands: bool = False  # the Tvilling commands extension (tvilling.models.dtdl_care) is in @context
     elements: int = 0
     semantic_used: bool = False
     local_schemas: dict[str, tuple[Any, str]] = field(default_factory=dict)

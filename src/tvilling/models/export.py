@@ -11,6 +11,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from tvilling.models.dtdl_care import COMMANDS_CONTEXT
 from tvilling.models.dtdl_syntax import CONTEXT_V3
 from tvilling.models.interface import Interface
 from tvilling.models.units import QUANTITATIVE_TYPES_CONTEXT
@@ -20,8 +21,9 @@ def to_dtdl(interface: Interface) -> dict[str, Any]:
     """Return a DTDL v3 JSON document (a fresh copy) for ``interface``."""
     doc = copy.deepcopy(dict(interface.document))
     context = doc.get("@context")
-    uses_units = isinstance(context, list) and QUANTITATIVE_TYPES_CONTEXT in context
-    doc["@context"] = [CONTEXT_V3, QUANTITATIVE_TYPES_CONTEXT] if uses_units else CONTEXT_V3
+    known = (QUANTITATIVE_TYPES_CONTEXT, COMMANDS_CONTEXT)
+    extensions = [c for c in known if isinstance(context, list) and c in context]
+    doc["@context"] = [CONTEXT_V3, *extensions] if extensions else CONTEXT_V3
     return {"@context": doc.pop("@context"), **doc}
 
 

@@ -50,11 +50,19 @@ class CommandPayload:
 
 @dataclass(frozen=True, slots=True)
 class CommandDef:
-    """A Command with an optional request and response payload."""
+    """A Command with an optional request and response payload.
+
+    ``disruptive``, ``disruption`` and ``affects`` come from Tvilling's commands extension
+    (:mod:`tvilling.models.dtdl_care`): whether a person must confirm it, what it does in
+    words, and which Properties or Telemetry it changes.
+    """
 
     name: str
     request: CommandPayload | None = None
     response: CommandPayload | None = None
+    disruptive: bool = False
+    disruption: str | None = None
+    affects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from types import MappingProxyType
 
 from tvilling.core.errors import Conflict, Invalid, NotFound
 from tvilling.core.ids import parse_dtmi
+from tvilling.models.dtdl_care import affect_problem
 from tvilling.models.interface import (
     CommandDef,
     ComponentDef,
@@ -145,6 +146,7 @@ class ModelSet:
             problems.add(
                 f"{iface.id}.extends", "extends", f"more than {MAX_HIERARCHY} Interfaces in the hierarchy"
             )
+        self._check_affects(iface, resolved, problems, depths)
         for comp in resolved.components.values():
             if comp.schema == iface.id or self._has_components(comp.schema, depths):
                 problems.add(
@@ -153,6 +155,30 @@ class ModelSet:
                     f"component {comp.name!r} uses {comp.schema!r}, which contains a Component; "
                     "DTDL v3 does not allow nested Components",
                 )
+
+    def _check_affects(
+        self, iface: Interface, resolved: ResolvedModel, problems: Problems, depths: Mapping[str, int | None]
+    ) -> None:
+        """Every ``affects`` entry of ``iface``'s own Commands must name a Property or Telemetry."""
+        own = [c for c in iface.contents.values() if isinstance(c, CommandDef) and c.affects]
+        if not own:
+            return
+        props = {**resolved.properties, **resolved.telemetry}
+        components: dict[str, Mapping[str, object]] = {}
+        for comp in resolved.components.values():
+            depth = depths.get(comp.schema, self._depths.get(comp.schema))
+            if depth is None or not self._bases_registered(comp.schema):
+                continue  # reported where the component's schema is checked
+            try:
+                inner = self._resolve(comp.schema)
+            except Invalid:
+                continue
+            components[comp.name] = {**inner.properties, **inner.telemetry}
+        for cmd in own:
+            for name in cmd.affects:
+                problem = affect_problem(name, props, components)
+                if problem is not None:
+                    problems.add(f"{iface.id}.{cmd.name}.affects", name, problem)
 
     def _has_components(self, dtmi: str, depths: Mapping[str, int | None]) -> bool:
         """Whether Interface ``dtmi`` (used as a Component schema) has Components itself."""
