@@ -7,6 +7,7 @@ import pytest
 
 from tvilling.core.errors import Invalid
 from tvilling.plant import Injection, Plant
+from tvilling.plant.plant import MODEL_SET
 from tvilling.plant.signals import COL
 
 NOW = 1_767_225_600_000
@@ -195,7 +196,7 @@ def test_twins_follow_the_contracts_and_import_with_the_shipped_models() -> None
     machine = next(t for t in twins if t["id"] == "line-1-m01")
     assert {(r["name"], r["target"]) for r in machine["relationships"]} == {
         ("hasBearing", "line-1-m01-de"), ("hasBearing", "line-1-m01-nde"), ("hasSpindle", "line-1-m01-spindle")}
-    models = ModelSet(parse_models(builtin_documents("plant-v3")))
+    models = ModelSet(parse_models(builtin_documents(MODEL_SET)))
     values = plant.step(1.0, now_ms=NOW).twin_values()
     for twin in twins:  # every value the plant reports is one the ingest pipeline knows for the model
         model = models.resolve(twin["model"])

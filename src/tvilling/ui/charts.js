@@ -23,7 +23,9 @@ function layout(title, unit, extra = {}) {
       font: { size: 11.5, color: "#d6dee7" } }],
     xaxis: { type: "date", gridcolor: "#1f2831", linecolor: "#313d4a", zeroline: false, tickfont: { size: 10 },
       nticks: 6,
-      tickformatstops: [{ dtickrange: [null, 43200000], value: "%H:%M" }, { dtickrange: [43200000, null], value: "%d %b" }],
+      // seconds where ticks are closer than a minute, so a short window never repeats the same label
+      tickformatstops: [{ dtickrange: [null, 60000], value: "%H:%M:%S" }, { dtickrange: [60000, 43200000], value: "%H:%M" },
+        { dtickrange: [43200000, null], value: "%d %b" }],
       hoverformat: "%Y-%m-%d %H:%M:%S" },
     yaxis: { gridcolor: "#1f2831", linecolor: "#313d4a", zeroline: false, tickfont: { size: 10 }, nticks: 5,
       automargin: true },
@@ -76,8 +78,14 @@ export function rulChart(div, unit, rul, p10, p90) {
     line: { width: 0, color: band }, hovertemplate: "p90 %{y:.4g}<extra></extra>" };
   const mid = { x: rul.x, y: rul.y, type: "scatter", mode: "lines", name: "RUL", line: { color: "#4aa3df", width: 1.8 },
     hovertemplate: "RUL %{y:.4g}<extra></extra>" };
-  const lay = layout("RUL", `${unit ? `${unit} · ` : ""}p10–p90 band`,
+  const lay = layout("RUL", `${unit ? `${unit} · ` : ""}p10–p90 band · over wall-clock time`,
     { yaxis: { ...layout("", "").yaxis, rangemode: "tozero" } });
+  if (!rul.x.length) {  // no credible trend in the window: say so rather than draw an empty or made-up line
+    lay.annotations.push({ text: "no trend yet: no remaining life is predicted while wear does not grow",
+      xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { size: 11, color: "#8794a3" } });
+    lay.xaxis.visible = false;
+    lay.yaxis.visible = false;
+  }
   return plotly().newPlot(div, [lo, hi, mid], lay, CONFIG);
 }
 

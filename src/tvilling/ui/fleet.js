@@ -2,8 +2,9 @@
 // grouped by the twin hierarchy (line → machines → components), updated live.
 
 import { listAlarms, listTwins, live, describeModel, unitSymbol } from "./api.js";
+import { healthCell, watchHealth } from "./health.js";
 import {
-  ANALYTIC_OUTPUTS, anomalyBadge, ago, coalesce, el, flatten, fmt, healthBar, mergePatch, message, sevPill,
+  ANALYTIC_OUTPUTS, anomalyBadge, ago, coalesce, el, flatten, fmt, mergePatch, message, sevPill,
   sevRank, shortModel, setChildren, upsertById
 } from "./util.js";
 
@@ -105,7 +106,8 @@ export async function mount(view) {
     const order = walk(h);
     const byTwin = alarmsByTwin(alarms);
     const anomalous = list.filter((t) => t.reported?.anomaly === true || t.reported?.anomaly_score >= 1).length;
-    const healths = list.map((t) => t.reported?.health).filter((x) => typeof x === "number");
+    const rated = list.filter((t) => typeof health?.[t.id]?.health === "number");
+    const lowest = rated.reduce((w, t) => (w && health[w.id].health <= health[t.id].health ? w : t), null);
     const open = (alarms || []).filter((a) => a.state !== "cleared");
     const crit = open.filter((a) => a.severity === "critical").length;
     const unacked = open.filter((a) => a.state === "active").length;
@@ -114,8 +116,9 @@ export async function mount(view) {
       tile("Machines", list.filter((t) => shortModel(t.model) === "Machine").length,
         `${list.filter((t) => t.reported?.state === "running").length} running`),
       tile("Anomalous", anomalous, "score ≥ 1.0", anomalous ? "alert" : ""),
-      tile("Lowest health", healths.length ? `${Math.round(Math.min(...healths) * 100)}%` : "—",
-        healths.length ? `of ${healths.length} rated` : "no analytics yet"),
+      tile("Lowest health", lowest ? `${Math.round(health[lowest.id].health * 100)}%` : "—",
+        lowest ? `${health[lowest.id].source || lowest.id}: ${health[lowest.id].reason}` : "no analytics yet",
+        lowest && health[lowest.id].status === "critical" ? "alert" : lowest && health[lowest.id].status !== "good" ? "warn" : ""),
       tile("Open alarms", alarms === null ? "—" : open.length, alarms === null ? "alarm API absent" : `${unacked} unacked`,
         open.length ? "warn" : ""),
       tile("Critical", alarms === null ? "—" : crit, "", crit ? "alert" : ""),
@@ -132,7 +135,7 @@ export async function mount(view) {
           el("a", { class: "tid", href: `#/twin/${encodeURIComponent(t.id)}` }, t.id))),
         el("td", { class: "muted" }, desc?.name || shortModel(t.model)),
         el("td", {}, typeof st === "string" ? el("span", { class: `badge state state-${st}` }, st) : el("span", { class: "faint" }, "—")),
-        el("td", {}, healthBar(t.reported?.health)),
+        el("td", {}, healthCell(health?.[t.id], t.id)),
         el("td", {}, anomalyBadge(t.reported),
           t.reported?.fault_family ? el("span", { class: "fault", title: "fault family" }, t.reported.fault_family) : null),
         el("td", { class: changed.has(t.id) ? "changed" : "" }, el("div", { class: "kvs" }, keyValues(t, desc))),
@@ -146,16 +149,20 @@ export async function mount(view) {
         "Updated"].map((c) => el("th", {}, c)))),
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No twins yet.")))));
   };
+  let health = null;  // GET /api/health: the one health picture, rolled up the hierarchy
   render();
   const later = coalesce(render, 250);  // a busy plant: a few redraws a second at most
+  const healthWatch = watchHealth((items) => { health = items; later(); });
 
   const stopTwins = live({}, async (item) => {
     if (item.kind === "alarm") {
       alarms = upsertById(alarms || [], item.alarm);
+      healthWatch.kick();
       later();
       return;
     }
     if (item.kind !== "event" || !item.twin) return;
+    healthWatch.kick();
     if (item.type === "TwinDeleted") {
       state.delete(item.twin);
     } else if (item.type === "TwinPatched" && state.has(item.twin)) {
@@ -179,7 +186,7 @@ export async function mount(view) {
     later();
   });
   const tick = setInterval(later, 5000);  // keep "updated … ago" honest
-  return () => { stopTwins(); clearInterval(tick); };
+  return () => { stopTwins(); clearInterval(tick); healthWatch.stop(); };
 }
 
 function tile(k, v, sub, cls = "") {

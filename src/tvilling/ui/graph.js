@@ -3,7 +3,8 @@
 
 import { listAlarms, listTwins, live } from "./api.js";
 import { alarmsByTwin, hierarchy } from "./fleet.js";
-import { coalesce, el, healthClass, mergePatch, message, shortModel, setChildren, upsertById } from "./util.js";
+import { STATUS_CLASS, rulText, watchHealth } from "./health.js";
+import { coalesce, el, mergePatch, message, shortModel, setChildren, upsertById } from "./util.js";
 
 const NODE_W = 250;
 const NODE_H = 46;
@@ -34,10 +35,11 @@ export async function mount(view) {
     el("span", { class: "sub" }, "the hierarchy from the twins' relationships; click a twin to open it"),
     el("div", { class: "spacer" }),
     el("div", { class: "legend" },
-      el("span", {}, el("i", { style: { background: "var(--good)" } }), "health ≥ 70%"),
-      el("span", {}, el("i", { style: { background: "var(--fair)" } }), "40–70%"),
-      el("span", {}, el("i", { style: { background: "var(--poor)" } }), "< 40% or anomalous"),
-      el("span", {}, el("i", { style: { background: "var(--faint)" } }), "no analytics"))));
+      el("span", {}, el("i", { style: { background: "var(--good)" } }), "health ≥ 80%"),
+      el("span", {}, el("i", { style: { background: "var(--fair)" } }), "50–80% (watch)"),
+      el("span", {}, el("i", { style: { background: "var(--poor)" } }), "< 50% (poor, critical)"),
+      el("span", {}, el("i", { style: { background: "var(--faint)" } }), "no analytics"),
+      el("span", { class: "muted" }, "a parent shows its worst part"))));
   const wrap = el("div", { class: "panel graph-wrap" });
   view.append(wrap);
   let twins;
@@ -79,19 +81,22 @@ export async function mount(view) {
     for (const [id, p] of pos) {
       const t = twins.get(id);
       const r = t?.reported || {};
-      const anomalous = r.anomaly === true || r.anomaly_score >= 1;
+      const hi = health?.[id];
       const a = byTwin.get(id);
       const label = id.length > 24 ? `${id.slice(0, 23)}…` : id;
-      const hv = [typeof r.state === "string" ? r.state : null, typeof r.health === "number" ? `health ${Math.round(r.health * 100)}%` : null,
+      const rul = rulText(r, hi?.rul_unit);
+      const hv = [typeof r.state === "string" ? r.state : null,
+        typeof hi?.health === "number" ? `health ${Math.round(hi.health * 100)}%` : null,
         typeof r.anomaly_score === "number" ? `score ${r.anomaly_score.toFixed(2)}` : null,
-        typeof r.rul === "number" ? `RUL ${Math.round(r.rul)}` : null].filter(Boolean).join(" · ");
+        rul ? (typeof r.rul === "number" ? `RUL ${rul.value} ${rul.sub.split(" (")[0]}` : "RUL: no trend") : null,
+      ].filter(Boolean).join(" · ");
       nodes.push(el("g", {
-        class: `node ${anomalous ? "anomalous" : healthClass(r.health)}`, transform: `translate(${p.x + PAD},${p.y + PAD})`,
+        class: `node ${STATUS_CLASS[hi?.status] || "na"}`, transform: `translate(${p.x + PAD},${p.y + PAD})`,
         "data-twin": id, role: "link", tabindex: 0,
         onclick: () => { location.hash = `#/twin/${encodeURIComponent(id)}`; },
         onkeydown: (e) => { if (e.key === "Enter") location.hash = `#/twin/${encodeURIComponent(id)}`; },
       },
-      el("title", {}, `${id} (${t?.model || ""})`),
+      el("title", {}, `${id} (${t?.model || ""})${hi?.reason ? `\nhealth ${Math.round(hi.health * 100)}% (${hi.status}): ${hi.reason}${hi.source && hi.source !== id ? ` — ${hi.source}` : ""}` : ""}`),
       el("rect", { class: "box", width: NODE_W, height: NODE_H, rx: 5 }),
       el("rect", { class: "stripe", width: 4, height: NODE_H, rx: 2 }),
       el("text", { x: 14, y: 19 }, label),
@@ -103,9 +108,12 @@ export async function mount(view) {
     setChildren(wrap, twins.size ? el("svg", { class: "graph", width, height, viewBox: `0 0 ${width} ${height}` },
       el("g", {}, edges), el("g", {}, nodes)) : message("info", "No twins yet."));
   };
+  let health = null;
   render();
   const later = coalesce(render, 500);  // a busy plant: a few redraws a second at most
+  const healthWatch = watchHealth((items) => { health = items; later(); });
   const stop = live({}, async (item) => {
+    healthWatch.kick();
     if (item.kind === "alarm") {
       alarms = upsertById(alarms || [], item.alarm);
       later();
@@ -123,5 +131,5 @@ export async function mount(view) {
     }
     later();
   });
-  return stop;
+  return () => { stop(); healthWatch.stop(); };
 }

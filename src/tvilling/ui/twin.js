@@ -2,12 +2,14 @@
 // analytic outputs, reported vs desired, the model's commands, its alarms and its event log.
 
 import {
-  describeModel, getJSON, getTwin, history, invokeCommand, listAlarms, live, twinCommands, twinEvents, unitSymbol,
+  describeModel, getJSON, getTwin, history, listAlarms, live, twinEvents, unitSymbol,
 } from "./api.js";
+import { mountCommands } from "./commands.js";
 import { alarmCard, sortAlarms } from "./alarms.js";
 import { anomalyChart, extend as extendChart, purge, rulChart, signalChart } from "./charts.js";
+import { healthCell, rulText, watchHealth } from "./health.js";
 import {
-  ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, healthBar, mergePatch, message,
+  ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, mergePatch, message,
   shortModel, setChildren
 } from "./util.js";
 
@@ -29,6 +31,14 @@ function signalPaths(twin, desc) {
     }
   }
   return out.slice(0, MAX_SIGNALS);
+}
+
+/** Why the detector is not scoring now (a stopped machine, an operating point it never learned), or null. */
+function scoringNote(r) {
+  for (const a of Object.values(r.analytics || {})) {
+    if (typeof a?.scoring === "string" && a.scoring.startsWith("suspended")) return `not scored: ${a.scoring.slice(11)}`;
+  }
+  return null;
 }
 
 async function series(id, path, windowS) {
@@ -71,17 +81,6 @@ function summarise(item) {
   return parts.join(" · ");
 }
 
-function requestValue(schema, raw) {
-  if (typeof schema === "string" && NUMERIC.has(schema)) {
-    const n = Number(raw);
-    if (raw.trim() === "" || !Number.isFinite(n)) throw new Error("enter a number");
-    return n;
-  }
-  if (schema === "boolean") return raw.trim() === "true";
-  if (schema === "string" || schema?.["@type"] === "Enum") return raw;
-  try { return JSON.parse(raw); } catch { throw new Error("enter a JSON value"); }
-}
-
 export async function mount(view, { id }) {
   let twin;
   try {
@@ -120,6 +119,8 @@ export async function mount(view, { id }) {
     el("div", { class: "col" }, chartsPanel, propsPanel, logPanel),
     el("div", { class: "col" }, analyticsPanel, cmdPanel, alarmPanel, relPanel)));
 
+  let healthNow = null;  // this twin's entry of GET /api/health (the index rolled up from its parts)
+
   // -- header ------------------------------------------------------------------------------
   const renderHead = () => {
     const r = twin.reported || {};
@@ -128,7 +129,7 @@ export async function mount(view, { id }) {
       el("span", { class: "badge state", title: twin.model }, desc.name || shortModel(twin.model)),
       typeof r.state === "string" ? el("span", { class: `badge state state-${r.state}` }, r.state) : null,
       "anomaly_score" in r || "anomaly" in r ? anomalyBadge(r) : null,
-      typeof r.health === "number" ? healthBar(r.health) : null,
+      healthNow ? healthCell(healthNow, twin.id, { withReason: true }) : null,
       r.fault_family ? el("span", { class: "badge state delta" }, r.fault_family) : null,
       el("span", { class: "meta" }, `revision ${twin.revision} · updated ${fmtTime(twin.updated)}`),
     );
@@ -138,7 +139,13 @@ export async function mount(view, { id }) {
   const chartByPath = new Map();  // path → {div, trace}
   let anomalyDiv = null;
   let rulDiv = null;
-  const rulUnit = () => (/engine|turbofan/i.test(twin.model) ? "cycles" : "h");
+  // the RUL's unit and clock come from its analytic's configuration (GET /api/health): "plant h" when the plant's
+  // time runs faster than the wall clock (the demo's 60×), so a chart over wall-clock time says which is which
+  const rulUnit = () => {
+    const u = healthNow?.rul_unit;
+    if (u) return `${u.clock === "plant" ? "plant " : ""}${u.symbol}`;
+    return /engine|turbofan/i.test(twin.model) ? "cycles" : "h";
+  };
 
   /** A series with no point in the window still shows the twin's current value, at its time. */
   function withCurrent(s, path) {
@@ -167,7 +174,7 @@ export async function mount(view, { id }) {
       cells.push(anomalyDiv);
       jobs.push(series(twin.id, "anomaly_score", windowS).then((s) => anomalyChart(anomalyDiv, s)));
     }
-    if ("rul" in r) {
+    if ("rul" in r || healthNow?.rul_unit) {
       rulDiv = el("div", { class: "chart", id: "chart-rul" });
       cells.push(rulDiv);
       jobs.push(Promise.all(["rul", "rul_p10", "rul_p90"].map((p) => series(twin.id, p, windowS)))
@@ -242,19 +249,20 @@ export async function mount(view, { id }) {
       setChildren(analyticsBody, message("info", "No analytic outputs on this twin yet."));
       return;
     }
-    const unit = rulUnit();
+    const rul = rulText(r, healthNow?.rul_unit);
     const stat = (k, v, small, id) => el("div", { class: "stat", dataset: { output: id } }, el("div", { class: "k" }, k),
       el("div", { class: "v" }, v, small ? el("small", {}, ` ${small}`) : null));
     const contrib = r.contributions && typeof r.contributions === "object"
       ? Object.entries(r.contributions).filter(([, s]) => typeof s === "number").sort((a, b) => b[1] - a[1]) : [];
     setChildren(analyticsBody,
       el("div", { class: "stats" },
-        stat("Health", typeof r.health === "number" ? healthBar(r.health) : "—", "", "health"),
+        stat("Health", healthNow ? healthCell(healthNow, twin.id) : "—",
+          healthNow?.reason ? `${healthNow.status}: ${healthNow.reason}${healthNow.source && healthNow.source !== twin.id ? ` (${healthNow.source})` : ""}` : "",
+          "health"),
         stat("Anomaly score", typeof r.anomaly_score === "number" ? r.anomaly_score.toFixed(2) : "—",
-          r.anomaly === true || r.anomaly_score >= 1 ? "anomalous" : "/ 1.0", "anomaly_score"),
-        stat("RUL", typeof r.rul === "number" ? fmt(r.rul) : "—",
-          typeof r.rul === "number" ? `${unit}${typeof r.rul_p10 === "number" ? ` (${fmt(r.rul_p10)}–${fmt(r.rul_p90)})` : ""}` : "",
-          "rul"),
+          scoringNote(r) || (r.anomaly_score >= 1 ? "anomalous" : r.anomaly === true ? "held: easing below 1.0" : "/ 1.0"),
+          "anomaly_score"),
+        stat("RUL", rul ? rul.value : "—", rul ? rul.sub : "", "rul"),
         stat("Fault family", r.fault_family ? el("span", { class: "delta" }, r.fault_family) : "—", "", "fault_family")),
       contrib.length ? el("div", { class: "contrib", dataset: { output: "contributions" } },
         el("div", { class: "faint", style: { gridColumn: "1 / -1" } }, "Contributing signals"),
@@ -302,70 +310,8 @@ export async function mount(view, { id }) {
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 8, class: "muted" }, "No properties.")))));
   };
 
-  // -- commands ----------------------------------------------------------------------------
-  let commands = await twinCommands(twin.id).catch(() => []);
-  const cmdAvailable = commands !== null;
-  commands = commands || [];
-  const cmdError = el("div", { class: "cmd-err", role: "alert" });
-  const cmdRows = new Map();
-  for (const c of desc.commands) {
-    const req = c.request;
-    const input = req ? el("input", {
-      name: req.name, placeholder: `${req.name}${req.unit ? ` (${unitSymbol(req.unit)})` : ""}`,
-      inputmode: NUMERIC.has(req.schema) ? "decimal" : null, "aria-label": `${c.name} ${req.name}`,
-    }) : null;
-    const status = el("span", { class: "status", dataset: { command: c.name } });
-    const button = el("button", { class: "primary", "data-command": c.name, disabled: !cmdAvailable, onclick: async () => {
-      cmdError.textContent = "";
-      let body;
-      try { body = req ? requestValue(req.schema, input.value) : undefined; } catch (e) {
-        cmdError.textContent = `${c.name}: ${e.message}`;
-        return;
-      }
-      button.disabled = true;
-      try {
-        const rec = await invokeCommand(twin.id, c.name, body);
-        upsertCommand(rec);
-      } catch (e) {
-        cmdError.textContent = `${c.name}: ${e.message}`;
-      } finally {
-        button.disabled = false;
-      }
-    } }, c.displayName || c.name);
-    cmdRows.set(c.name, status);
-    cmdBody.append(el("div", { class: "cmd-row" }, button, input, status));
-  }
-  if (!desc.commands.length) cmdBody.append(el("div", { class: "muted" }, "This model declares no commands."));
-  else if (!cmdAvailable) cmdBody.append(message("info", "No device connection on this server: commands cannot be sent."));
-  const recent = el("div", { class: "versions" });
-  cmdBody.append(cmdError, recent);
-
-  // The POST's answer and the stream race: a fast device may have answered (on the stream) before the
-  // POST returns its "sent" record. A command only moves forward: never back from a final status, nor to
-  // an older record.
-  const FINAL = new Set(["succeeded", "failed", "timed_out"]);
-  function upsertCommand(rec) {
-    const i = commands.findIndex((c) => c.id === rec.id);
-    if (i >= 0) {
-      const cur = commands[i];
-      const older = String(rec.updated || "") < String(cur.updated || "");
-      if (older || (FINAL.has(cur.status) && !FINAL.has(rec.status))) return;
-      commands[i] = { ...cur, ...rec };
-    } else commands.push(rec);
-    renderCommands();
-  }
-  function renderCommands() {
-    for (const [name, status] of cmdRows) {
-      const last = commands.filter((c) => c.name === name).sort((a, b) => String(a.created).localeCompare(String(b.created))).pop();
-      setChildren(status, ...(last ? [el("span", { class: "faint" }, fmtTime(last.updated)),
-        el("span", { class: `st cmd st-${last.status}`, "data-status": last.status, title: last.error || "" },
-          last.status.replace("_", " "))] : []));
-    }
-    const lastFew = [...commands].sort((a, b) => String(b.created).localeCompare(String(a.created))).slice(0, 4);
-    setChildren(recent, ...(lastFew.length ? [el("div", { class: "faint" }, "Recent"), ...lastFew.map((c) =>
-      el("div", {}, el("code", {}, `${c.name}(${c.request === null || c.request === undefined ? "" : fmt(c.request)})`),
-        ` ${c.status.replace("_", " ")}`, el("span", { class: "faint" }, ` · ${fmtTime(c.created)}${c.attempts ? ` · ${c.attempts} attempt${c.attempts > 1 ? "s" : ""}` : ""}`)))] : []));
-  }
+  // -- commands (commands.js: confirmation of disruptive ones, the device's answer, the effect) ---
+  const cmds = await mountCommands(cmdBody, { twin: () => twin, desc });
 
   // -- alarms ------------------------------------------------------------------------------
   let alarms = await listAlarms(["active", "acknowledged"], { twin: twin.id }).catch(() => null);
@@ -413,15 +359,21 @@ export async function mount(view, { id }) {
   renderHead();
   renderAnalytics();
   renderProps();
-  renderCommands();
   renderAlarms();
   renderRelations();
   const drawn = drawCharts();
-  const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderProps(); });
+  const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderProps(); cmds.twinChanged(); });
+  const healthWatch = watchHealth((items) => {
+    const had = Boolean(healthNow?.rul_unit);
+    healthNow = items[twin.id] || null;
+    refresh();
+    if (!had && healthNow?.rul_unit) drawCharts();  // the RUL chart again, now with its unit and clock
+  });
 
   const stop = live({ twins: twin.id }, async (item) => {
+    healthWatch.kick();
     if (item.kind === "command") {
-      upsertCommand(item);
+      cmds.update(item);
       logItem(item);
       return;
     }
@@ -455,6 +407,7 @@ export async function mount(view, { id }) {
 
   return () => {
     stop();
+    healthWatch.stop();
     for (const d of divs) purge(d);
   };
 }

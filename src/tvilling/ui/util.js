@@ -143,13 +143,27 @@ export function healthBar(h) {
     el("span", { class: "num" }, `${Math.round(pct)}%`));
 }
 
-/** Badge for a twin's anomaly state. */
+/** Badge for a twin's anomaly state: red only while the score is at or above its threshold (1.0); a flag the
+ * detector still holds after the score fell back is "easing" (amber), and a detector that does not score now
+ * (machine stopped, operating point not learned) says so instead of showing an old score as current. */
 export function anomalyBadge(reported) {
   const score = reported?.anomaly_score;
-  const anomalous = reported?.anomaly === true || (typeof score === "number" && score >= 1);
   if (score === undefined && reported?.anomaly === undefined) return el("span", { class: "muted" }, "—");
-  return el("span", { class: `badge ${anomalous ? "anomaly" : "normal"}`, title: "anomaly score (threshold 1.0)" },
-    anomalous ? "ANOMALY" : "normal", typeof score === "number" ? el("b", {}, ` ${score.toFixed(2)}`) : null);
+  const suspended = Object.values(reported?.analytics || {}).map((a) => a?.scoring)
+    .find((s) => typeof s === "string" && s.startsWith("suspended"));
+  const num = typeof score === "number" ? el("b", {}, ` ${score.toFixed(2)}`) : null;
+  if (suspended) {
+    return el("span", { class: "badge paused", title: `the detector is not scoring: ${suspended.slice(11)}; last score shown` },
+      "NOT SCORED", el("b", {}, ` ${suspended.slice(11).split(" (")[0]}`));
+  }
+  if (typeof score === "number" && score >= 1) {
+    return el("span", { class: "badge anomaly", title: "anomaly score at or above its threshold (1.0)" }, "ANOMALY", num);
+  }
+  if (reported?.anomaly === true) {
+    return el("span", { class: "badge easing", title: "the score is back below 1.0; the detector holds the anomaly a few rows before it ends it" },
+      "EASING", num);
+  }
+  return el("span", { class: "badge normal", title: "anomaly score (threshold 1.0)" }, "normal", num);
 }
 
 export function sevPill(sev, text) {
