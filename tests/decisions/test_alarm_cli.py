@@ -25,7 +25,9 @@ def test_list_ack_clear_from_the_command_line(tmp_path) -> None:
     [alarm] = json.loads(out.output)
     assert (alarm["severity"], alarm["state"]) == ("critical", "active")
     text = cli.invoke(main, ["alarms", "list", "--data-dir", str(data), "--state", "active"])
-    assert text.exit_code == 0 and text.output.count("active") == 3 and "(from B1)" in text.output
+    assert text.exit_code == 0 and text.output.count("active") == 1 and "affects M1, L1" in text.output
+    copies = cli.invoke(main, ["alarms", "list", "--data-dir", str(data), "--state", "active", "--copies"])
+    assert copies.exit_code == 0 and copies.output.count("active") == 3 and "(from B1)" in copies.output
     acked = cli.invoke(main, ["alarms", "ack", alarm["id"], "--data-dir", str(data), "--note", "on my way"])
     assert acked.exit_code == 0, acked.output
     assert json.loads(acked.output)["state"] == "acknowledged" and json.loads(acked.output)["actor"] == "cli"
@@ -36,6 +38,37 @@ def test_list_ack_clear_from_the_command_line(tmp_path) -> None:
     assert cli.invoke(main, ["alarms", "clear", "nope", "--data-dir", str(data)]).exit_code == 1
     none = cli.invoke(main, ["alarms", "list", "--data-dir", str(data), "--state", "active"])
     assert none.exit_code == 0 and "no alarms" in none.output
+
+
+def test_shelve_a_twin_and_its_subtree_then_end_it_from_the_command_line(tmp_path) -> None:
+    data = tmp_path / "data"
+    p = make_plant(Settings(data_dir=data, alarm_rules=RULES))
+    report(p, "B1", 0, temperature=96.0)
+    build_driver(p).catch_up()
+    p.close()
+    cli = CliRunner()
+    bad = cli.invoke(main, ["alarms", "shelve", "M1", "--data-dir", str(data), "--for", "forever",
+                            "--reason", "planned stop"])
+    assert bad.exit_code == 1 and "--for must be a duration" in bad.output
+    missing = cli.invoke(main, ["alarms", "shelve", "M1", "--data-dir", str(data), "--for", "30m"])
+    assert missing.exit_code == 2 and "--reason" in missing.output
+    out = cli.invoke(main, ["alarms", "shelve", "M1", "--data-dir", str(data), "--for", "30m",
+                            "--reason", "planned stop", "--actor", "eva"])
+    assert out.exit_code == 0, out.output
+    shelf = json.loads(out.output)
+    assert (shelf["twin"], shelf["twins"], shelf["reason"], shelf["actor"], shelf["shelved"], shelf["active"]) == \
+        ("M1", ["M1", "B1", "B2"], "planned stop", "eva", 1, True)
+    listed = cli.invoke(main, ["alarms", "list", "--data-dir", str(data), "--json"])
+    [alarm] = json.loads(listed.output)
+    assert (alarm["twin"], alarm["shelved"], alarm["shelf"]) == ("B1", True, shelf["id"])
+    assert [s["id"] for s in json.loads(cli.invoke(main, ["alarms", "shelves", "--data-dir", str(data),
+                                                          "--active"]).output)] == [shelf["id"]]
+    ended = cli.invoke(main, ["alarms", "unshelve", shelf["id"], "--data-dir", str(data)])
+    assert ended.exit_code == 0 and json.loads(ended.output)["ended_by"] == "cli"
+    [alarm] = json.loads(cli.invoke(main, ["alarms", "list", "--data-dir", str(data), "--json"]).output)
+    assert (alarm["shelved"], alarm["shelf"]) == (False, None)
+    again = cli.invoke(main, ["alarms", "unshelve", shelf["id"], "--data-dir", str(data)])
+    assert again.exit_code == 1 and "over already" in again.output
 
 
 def test_rules_are_checked_from_the_config_file(tmp_path, monkeypatch) -> None:

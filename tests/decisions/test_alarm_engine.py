@@ -101,8 +101,12 @@ def test_threshold_alarm_raises_escalates_folds_and_auto_clears_with_its_parents
     [a] = alarms(plant, twin="B1")
     assert (a["actor"], a["cleared"]) == ("rule", "2024-05-01T08:00:40Z")
     assert "temp-warning" in a["note"] and "74" in a["note"]
-    # the cleared alarm is final: a new excursion raises a new one, its parents too
+    # the cleared alarm is final: a new excursion raises a new one, its parents too, once the re-raise
+    # guard (60 s after the clear at 40 s) has run out
     report(plant, "B1", 50, temperature=82.0)
+    d.catch_up()
+    assert [x["state"] for x in alarms(plant, twin="B1")] == ["cleared"]
+    report(plant, "B1", 100, temperature=82.5)
     d.catch_up()
     assert [x["state"] for x in alarms(plant, twin="B1")] == ["active", "cleared"]
     assert len(alarms(plant, twin="L1", state="active")) == 1
@@ -147,7 +151,7 @@ def test_derived_alarms_follow_their_source_through_ack_and_clear(plant: Platfor
     d.catch_up()
     assert alarms(plant, state="active") == []
     report(plant, "B1", 20, temperature=70.0)
-    report(plant, "B1", 30, temperature=86.0)
+    report(plant, "B1", 80, temperature=86.0)  # 60 s after the condition cleared: past the re-raise guard
     d.catch_up()
     assert [x["twin"] for x in alarms(plant, state="active")] == ["L1", "M1", "B1"]
 

@@ -25,13 +25,13 @@ def feed(state: RuleState, readings) -> list:
 
 
 def test_threshold_hysteresis_holds_between_clear_and_raise_levels():
-    state = RuleState(rule(above=90, clear=80))
+    state = RuleState(rule(above=90, clear=80, reraise_s=0))
     got = feed(state, [(0, 85), (1, 90), (2, 95), (3, 85), (4, 89.9), (5, 80), (6, 79.9), (7, 85), (8, 91)])
     assert got == [None, RAISE, None, None, None, None, CLEAR, None, RAISE]
 
 
 def test_threshold_without_clear_level_clears_just_below_the_raise_level():
-    state = RuleState(rule(above=1.0))
+    state = RuleState(rule(above=1.0, reraise_s=0))
     assert feed(state, [(0, 1.0), (1, 0.999), (2, 1.2)]) == [RAISE, CLEAR, RAISE]
 
 
@@ -82,7 +82,7 @@ def test_rul_rule_raises_within_the_horizon():
 
 
 def test_latched_state_only_clears():
-    state = RuleState(rule(above=90, clear=80), in_alarm=True)
+    state = RuleState(rule(above=90, clear=80, reraise_s=0), in_alarm=True)
     assert feed(state, [(0, 95), (1, 85), (2, 70), (3, 95)]) == [None, None, CLEAR, RAISE]
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from pgtest import PG_DSN, fresh_schema
 from tvilling.core.errors import Conflict, Invalid, NotFound
 from tvilling.decisions.alarms.postgres_store import PostgresAlarmStore
-from tvilling.decisions.alarms.record import Alarm, acknowledge, clear, fold, new_alarm
+from tvilling.decisions.alarms.record import Alarm, acknowledge, clear, fold, new_alarm, shelve
+from tvilling.decisions.alarms.shelves import end as end_shelf
+from tvilling.decisions.alarms.shelves import new_shelf
 from tvilling.decisions.alarms.sqlite_store import SqliteAlarmStore
 from tvilling.decisions.alarms.store import AlarmStore, MemoryAlarmStore
 
@@ -172,3 +175,93 @@ def test_cursors_are_saved_and_survive_reopening(opener) -> None:
     store.set_cursor("other", 7)
     again = opener()
     assert (again.cursor("engine"), again.cursor("other")) == (42, 7)
+
+
+def test_grouped_list_is_one_row_per_condition_and_names_the_affected_twins(store: AlarmStore) -> None:
+    src = _alarm()
+    store.add(src)
+    copies = [_alarm(twin=t, origin="B1", source=src.id, seconds=1) for t in ("M1", "L1")]
+    for c in copies:
+        store.add(c)
+    own = _alarm(twin="M1", rule="motor-hot", seconds=2)
+    store.add(own)
+    assert [a.id for a in store.list()] == [own.id, copies[1].id, copies[0].id, src.id]  # raw: every copy
+    assert [a.id for a in store.list(grouped=True)] == [own.id, src.id]
+    # an ancestor's filter finds its own conditions and those affecting it
+    assert [a.id for a in store.list(grouped=True, twin="M1")] == [own.id, src.id]
+    assert [a.id for a in store.list(grouped=True, twin="L1")] == [src.id]
+    assert [a.id for a in store.list(twin="L1")] == [copies[1].id]
+    assert [a.id for a in store.list(grouped=True, limit=1, after=own.id)] == [src.id]
+    assert store.affected([src.id, own.id, "nope"]) == {src.id: ["M1", "L1"]}
+    assert store.affected([]) == {}
+    assert [a.id for a in store.open_on(["M1", "X"])] == [copies[0].id, own.id]
+    store.update(*clear(own, now=T0 + timedelta(seconds=3), actor="ann"))
+    assert [a.id for a in store.open_on(["M1"])] == [copies[0].id]
+
+
+def test_shelved_alarms_are_filtered_by_the_time_their_shelf_holds_them(store: AlarmStore) -> None:
+    held = _alarm(shelf="s1", shelved_until=T0 + timedelta(minutes=30))
+    free = _alarm(twin="B2")
+    store.add(held)
+    store.add(free)
+    during, after = T0 + timedelta(minutes=10), T0 + timedelta(minutes=30)
+    assert [a.id for a in store.list(shelved=True, now=during)] == [held.id]
+    assert [a.id for a in store.list(shelved=False, now=during)] == [free.id]
+    assert [a.id for a in store.list(shelved=True, now=after)] == []  # a shelf ends by itself
+    assert {a.id for a in store.list(shelved=False, now=after)} == {held.id, free.id}
+    off, kind = shelve(held, shelf=None, until=None, now=during)
+    store.update(off, kind)
+    assert store.get(held.id) == off and [a.id for a in store.list(shelved=True, now=during)] == []
+    on, kind = shelve(store.get(free.id), shelf="s2", until=T0 + timedelta(hours=1), now=during)
+    store.update(on, kind)
+    assert [a.id for a in store.list(shelved=True, now=after)] == [free.id]
+    store.update(*clear(on, now=after, actor="ann"))  # a cleared alarm is not shelved
+    assert store.list(shelved=True, now=after) == []
+
+
+def test_shelves_are_stored_found_by_time_ended_and_survive_reopening(opener) -> None:
+    store = opener()
+    a = new_shelf(twin="M1", twins=["M1", "B1"], duration_s=1800, reason="planned stop — ünïcode", actor="ann",
+                  now=T0)
+    b = new_shelf(twin="L1", twins=["L1"], duration_s=60, reason="test", actor="bob", now=T0 + timedelta(minutes=5),
+                  subtree=False)
+    store.add_shelf(a)
+    store.add_shelf(b)
+    with pytest.raises(Conflict):
+        store.add_shelf(a)
+    assert store.get_shelf(a.id) == a
+    with pytest.raises(NotFound):
+        store.get_shelf("nope")
+    assert [s.id for s in store.shelves()] == [b.id, a.id]
+    assert [s.id for s in store.shelves(at=T0 + timedelta(minutes=5, seconds=30))] == [b.id, a.id]
+    assert [s.id for s in store.shelves(at=T0 + timedelta(minutes=10))] == [a.id]
+    assert store.shelves(at=T0 - timedelta(seconds=1)) == [] and store.shelves(at=a.until) == []
+    done = end_shelf(a, now=T0 + timedelta(minutes=8), actor="eva")
+    store.update_shelf(done)
+    assert store.shelves(at=T0 + timedelta(minutes=9)) == []
+    with pytest.raises(NotFound):
+        store.update_shelf(new_shelf(twin="X", twins=[], duration_s=60, reason="r", actor="a", now=T0))
+    again = opener()
+    assert again.get_shelf(a.id) == done and [s.id for s in again.shelves(limit=1)] == [b.id]
+
+
+def test_a_store_made_before_shelving_opens_and_gains_the_column(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old" / "alarms.db"
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE alarms (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+                 " key TEXT NOT NULL, twin TEXT NOT NULL, state TEXT NOT NULL, severity TEXT NOT NULL,"
+                 " rule TEXT NOT NULL, source TEXT, version INTEGER NOT NULL, doc TEXT NOT NULL)")
+    old = _alarm()
+    conn.execute("INSERT INTO alarms (id, key, twin, state, severity, rule, source, version, doc)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (old.id, old.key, old.twin, old.state, old.severity,
+                                                         old.rule, None, 1, msgspec.json.encode(old).decode()))
+    conn.commit()
+    conn.close()
+    store = SqliteAlarmStore(path)
+    try:
+        assert store.get(old.id) == old and [a.id for a in store.list(shelved=False, now=T0)] == [old.id]
+    finally:
+        store.close()

@@ -56,7 +56,8 @@ setInterval(tick, 1000);
 
 const navCount = document.getElementById("nav-alarms");
 async function refreshAlarmCount() {
-  const alarms = await listAlarms(["active"]).catch(() => null);
+  // one per condition (the API groups propagated copies under their origin), shelved ones not counted
+  const alarms = await listAlarms(["active"], { shelved: "false" }).catch(() => null);
   if (alarms === null) { navCount.hidden = true; return false; }
   navCount.hidden = alarms.length === 0;
   navCount.textContent = String(alarms.length);
@@ -71,6 +72,7 @@ refreshAlarmCount().then((ok) => {
     clearTimeout(countTimer);
     countTimer = setTimeout(refreshAlarmCount, 300);
   });
+  setInterval(refreshAlarmCount, 30_000);  // shelves end by themselves, without a change on the stream
 });
 
 window.addEventListener("hashchange", route);

@@ -5,6 +5,7 @@
 * :mod:`.evaluate` — one rule's state on one twin, on the readings' own timestamps;
 * :mod:`.record` — the alarm value and its lifecycle (active → acknowledged → cleared);
 * :mod:`.service` — de-duplication, propagation to parent twins, cascading steps;
+* :mod:`.shelves` — shelving a twin's alarms (and its subtree's) for a while, with a reason;
 * :mod:`.engine` / :mod:`.driver` — twin events in, verdicts out, from a saved feed cursor;
 * :mod:`.store` (memory), :mod:`.sqlite_store`, :mod:`.postgres_store` — alarms and their change feed;
 * :mod:`.feed` — that change feed as a live change-hub source (items ``kind: "alarm"``).

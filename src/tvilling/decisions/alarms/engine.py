@@ -12,9 +12,10 @@ transitively up to the roots; they are cached and the cache is dropped whenever 
 relationship changes or a twin is deleted. When a rule's state for a twin is first
 needed it resumes from the twin's last alarm of the rule's group: latched while that
 alarm is open (or was cleared by an operator rather than by its rule), and readings
-older than the last one the alarm recorded are ignored. So a restarted engine, or a
-batch evaluated twice, neither raises an alarm again nor forgets to clear it; a
-``for_s`` timer that was running when the process stopped starts again.
+older than the last one the alarm recorded are ignored, and the re-raise guard
+(``reraise_s``) runs from the data time of the rule's last clear. So a restarted engine,
+or a batch evaluated twice, neither raises an alarm again nor forgets to clear it; a
+``for_s`` (or ``clear_for_s``) timer that was running when the process stopped starts again.
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ class AlarmEngine:
                 latched = last.is_open or last.cleared_by != RULE_ACTOR
                 state.in_alarm = latched and RANK[rule.severity] <= RANK[last.severity]
                 state.last_time = last.reading
+                if not latched:
+                    state.cleared_at = last.reading  # the re-raise guard runs from the rule's clear
         return state
 
     def _forget(self, event: Event) -> None:

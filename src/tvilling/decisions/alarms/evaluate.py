@@ -1,10 +1,11 @@
 """Stateful evaluation of one rule on one twin, on the readings' own timestamps.
 
 :class:`RuleState` turns a stream of ``(time, value)`` readings into verdicts: ``RAISE``
-when the raise condition has held for the rule's ``for_s`` (a reading at the end of that
-span is needed: timers advance with data time, never the wall clock), ``CLEAR`` when the
-signal is back past the clear (hysteresis) level, else ``None``. A reading older than the
-last one seen is ignored (late data never re-orders a decision).
+when the raise condition has held for the rule's ``for_s`` and at least ``reraise_s`` have
+passed since the last clear (a reading at the end of that span is needed: timers advance
+with data time, never the wall clock), ``CLEAR`` when the signal has been back past the
+clear (hysteresis) level for ``clear_for_s``, else ``None``. A reading older than the last
+one seen is ignored (late data never re-orders a decision).
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from tvilling.decisions.alarms.rules import parse_rule
@@ -13,6 +14,8 @@ last one seen is ignored (late data never re-orders a decision).
 >>> state, t0 = RuleState(rule), datetime(2024, 5, 1, tzinfo=UTC)
 >>> [state.observe(t0 + timedelta(seconds=s), v) for s, v in [(0, 91), (5, 92), (10, 93), (11, 87), (12, 84)]]
 [None, None, 'raise', None, 'clear']
+>>> [state.observe(t0 + timedelta(seconds=s), v) for s, v in [(20, 95), (40, 95), (71, 95), (72, 95)]]
+[None, None, None, 'raise']
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ MAX_WINDOW = 10_000  # readings kept for a rate window
 class RuleState:
     """Where one rule stands for one twin: latched or not, the pending raise, the last readings."""
 
-    __slots__ = ("_recent", "in_alarm", "last_time", "pending_since", "rule", "signal")
+    __slots__ = ("_recent", "clear_since", "cleared_at", "in_alarm", "last_time", "pending_since", "rule", "signal")
 
     def __init__(self, rule: Rule, *, in_alarm: bool = False) -> None:
         self.rule = rule
         self.in_alarm = in_alarm
         self.pending_since: datetime | None = None
+        self.clear_since: datetime | None = None  # since when the signal is back (for clear_for_s)
+        self.cleared_at: datetime | None = None  # data time of the last clear (for reraise_s)
         self.last_time: datetime | None = None
         self.signal: float | None = None  # the last signal evaluated (the value, or the rate)
         self._recent: deque[tuple[datetime, float]] = deque()
@@ -52,21 +57,30 @@ class RuleState:
         self.signal = signal
         rule = self.rule
         if self.in_alarm:
-            if rule.clears(signal):
-                self.in_alarm = False
-                self.pending_since = None
-                return CLEAR
-            return None
+            if not rule.clears(signal):
+                self.clear_since = None
+                return None
+            if self.clear_since is None:
+                self.clear_since = ts
+            if (ts - self.clear_since).total_seconds() < rule.clear_for_s:
+                return None
+            self.in_alarm = False
+            self.pending_since = self.clear_since = None
+            if rule.auto_clear:  # the guard is for alarms that cleared: an operator's stays open
+                self.cleared_at = ts
+            return CLEAR
         if not rule.raises(signal):
             self.pending_since = None
             return None
         if self.pending_since is None:
             self.pending_since = ts
-        if (ts - self.pending_since).total_seconds() >= rule.for_s:
-            self.in_alarm = True
-            self.pending_since = None
-            return RAISE
-        return None
+        if (ts - self.pending_since).total_seconds() < rule.for_s:
+            return None
+        if self.cleared_at is not None and (ts - self.cleared_at).total_seconds() < rule.reraise_s:
+            return None  # the re-raise guard: too soon after the last clear
+        self.in_alarm = True
+        self.pending_since = None
+        return RAISE
 
     def _signal(self, ts: datetime, value: float) -> float | None:
         if self.rule.kind != "rate":

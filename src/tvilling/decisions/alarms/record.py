@@ -7,6 +7,11 @@ that fires again raises a new alarm. While an alarm is not cleared, a re-trigger
 same rule on the same twin folds into it (``count`` + 1, ``value`` and ``updated``
 refreshed, ``severity`` raised to the higher of the two; it never drops while open).
 
+Acknowledging and clearing record who (``acknowledged_by``, ``cleared_by``) and an optional
+note each (``ack_note``, ``clear_note``; ``note`` is the note of the latest step). An alarm
+raised while a shelf covers its twin, or open when a shelf is made, carries that shelf
+(``shelf``, ``shelved_until``): it is *shelved* until then (see :mod:`.shelves`).
+
 Every move returns a new record (``version`` + 1) and its change-feed type; an illegal
 move raises :class:`~tvilling.core.errors.Conflict` (rule ``transition``).
 
@@ -81,13 +86,22 @@ class Alarm(msgspec.Struct, frozen=True, kw_only=True):
     note: str | None = None
     version: int = 1
     reading: datetime | None = None  # data time of the last reading a rule applied (raise, re-trigger, clear)
+    ack_note: str | None = None
+    clear_note: str | None = None
+    shelf: str | None = None  # the id of the shelf that holds (or held) it
+    shelved_until: datetime | None = None
+
+    def shelved_at(self, at: datetime) -> bool:
+        """Whether a shelf holds it at ``at`` (a cleared alarm is never shelved)."""
+        return self.is_open and self.shelved_until is not None and at < self.shelved_until
 
     @builtins.property
     def is_open(self) -> bool:
         return self.state in OPEN
 
-    def to_json(self) -> dict[str, Any]:
-        """The API representation (times ISO 8601 UTC)."""
+    def to_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The API representation (times ISO 8601 UTC); ``shelved`` is as of ``now`` (default: its last
+        change)."""
         return {
             "id": self.id, "twin": self.twin, "model": self.model, "rule": self.rule,
             "severity": self.severity, "state": self.state, "message": self.message,
@@ -95,7 +109,8 @@ class Alarm(msgspec.Struct, frozen=True, kw_only=True):
             "acknowledged": iso_or_none(self.acknowledged), "cleared": iso_or_none(self.cleared),
             "updated": iso(self.updated), "count": self.count, "origin": self.origin, "actor": self.actor,
             "source": self.source, "acknowledged_by": self.acknowledged_by, "cleared_by": self.cleared_by,
-            "note": self.note,
+            "note": self.note, "ack_note": self.ack_note, "clear_note": self.clear_note, "shelf": self.shelf,
+            "shelved_until": iso_or_none(self.shelved_until), "shelved": self.shelved_at(now or self.updated),
         }
 
 
@@ -106,21 +121,23 @@ def alarm_key(twin: str, rule: str, origin: str | None = None) -> str:
 
 def new_alarm(*, twin: str, model: str | None, rule: str, severity: str, message: str, prop: str, value: Any,
               now: datetime, origin: str | None = None, source: str | None = None,
-              alarm_id: str | None = None) -> Alarm:
-    """A fresh ``active`` alarm (``origin`` defaults to ``twin``: not propagated)."""
+              alarm_id: str | None = None, shelf: str | None = None,
+              shelved_until: datetime | None = None) -> Alarm:
+    """A fresh ``active`` alarm (``origin`` defaults to ``twin``: not propagated), on ``shelf`` if given."""
     check_severity(severity)
     origin = origin or twin
     return Alarm(id=alarm_id or str(uuid.uuid4()), key=alarm_key(twin, rule, origin), twin=twin, model=model,
                  rule=rule, severity=severity, state=ACTIVE, message=message, property=prop, value=value,
-                 raised=now, updated=now, origin=origin, source=source, reading=now)
+                 raised=now, updated=now, origin=origin, source=source, reading=now, shelf=shelf,
+                 shelved_until=shelved_until if shelf is not None else None)
 
 
 def acknowledge(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None) -> tuple[Alarm, str]:
     """``active → acknowledged``; ``Conflict`` from any other state."""
     if alarm.state != ACTIVE:
         raise _illegal(alarm, "acknowledged")
-    return _step(alarm, now, actor, note, state=ACKNOWLEDGED, acknowledged=now, acknowledged_by=actor), \
-        ACKNOWLEDGED_TYPE
+    return _step(alarm, now, actor, note, state=ACKNOWLEDGED, acknowledged=now, acknowledged_by=actor[:128],
+                 ack_note=_note(note)), ACKNOWLEDGED_TYPE
 
 
 def clear(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None,
@@ -129,8 +146,8 @@ def clear(alarm: Alarm, *, now: datetime, actor: str, note: str | None = None,
     time of the reading that cleared it (a rule's clear)."""
     if alarm.state not in OPEN:
         raise _illegal(alarm, "cleared")
-    return _step(alarm, now, actor, note, state=CLEARED, cleared=now, cleared_by=actor,
-                 reading=reading or alarm.reading), CLEARED_TYPE
+    return _step(alarm, now, actor, note, state=CLEARED, cleared=now, cleared_by=actor[:128],
+                 clear_note=_note(note), reading=reading or alarm.reading), CLEARED_TYPE
 
 
 def fold(alarm: Alarm, *, now: datetime, value: Any, severity: str, message: str | None = None,
@@ -145,12 +162,25 @@ def fold(alarm: Alarm, *, now: datetime, value: Any, severity: str, message: str
                  count=alarm.count + 1 if count is None else count, reading=now), UPDATED
 
 
-def _step(alarm: Alarm, now: datetime, actor: str, note: str | None, **changes: Any) -> Alarm:
+def shelve(alarm: Alarm, *, shelf: str | None, until: datetime | None, now: datetime) -> tuple[Alarm, str]:
+    """Put an open alarm on a shelf (``shelf`` None: take it off); ``Conflict`` when it is cleared.
+    The actor and notes of its lifecycle are kept: shelving is not a lifecycle step."""
+    if alarm.state not in OPEN:
+        raise _illegal(alarm, "shelved")
+    return msgspec.structs.replace(alarm, updated=max(now, alarm.updated), shelf=shelf,
+                                   shelved_until=None if shelf is None else until,
+                                   version=alarm.version + 1), UPDATED
+
+
+def _note(note: Any) -> str | None:
     if note is not None and not isinstance(note, str):
         raise Invalid("note must be a string", field="note", rule="type")
-    return msgspec.structs.replace(alarm, updated=max(now, alarm.updated), actor=actor[:128],
-                                   note=None if note is None else note[:MAX_NOTE], version=alarm.version + 1,
-                                   **changes)
+    return None if note is None or not note.strip() else note.strip()[:MAX_NOTE]
+
+
+def _step(alarm: Alarm, now: datetime, actor: str, note: str | None, **changes: Any) -> Alarm:
+    return msgspec.structs.replace(alarm, updated=max(now, alarm.updated), actor=actor[:128], note=_note(note),
+                                   version=alarm.version + 1, **changes)
 
 
 def _illegal(alarm: Alarm, what: str) -> Conflict:

@@ -11,10 +11,21 @@ test on a signal:
   the reading and the previous one (or the last one at least ``window_s`` earlier); ``above``
   / ``below`` / ``clear`` are rates.
 * ``rul``: raise when the value is ``≤ horizon`` (remaining useful life within the
-  horizon), clear when it is ``> clear`` (default: the horizon).
+  horizon), clear when it is ``> clear``. ``clear`` defaults to ``horizon × 1.25``
+  (:data:`RUL_CLEAR_MARGIN`): an estimate that wanders just above the horizon does not
+  clear the alarm; set ``clear = horizon`` for the old behaviour.
 
 ``for_s`` is how long (in the readings' own time) the raise condition must hold
-before the alarm is raised. ``group`` names rules that share one alarm per twin (for
+before the alarm is raised; ``clear_for_s`` (default 0) how long the signal must stay
+back past the clear level before the alarm clears by itself.
+
+**Re-raise guard.** ``reraise_s`` (default 60 s, :data:`DEFAULT_RERAISE_S`) is the least
+time, in the readings' own time, between a rule's condition clearing on a twin and that
+rule raising again on the same twin: a condition that returns sooner is held back, and
+raises once it still holds (for ``for_s``) when the guard has run out. So a condition
+hovering at its threshold raises at most once per ``reraise_s``. ``reraise_s = 0``
+turns the guard off; rules with ``auto_clear = false`` have none (their alarm stays open
+and a re-trigger folds into it). ``group`` names rules that share one alarm per twin (for
 example a ``warning`` at 80 °C and a ``critical`` at 95 °C on one property): the alarm
 takes the highest severity that fired and clears when every rule of the group is
 normal again. ``auto_clear = false`` leaves clearing to an operator; a condition that
@@ -47,6 +58,8 @@ from tvilling.core.errors import Invalid, TvillingError
 from tvilling.core.ids import parse_dtmi
 
 Kind = Literal["threshold", "rate", "rul"]
+DEFAULT_RERAISE_S = 60.0
+RUL_CLEAR_MARGIN = 1.25
 Severity = Literal["critical", "major", "minor", "warning"]
 DEFAULT_MESSAGE = "{rule}: {property} is {value:.4g} on {twin}"
 TEMPLATE_KEYS = frozenset({"rule", "twin", "model", "property", "value", "severity", "level", "kind"})
@@ -66,6 +79,8 @@ class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     below: float | None = None
     clear: float | None = None
     for_s: float = 0.0
+    clear_for_s: float = 0.0
+    reraise_s: float = DEFAULT_RERAISE_S
     window_s: float = 0.0
     horizon: float | None = None
     propagate: bool = True
@@ -146,19 +161,23 @@ def parse_rule(doc: Mapping[str, Any], *, index: int = 0) -> Rule:
         raise bad("model", exc.message) from None
     if not _PATH.fullmatch(rule.property):
         raise bad("property", f"property {rule.property!r} is not a property name or dotted path")
-    for field in ("above", "below", "clear", "horizon", "for_s", "window_s"):
+    for field in ("above", "below", "clear", "horizon", "for_s", "clear_for_s", "reraise_s", "window_s"):
         value = getattr(rule, field)
         if value is not None and not math.isfinite(value):
             raise bad(field, f"{field} must be a finite number")
-    if rule.for_s < 0 or rule.window_s < 0:
-        raise bad("for_s" if rule.for_s < 0 else "window_s", "durations must be ≥ 0 seconds")
+    for field in ("for_s", "clear_for_s", "reraise_s", "window_s"):
+        if getattr(rule, field) < 0:
+            raise bad(field, f"{field}: durations must be ≥ 0 seconds")
     if rule.kind == "rul":
         if rule.horizon is None:
             raise bad("horizon", "a rul rule needs 'horizon' (raise when the property is ≤ horizon)")
         if rule.above is not None or rule.below is not None:
             raise bad("above" if rule.above is not None else "below",
                       "a rul rule takes 'horizon', not 'above'/'below'")
-        rule = msgspec.structs.replace(rule, below=rule.horizon)
+        horizon = rule.horizon
+        rule = msgspec.structs.replace(rule, below=horizon)
+        if rule.clear is None and horizon > 0:
+            rule = msgspec.structs.replace(rule, clear=horizon * RUL_CLEAR_MARGIN)
     else:
         if rule.horizon is not None:
             raise bad("horizon", f"'horizon' is for rul rules, not {rule.kind}")

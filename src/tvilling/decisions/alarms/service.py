@@ -10,6 +10,13 @@
   source, and through it on every alarm derived from it.
 * A condition back to normal (:meth:`AlarmService.resolve`) clears the alarm with actor
   ``"rule"`` and says so in ``note``; an acknowledged alarm clears the same way.
+* Lists are one row per condition by default (:meth:`AlarmService.list`, ``grouped``): the
+  source alarms, each shown (:meth:`AlarmService.view`) with ``affected``, the ancestors its
+  copies are on; ``grouped=False`` gives the raw copies too.
+* Shelving (:meth:`AlarmService.shelve`, :meth:`AlarmService.end_shelf`): an alarm raised on a
+  twin a shelf covers, at the reading's time, carries the shelf (its copies too); so do the
+  alarms open on those twins when the shelf is made. Ending a shelf early takes its alarms off
+  it (onto another shelf covering them, if one is in effect).
 
 Writes are compare-and-set: a step that lost a race re-reads and tries again.
 """
@@ -25,7 +32,9 @@ import msgspec
 
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.decisions.alarms import record as rec
+from tvilling.decisions.alarms import shelves as sh
 from tvilling.decisions.alarms.record import Alarm
+from tvilling.decisions.alarms.shelves import Shelf
 from tvilling.decisions.alarms.store import AlarmStore
 
 RETRIES = 10
@@ -46,8 +55,64 @@ class AlarmService:
         return self.store.get(alarm_id)
 
     def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
-             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
-        return self.store.list(state=state, twin=twin, severity=severity, rule=rule, after=after, limit=limit)
+             rule: str | None = None, after: str | None = None, limit: int = 100, grouped: bool = True,
+             shelved: bool | None = None) -> builtins.list[Alarm]:
+        """Alarms newest first: one per condition (``grouped``), or every copy; ``shelved`` filters on
+        whether a shelf holds them now."""
+        return self.store.list(state=state, twin=twin, severity=severity, rule=rule, after=after, limit=limit,
+                               grouped=grouped, shelved=shelved, now=self.clock())
+
+    def view(self, alarms: Sequence[Alarm], *, grouped: bool = True) -> builtins.list[dict[str, Any]]:
+        """The API representation of ``alarms`` (shelved as of now); ``grouped`` adds ``affected``: the
+        twins the copies of each source alarm are on, nearest ancestor first."""
+        now = self.clock()
+        out = [a.to_json(now) for a in alarms]
+        if grouped:
+            affected = self.store.affected([a.id for a in alarms if a.source is None])
+            for a, doc in zip(alarms, out, strict=True):
+                doc["affected"] = affected.get(a.id, []) if a.source is None else []
+        return out
+
+    # -- shelving -------------------------------------------------------------------------
+    def shelve(self, twin: str, *, twins: Sequence[str], duration_s: float, reason: str, actor: str = "api",
+               subtree: bool = True) -> tuple[Shelf, int]:
+        """Shelve the alarms of ``twins`` (``twin`` and, usually, its subtree) for ``duration_s`` seconds;
+        returns the shelf and how many open conditions it took."""
+        now = self.clock()
+        shelf = sh.new_shelf(twin=twin, twins=twins, duration_s=duration_s, reason=reason, actor=actor, now=now,
+                             subtree=subtree)
+        self.store.add_shelf(shelf)
+        taken = 0
+        for alarm in self.store.open_on(shelf.twins):
+            if alarm.source is not None or (alarm.shelved_at(now) and alarm.shelved_until is not None
+                                            and alarm.shelved_until >= shelf.until):
+                continue  # a copy (it follows its source), or held longer by another shelf
+            self._cascade(alarm, lambda a: rec.shelve(a, shelf=shelf.id, until=shelf.until, now=now))
+            taken += 1
+        self._notify()
+        return shelf, taken
+
+    def end_shelf(self, shelf_id: str, *, actor: str = "api") -> Shelf:
+        """End a shelf now: its alarms count again (unless another shelf in effect covers them)."""
+        now = self.clock()
+        shelf = sh.end(self.store.get_shelf(shelf_id), now=now, actor=actor)
+        self.store.update_shelf(shelf)
+        others = [s for s in self.store.shelves(at=now) if s.id != shelf.id]
+        for alarm in self.store.open_on(shelf.twins):
+            if alarm.source is not None or alarm.shelf != shelf.id:
+                continue
+            other = sh.covering(others, alarm.twin, now)
+            self._cascade(alarm, _reshelve(other, now))
+        self._notify()
+        return shelf
+
+    def shelves(self, *, active: bool | None = None, limit: int = 100) -> builtins.list[Shelf]:
+        """Shelves newest first; ``active``: only those in effect now (True) or only the others (False)."""
+        now = self.clock()
+        if active:
+            return self.store.shelves(at=now, limit=limit)
+        found = self.store.shelves(limit=sh.MAX_LIST if active is False else limit)
+        return found if active is None else [s for s in found if not s.in_effect(now)][:limit]
 
     # -- operator steps -------------------------------------------------------------------
     def acknowledge(self, alarm_id: str, *, actor: str = "api", note: str | None = None) -> Alarm:
@@ -83,8 +148,10 @@ class AlarmService:
                 self._follow(folded, parents)
                 self._notify()
                 return folded
+            held = sh.covering(self.store.shelves(at=now), twin, now)
             alarm = rec.new_alarm(twin=twin, model=model, rule=rule, severity=severity, message=message,
-                                  prop=prop, value=value, now=now)
+                                  prop=prop, value=value, now=now, shelf=None if held is None else held.id,
+                                  shelved_until=None if held is None else held.end_time)
             try:
                 self.store.add(alarm)
             except Conflict as exc:
@@ -140,7 +207,8 @@ class AlarmService:
                         continue
                 derived = rec.new_alarm(twin=parent, model=model, rule=source.rule, severity=source.severity,
                                         message=source.message, prop=source.property, value=source.value,
-                                        now=source.updated, origin=source.origin, source=source.id)
+                                        now=source.updated, origin=source.origin, source=source.id,
+                                        shelf=source.shelf, shelved_until=source.shelved_until)
                 try:
                     self.store.add(derived)
                     break
@@ -173,3 +241,10 @@ class AlarmService:
     def _notify(self) -> None:
         if self.notify is not None:
             self.notify()
+
+
+def _reshelve(shelf: Shelf | None, now: datetime) -> Move:
+    """The move putting an alarm on ``shelf`` (None: off any shelf)."""
+    if shelf is None:
+        return lambda a: rec.shelve(a, shelf=None, until=None, now=now)
+    return lambda a: rec.shelve(a, shelf=shelf.id, until=shelf.end_time, now=now)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from tvilling.core.errors import Unavailable
 from tvilling.decisions.alarms.record import OPEN, RAISED, Alarm, change_item
-from tvilling.decisions.alarms.store import check_list_args, exists, missing, open_exists, stale, unknown_cursor
+from tvilling.decisions.alarms.shelves import Shelf
+from tvilling.decisions.alarms.store import (
+    check_list_args,
+    epoch,
+    exists,
+    missing,
+    open_exists,
+    shelf_exists,
+    stale,
+    unknown_cursor,
+    unknown_shelf,
+)
 from tvilling.decisions.sql_base import SqliteBase
 
 _OPEN = ", ".join(f"'{s}'" for s in sorted(OPEN))
@@ -25,8 +39,14 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS alarms_source ON alarms (source) WHERE source IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS alarm_changes (position INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS alarm_cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS alarm_shelves (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,"
+    " start_ts REAL NOT NULL, end_ts REAL NOT NULL, doc TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS alarm_shelves_end ON alarm_shelves (end_ts)",
 ]
+_ADDED_COLUMNS = {"shelved_until": "REAL"}  # columns that stores made before shelving lack
 _decoder = msgspec.json.Decoder(Alarm)
+_shelf_decoder = msgspec.json.Decoder(Shelf)
+_CHUNK = 500
 
 
 class SqliteAlarmStore(SqliteBase):
@@ -37,16 +57,25 @@ class SqliteAlarmStore(SqliteBase):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, _SCHEMA)
+        try:
+            with self._write("add the columns of shelving") as conn:
+                have = {row[1] for row in conn.execute("PRAGMA table_info(alarms)")}
+                for column, kind in _ADDED_COLUMNS.items():
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE alarms ADD COLUMN {column} {kind}")
+        except Unavailable:
+            self._conn.close()
+            raise
 
     def add(self, alarm: Alarm) -> None:
         with self._write("store the alarm") as conn:
             if conn.execute("SELECT 1 FROM alarms WHERE id = ?", (alarm.id,)).fetchone():
                 raise exists(alarm)
             try:
-                conn.execute("INSERT INTO alarms (id, key, twin, state, severity, rule, source, version, doc)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                conn.execute("INSERT INTO alarms (id, key, twin, state, severity, rule, source, version, doc,"
+                             " shelved_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (alarm.id, alarm.key, alarm.twin, alarm.state, alarm.severity, alarm.rule,
-                              alarm.source, alarm.version, _doc(alarm)))
+                              alarm.source, alarm.version, _doc(alarm), epoch(alarm.shelved_until)))
             except sqlite3.IntegrityError:
                 raise open_exists(alarm) from None
             _append(conn, change_item(alarm, RAISED))
@@ -59,10 +88,10 @@ class SqliteAlarmStore(SqliteBase):
 
     def update(self, alarm: Alarm, change_type: str) -> None:
         with self._write("update the alarm") as conn:
-            cur = conn.execute("UPDATE alarms SET state = ?, severity = ?, version = ?, doc = ?"
-                               " WHERE id = ? AND version = ?",
-                               (alarm.state, alarm.severity, alarm.version, _doc(alarm), alarm.id,
-                                alarm.version - 1))
+            cur = conn.execute("UPDATE alarms SET state = ?, severity = ?, version = ?, doc = ?, source = ?,"
+                               " shelved_until = ? WHERE id = ? AND version = ?",
+                               (alarm.state, alarm.severity, alarm.version, _doc(alarm), alarm.source,
+                                epoch(alarm.shelved_until), alarm.id, alarm.version - 1))
             if cur.rowcount != 1:
                 row = conn.execute("SELECT version FROM alarms WHERE id = ?", (alarm.id,)).fetchone()
                 if row is None:
@@ -83,7 +112,8 @@ class SqliteAlarmStore(SqliteBase):
         return [_decoder.decode(r[0]) for r in rows]
 
     def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
-             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
+             rule: str | None = None, after: str | None = None, limit: int = 100, grouped: bool = False,
+             shelved: bool | None = None, now: datetime | None = None) -> builtins.list[Alarm]:
         check_list_args(state, severity, limit)
         sql = "SELECT doc FROM alarms WHERE 1 = 1"
         args: list[Any] = []
@@ -93,13 +123,74 @@ class SqliteAlarmStore(SqliteBase):
                 raise unknown_cursor(after)
             sql += " AND seq < ?"
             args.append(int(rows[0][0]))
-        for column, value in (("state", state), ("twin", twin), ("severity", severity), ("rule", rule)):
+        if grouped:
+            sql += " AND source IS NULL"
+            if twin is not None:
+                sql += " AND (twin = ? OR id IN (SELECT source FROM alarms WHERE twin = ? AND source IS NOT NULL))"
+                args += [twin, twin]
+        for column, value in (("state", state), ("twin", None if grouped else twin), ("severity", severity),
+                              ("rule", rule)):
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)
+        if shelved is not None:
+            held = f"(state IN ({_OPEN}) AND shelved_until IS NOT NULL AND shelved_until > ?)"
+            sql += f" AND {held}" if shelved else f" AND NOT {held}"
+            args.append((now or datetime.now(UTC)).timestamp())
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
         return [_decoder.decode(r[0]) for r in self._read(sql, args)]
+
+    def affected(self, source_ids: Sequence[str]) -> dict[str, builtins.list[str]]:
+        out: dict[str, list[str]] = {}
+        ids = list(dict.fromkeys(source_ids))
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i:i + _CHUNK]
+            rows = self._read(f"SELECT source, twin FROM alarms WHERE source IN ({', '.join('?' * len(part))})"
+                              " ORDER BY seq", part)
+            for source, twin in rows:
+                twins = out.setdefault(source, [])
+                if twin not in twins:
+                    twins.append(twin)
+        return out
+
+    def open_on(self, twins: Sequence[str]) -> builtins.list[Alarm]:
+        out: list[Alarm] = []
+        wanted = list(dict.fromkeys(twins))
+        for i in range(0, len(wanted), _CHUNK):
+            part = wanted[i:i + _CHUNK]
+            rows = self._read(f"SELECT seq, doc FROM alarms WHERE state IN ({_OPEN})"
+                              f" AND twin IN ({', '.join('?' * len(part))})", part)
+            out += [a for _, a in sorted((int(seq), _decoder.decode(doc)) for seq, doc in rows)]
+        return out
+
+    def add_shelf(self, shelf: Shelf) -> None:
+        with self._write("store the shelf") as conn:
+            if conn.execute("SELECT 1 FROM alarm_shelves WHERE id = ?", (shelf.id,)).fetchone():
+                raise shelf_exists(shelf)
+            conn.execute("INSERT INTO alarm_shelves (id, start_ts, end_ts, doc) VALUES (?, ?, ?, ?)",
+                         (shelf.id, shelf.start.timestamp(), shelf.end_time.timestamp(), _doc(shelf)))
+
+    def get_shelf(self, shelf_id: str) -> Shelf:
+        rows = self._read("SELECT doc FROM alarm_shelves WHERE id = ?", (shelf_id,))
+        if not rows:
+            raise unknown_shelf(shelf_id)
+        return _shelf_decoder.decode(rows[0][0])
+
+    def update_shelf(self, shelf: Shelf) -> None:
+        with self._write("update the shelf") as conn:
+            cur = conn.execute("UPDATE alarm_shelves SET start_ts = ?, end_ts = ?, doc = ? WHERE id = ?",
+                               (shelf.start.timestamp(), shelf.end_time.timestamp(), _doc(shelf), shelf.id))
+            if cur.rowcount != 1:
+                raise unknown_shelf(shelf.id)
+
+    def shelves(self, *, at: datetime | None = None, limit: int = 100) -> builtins.list[Shelf]:
+        if at is None:
+            rows = self._read("SELECT doc FROM alarm_shelves ORDER BY seq DESC LIMIT ?", (limit,))
+        else:
+            rows = self._read("SELECT doc FROM alarm_shelves WHERE start_ts <= ? AND end_ts > ?"
+                              " ORDER BY seq DESC LIMIT ?", (at.timestamp(), at.timestamp(), limit))
+        return [_shelf_decoder.decode(r[0]) for r in rows]
 
     def changes(self, after: int = 0, limit: int = 100) -> builtins.list[tuple[int, dict[str, Any]]]:
         rows = self._read("SELECT position, item FROM alarm_changes WHERE position > ? ORDER BY position LIMIT ?",
@@ -116,9 +207,8 @@ class SqliteAlarmStore(SqliteBase):
                          " ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, int(position)))
 
 
-
-def _doc(alarm: Alarm) -> str:
-    return msgspec.json.encode(alarm).decode()
+def _doc(value: Alarm | Shelf) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _append(conn: sqlite3.Connection, item: dict[str, Any]) -> int:

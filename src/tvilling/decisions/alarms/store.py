@@ -1,8 +1,15 @@
 """The alarm store port, its in-memory adapter, and the opener the composition root uses.
 
 A store keeps every :class:`~tvilling.decisions.alarms.record.Alarm`, an ordered change
-feed (one item per step, written in the same transaction as the alarm) and named
-cursors (where the alarm driver stopped reading the twin event feed). Updates are
+feed (one item per step, written in the same transaction as the alarm), named
+cursors (where the alarm driver stopped reading the twin event feed) and the
+:class:`~tvilling.decisions.alarms.shelves.Shelf` records.
+
+Listing ``grouped=True`` gives one alarm per condition: the alarms raised on a twin by its
+own rules (``source`` is None), never the copies propagated from them to ancestors; a
+``twin`` filter then also finds the conditions whose copies are on that twin (an ancestor's
+filter finds the conditions affecting it). :meth:`AlarmStore.affected` names the twins of
+those copies. Updates are
 compare-and-set on the alarm's ``version``; at most one alarm per de-duplication ``key``
 is open (``Conflict``, rule ``open_exists``, for a second one), so two workers cannot
 raise the same alarm twice.
@@ -22,10 +29,13 @@ from __future__ import annotations
 
 import builtins
 import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tvilling.core.errors import Conflict, Invalid, NotFound
 from tvilling.decisions.alarms.record import OPEN, RAISED, SEVERITIES, STATES, Alarm, change_item
+from tvilling.decisions.alarms.shelves import Shelf
 
 if TYPE_CHECKING:
     from tvilling.config import Settings
@@ -60,8 +70,34 @@ class AlarmStore(Protocol):
         ...
 
     def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
-             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
-        """Alarms newest first; ``after`` is the id of the last alarm of the previous page."""
+             rule: str | None = None, after: str | None = None, limit: int = 100, grouped: bool = False,
+             shelved: bool | None = None, now: datetime | None = None) -> builtins.list[Alarm]:
+        """Alarms newest first; ``after`` is the id of the last alarm of the previous page. ``grouped``: one
+        per condition (see the module docstring); ``shelved``: only those a shelf holds at ``now`` (default:
+        the current time) (True) or only the others (False)."""
+        ...
+
+    def affected(self, source_ids: Sequence[str]) -> dict[str, builtins.list[str]]:
+        """For each alarm id, the twins its propagated copies are on (oldest first; ids without copies
+        are left out)."""
+        ...
+
+    def open_on(self, twins: Sequence[str]) -> builtins.list[Alarm]:
+        """The open alarms (own and propagated) on these twins, oldest first."""
+        ...
+
+    def add_shelf(self, shelf: Shelf) -> None:
+        """Store a new shelf; ``Conflict`` (rule ``exists``) if its id exists."""
+
+    def get_shelf(self, shelf_id: str) -> Shelf:
+        """The shelf; ``NotFound`` if there is none with that id."""
+        ...
+
+    def update_shelf(self, shelf: Shelf) -> None:
+        """Replace a stored shelf (ending it early); ``NotFound`` when unknown."""
+
+    def shelves(self, *, at: datetime | None = None, limit: int = 100) -> builtins.list[Shelf]:
+        """Shelves newest first; with ``at``, only those in effect at that time."""
         ...
 
     def changes(self, after: int = 0, limit: int = 100) -> builtins.list[tuple[int, dict[str, Any]]]:
@@ -86,6 +122,18 @@ def check_list_args(state: str | None, severity: str | None, limit: int) -> None
                       rule="enum")
     if not 1 <= limit <= MAX_LIST:
         raise Invalid(f"limit must be between 1 and {MAX_LIST}", field="limit", rule="range")
+
+
+def unknown_shelf(shelf_id: str) -> NotFound:
+    return NotFound(f"there is no shelf {shelf_id!r}", shelf=shelf_id)
+
+
+def shelf_exists(shelf: Shelf) -> Conflict:
+    return Conflict(f"shelf {shelf.id} exists already", shelf=shelf.id, rule="exists")
+
+
+def epoch(ts: datetime | None) -> float | None:
+    return None if ts is None else ts.timestamp()
 
 
 def unknown_cursor(after: str) -> Invalid:
@@ -115,6 +163,10 @@ def matches(a: Alarm, state: str | None, twin: str | None, severity: str | None,
             and (severity is None or a.severity == severity) and (rule is None or a.rule == rule))
 
 
+def shelved_filter(a: Alarm, shelved: bool | None, now: datetime | None) -> bool:
+    return shelved is None or a.shelved_at(now or datetime.now(UTC)) == shelved
+
+
 class MemoryAlarmStore:
     """Alarms, their change feed and cursors in process memory (tests, ``store = "memory"``)."""
 
@@ -126,6 +178,7 @@ class MemoryAlarmStore:
         self._last: dict[str, str] = {}  # key -> id of the latest alarm
         self._changes: list[dict[str, Any]] = []
         self._cursors: dict[str, int] = {}
+        self._shelves: dict[str, Shelf] = {}
         self._lock = threading.Lock()
 
     def add(self, alarm: Alarm) -> None:
@@ -176,7 +229,8 @@ class MemoryAlarmStore:
             return [a for i in self._order if (a := self._alarms[i]).source == source_id]
 
     def list(self, *, state: str | None = None, twin: str | None = None, severity: str | None = None,
-             rule: str | None = None, after: str | None = None, limit: int = 100) -> builtins.list[Alarm]:
+             rule: str | None = None, after: str | None = None, limit: int = 100, grouped: bool = False,
+             shelved: bool | None = None, now: datetime | None = None) -> builtins.list[Alarm]:
         check_list_args(state, severity, limit)
         with self._lock:
             end = len(self._order)
@@ -184,14 +238,61 @@ class MemoryAlarmStore:
                 if after not in self._seq:
                     raise unknown_cursor(after)
                 end = self._seq[after]
+            touching: set[str] = set()
+            if grouped and twin is not None:
+                touching = {a.source for a in self._alarms.values() if a.twin == twin and a.source is not None}
             out: list[Alarm] = []
             for alarm_id in reversed(self._order[:end]):
                 a = self._alarms[alarm_id]
-                if matches(a, state, twin, severity, rule):
+                if grouped and (a.source is not None or not (twin is None or a.twin == twin or a.id in touching)):
+                    continue
+                if matches(a, state, None if grouped else twin, severity, rule) \
+                        and shelved_filter(a, shelved, now):
                     out.append(a)
                     if len(out) >= limit:
                         break
             return out
+
+    def affected(self, source_ids: Sequence[str]) -> dict[str, builtins.list[str]]:
+        wanted = set(source_ids)
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for alarm_id in self._order:
+                a = self._alarms[alarm_id]
+                if a.source in wanted:
+                    twins = out.setdefault(a.source, [])
+                    if a.twin not in twins:
+                        twins.append(a.twin)
+        return out
+
+    def open_on(self, twins: Sequence[str]) -> builtins.list[Alarm]:
+        wanted = set(twins)
+        with self._lock:
+            return [a for i in self._order if (a := self._alarms[i]).is_open and a.twin in wanted]
+
+    def add_shelf(self, shelf: Shelf) -> None:
+        with self._lock:
+            if shelf.id in self._shelves:
+                raise shelf_exists(shelf)
+            self._shelves[shelf.id] = shelf
+
+    def get_shelf(self, shelf_id: str) -> Shelf:
+        with self._lock:
+            try:
+                return self._shelves[shelf_id]
+            except KeyError:
+                raise unknown_shelf(shelf_id) from None
+
+    def update_shelf(self, shelf: Shelf) -> None:
+        with self._lock:
+            if shelf.id not in self._shelves:
+                raise unknown_shelf(shelf.id)
+            self._shelves[shelf.id] = shelf
+
+    def shelves(self, *, at: datetime | None = None, limit: int = 100) -> builtins.list[Shelf]:
+        with self._lock:
+            found = [s for s in reversed(self._shelves.values()) if at is None or s.in_effect(at)]
+            return found[:limit]
 
     def changes(self, after: int = 0, limit: int = 100) -> builtins.list[tuple[int, dict[str, Any]]]:
         with self._lock:
