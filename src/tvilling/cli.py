@@ -35,6 +35,15 @@ def store_options(fn: F) -> F:
     return fn
 
 
+def server_option(fn: F) -> F:
+    """--server URL (env TVILLING_URL): work through a running ``tvilling serve`` instead of the data directory."""
+    return click.option(
+        "--server", default=None, metavar="URL", envvar="TVILLING_URL",
+        help="Go through a running `tvilling serve` at this address (http://HOST:PORT; env TVILLING_URL) "
+             "instead of opening the data directory, which that server holds (the embedded history admits "
+             "one writing process).")(fn)
+
+
 def _settings(config_file: str | None, **overrides: Any) -> Settings:
     if config_file:
         os.environ[CONFIG_ENV] = config_file
@@ -105,6 +114,38 @@ def main() -> None:
     """Tvilling: live digital twins of physical assets."""
 
 
+# -- serve --example ----------------------------------------------------------------------------
+EXAMPLES = ("plant",)
+#: C-MAPSS turbofan engines (``tvilling replay …/cmapss``): remaining life learnt from the fleet's histories
+ENGINE_RUL: dict[str, Any] = {"name": "engine-rul", "model": "dtmi:tvilling:datasets:TurbofanEngine",
+                              "method": "rul-fleet",
+                              "inputs": ["setting1", "setting2", "setting3", *(f"s{i}" for i in range(1, 22))]}
+
+
+def _example_settings(settings: Settings, name: str) -> Settings:
+    """The settings plus the example's analytics and alarm rules (those named as configured ones are kept)."""
+    from tvilling.demo import DemoOptions, demo_alarm_rules, demo_analytics
+
+    o = DemoOptions()
+    analytics = [*demo_analytics(o.speed, max(10, int(o.learn_s))), ENGINE_RUL]
+    have = {a.get("name") for a in settings.analytics}
+    have_rules = {r.get("name") for r in settings.alarm_rules}
+    return settings.model_copy(update={
+        "analytics": [*settings.analytics, *(a for a in analytics if a["name"] not in have)],
+        "alarm_rules": [*settings.alarm_rules, *(r for r in demo_alarm_rules() if r["name"] not in have_rules)]})
+
+
+def _seed_example(platform: Platform, name: str) -> None:
+    """Register the example's models (the plant's and the data sets') and create its twins where missing."""
+    from tvilling.demo import DemoOptions, make_plant, seed_twins
+    from tvilling.models.builtin import builtin_documents
+
+    platform.models.add(builtin_documents("datasets"))
+    created = seed_twins(platform, make_plant(DemoOptions()))
+    click.echo(f"example {name}: {created} twin(s) created; analytics "
+               f"{', '.join(a['name'] for a in platform.settings.analytics)}", err=True)
+
+
 @main.command()
 @store_options
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
@@ -117,18 +158,29 @@ def main() -> None:
               help="Join an MQTT shared subscription so several workers split the load.")
 @click.option("--opcua", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Ingest from an OPC UA server: a TOML/JSON file with the endpoint and node bindings.")
+@click.option("--example", type=click.Choice(EXAMPLES), default=None,
+              help="Start with an example: 'plant' registers the example production line (line-1, 4 machines, as "
+                   "`tvilling plant` simulates it) and adds the demo's analytics and alarm rules and the C-MAPSS "
+                   "engine-rul analytic to the configured ones.")
 def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
           port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None,
-          opcua: Path | None) -> None:
+          opcua: Path | None, example: str | None) -> None:
     """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
     import uvicorn
 
     from tvilling.api.app import create_app
+    from tvilling.api.listen import check_listen
 
     settings = _settings(config_file, data_dir=data_dir, store=store, host=host, port=port, broker=broker,
                          mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group, opcua=opcua)
+    with _errors():  # a taken port: one line and exit 1, before the store opens
+        check_listen(settings.host, settings.port)
+    if example is not None:
+        settings = _example_settings(settings, example)
     with _errors():
         app = create_app(settings)
+        if example is not None:
+            _seed_example(app.state.platform, example)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"
     click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where})", err=True)
     # open streams never end by themselves: give them 5 s on shutdown, then close them
@@ -145,9 +197,12 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
               show_default=True)
 @click.option("--create/--no-create", default=True, show_default=True,
               help="Register the data-set models and create missing twins (one per file or engine unit).")
+@server_option
 def replay(data_dir: Path | None, store: str | None, config_file: str | None, path: Path, speed: str, fmt: str,
-           create: bool) -> None:
-    """Replay SKAB, NAB or C-MAPSS files (a file or a folder) through the ingest pipeline."""
+           create: bool, server: str | None) -> None:
+    """Replay SKAB, NAB or C-MAPSS files (a file or a folder) through the ingest pipeline: this process's
+    (opening the data directory), or a running server's with --server."""
+    from tvilling.api.ingest import collecting, summarise
     from tvilling.connect import replay as rp
     from tvilling.core.errors import NotFound
 
@@ -157,7 +212,10 @@ def replay(data_dir: Path | None, store: str | None, config_file: str | None, pa
         raise click.BadParameter("use a number or 'max'", param_hint="--speed") from None
     if pace is not None and pace <= 0:
         raise click.BadParameter("must be positive", param_hint="--speed")
-    with _platform(data_dir, store, config_file) as p:
+    if server is not None:
+        _replay_through(server, path, fmt, create, pace, speed)
+        return
+    with _platform(data_dir, store, config_file) as p, _one_writer():
         series = rp.load(path, fmt)
         if create:
             from tvilling.models.builtin import builtin_documents
@@ -171,12 +229,56 @@ def replay(data_dir: Path | None, store: str | None, config_file: str | None, pa
         total = sum(len(s) for s in series)
         click.echo(f"replaying {len(series)} series, {total} readings, speed {speed}", err=True)
         started = time.monotonic()
-        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar:
+        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar, \
+                collecting(p.pipeline).collect() as letters:
             result = rp.replay(p.pipeline, series, speed=pace, progress=bar.update)
         took = time.monotonic() - started
-    click.echo(f"accepted {result.accepted}, rejected {result.rejected} (see `tvilling dead-letters`), "
-               f"duplicates {result.duplicates}, flagged {result.flagged} in {took:.1f} s "
-               f"({result.accepted / max(took, 1e-9):,.0f} readings/s)")
+    _replay_answer(result.accepted, result.rejected, result.duplicates, result.flagged, summarise(letters), took)
+
+
+def _replay_through(server: str, path: Path, fmt: str, create: bool, pace: float | None, speed: str) -> None:
+    """``tvilling replay --server URL``: the same readings, posted to the server's ``POST /api/ingest``."""
+    from tvilling.connect import replay as rp
+    from tvilling.models.builtin import builtin_documents
+
+    with _errors():
+        api = rp.Server(server)
+        series = rp.load(path, fmt)
+        if create:
+            rp.ensure_twins(api, series, builtin_documents("datasets"))
+        total = sum(len(s) for s in series)
+        click.echo(f"replaying {len(series)} series, {total} readings, speed {speed}, through {api.url}", err=True)
+        started = time.monotonic()
+        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar:
+            answer = rp.replay_to(api, series, speed=pace, progress=bar.update)
+        api.close()
+    _replay_answer(answer.accepted, answer.rejected, answer.duplicates, answer.flagged, answer.rejections,
+                   time.monotonic() - started)
+
+
+def _replay_answer(accepted: int, rejected: int, duplicates: int, flagged: int, rejections: list[dict[str, Any]],
+                   took: float) -> None:
+    click.echo(f"accepted {accepted}, rejected {rejected}, duplicates {duplicates}, flagged {flagged} in "
+               f"{took:.1f} s ({accepted / max(took, 1e-9):,.0f} readings/s)")
+    for entry in rejections:
+        click.echo(f"  {entry['count']} rejected by rule {entry['rule']}: {'; '.join(entry['reasons'])}")
+    if rejected:
+        click.echo("  (every one of them, with its payload: `tvilling dead-letters` or GET /api/dead-letters)")
+
+
+@contextmanager
+def _one_writer() -> Iterator[None]:
+    """Name the fix when the embedded history is held by another process (a running server, usually)."""
+    from tvilling.core.errors import Unavailable
+
+    try:
+        yield
+    except Unavailable as exc:
+        if "pid" in exc.fields:
+            exc.message = (f"{exc.message.split(';')[0]}. The embedded history (DuckDB) admits one writing "
+                           "process: run this through the server that holds it with --server "
+                           "http://HOST:PORT (or TVILLING_URL), or stop that server first")
+        raise
 
 
 @main.command("dead-letters")
@@ -523,7 +625,7 @@ def twins_migrate(data_dir: Path | None, store: str | None, config_file: str | N
 # -- alarms -------------------------------------------------------------------------------------
 @main.group("alarms")
 def alarms_group() -> None:
-    """List, acknowledge and clear alarms; check the alarm rules of the settings."""
+    """List, acknowledge, clear and shelve alarms; check the alarm rules of the settings."""
 
 
 @alarms_group.command("list")
@@ -533,20 +635,27 @@ def alarms_group() -> None:
 @click.option("--severity", type=click.Choice(["critical", "major", "minor", "warning"]), default=None)
 @click.option("--rule", default=None, help="Only this rule's (or rule group's).")
 @click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--copies", is_flag=True, help="List the copies propagated to ancestors as rows of their own.")
 @click.option("--json", "as_json", is_flag=True, help="Print the alarms as JSON.")
 def alarms_list(data_dir: Path | None, store: str | None, config_file: str | None, state: str | None,
-                twin: str | None, severity: str | None, rule: str | None, limit: int, as_json: bool) -> None:
-    """Alarms, newest first."""
+                twin: str | None, severity: str | None, rule: str | None, limit: int, copies: bool,
+                as_json: bool) -> None:
+    """Alarms, newest first: one per condition (with the ancestors it affects) unless --copies."""
     from tvilling.decisions.alarms import AlarmService
 
     with _platform(data_dir, store, config_file) as p:
-        items = AlarmService(p.alarm_store).list(state=state, twin=twin, severity=severity, rule=rule, limit=limit)
+        svc = AlarmService(p.alarm_store)
+        items = svc.view(svc.list(state=state, twin=twin, severity=severity, rule=rule, limit=limit,
+                                  grouped=not copies), grouped=not copies)
         if as_json:
-            _emit([a.to_json() for a in items])
+            _emit(items)
             return
         for a in items:
-            origin = f" (from {a.origin})" if a.origin != a.twin else ""
-            click.echo(f"{a.id} {a.state:<12} {a.severity:<8} {a.twin}{origin} [{a.rule}] x{a.count} {a.message}")
+            origin = f" (from {a['origin']})" if a["origin"] != a["twin"] else ""
+            extra = f" affects {', '.join(a['affected'])}" if a.get("affected") else ""
+            extra += f" [shelved until {a['shelved_until']}]" if a["shelved"] else ""
+            click.echo(f"{a['id']} {a['state']:<12} {a['severity']:<8} {a['twin']}{origin} [{a['rule']}] "
+                       f"x{a['count']} {a['message']}{extra}")
         if not items:
             click.echo("no alarms", err=True)
 
@@ -583,6 +692,56 @@ def alarms_clear(data_dir: Path | None, store: str | None, config_file: str | No
     _alarm_step("clear", alarm_id, actor, note, data_dir, store, config_file)
 
 
+@alarms_group.command("shelve")
+@store_options
+@click.argument("twin_id")
+@click.option("--for", "duration", required=True, help='How long: "30m", "2h", "1h30m" or seconds (up to 7 days).')
+@click.option("--reason", required=True, help="Why (e.g. planned stop).")
+@click.option("--actor", default="cli", show_default=True, help="Who shelves them.")
+@click.option("--no-subtree", is_flag=True, help="Only the twin's own alarms, not those of the twins below it.")
+def alarms_shelve(data_dir: Path | None, store: str | None, config_file: str | None, twin_id: str, duration: str,
+                  reason: str, actor: str, no_subtree: bool) -> None:
+    """Shelve a twin's alarms (and its subtree's) for a while: still recorded, not counted, ends by itself."""
+    from tvilling.decisions.alarms import AlarmService
+    from tvilling.decisions.alarms.shelves import descendants, parse_duration
+
+    with _platform(data_dir, store, config_file) as p:
+        seconds = parse_duration(duration, field="--for")
+        p.twins.get(twin_id)
+        covered = [twin_id] if no_subtree else \
+            descendants(twin_id, lambda t: [r.target for r in p.twins.relationships(t)])
+        svc = AlarmService(p.alarm_store)
+        shelf, taken = svc.shelve(twin_id, twins=covered, duration_s=seconds, reason=reason, actor=actor,
+                                  subtree=not no_subtree)
+        _emit({**shelf.to_json(svc.clock()), "shelved": taken})
+
+
+@alarms_group.command("unshelve")
+@store_options
+@click.argument("shelf_id")
+@click.option("--actor", default="cli", show_default=True, help="Who ends the shelf.")
+def alarms_unshelve(data_dir: Path | None, store: str | None, config_file: str | None, shelf_id: str,
+                    actor: str) -> None:
+    """End a shelf now: its alarms count again."""
+    from tvilling.decisions.alarms import AlarmService
+
+    with _platform(data_dir, store, config_file) as p:
+        svc = AlarmService(p.alarm_store)
+        _emit(svc.end_shelf(shelf_id, actor=actor).to_json(svc.clock()))
+
+
+@alarms_group.command("shelves")
+@store_options
+@click.option("--active", is_flag=True, help="Only the shelves in effect now.")
+def alarms_shelves(data_dir: Path | None, store: str | None, config_file: str | None, active: bool) -> None:
+    """Shelves, newest first, as JSON."""
+    from tvilling.decisions.alarms import AlarmService
+
+    with _platform(data_dir, store, config_file) as p:
+        svc = AlarmService(p.alarm_store)
+        _emit([s.to_json(svc.clock()) for s in svc.shelves(active=True if active else None)])
+
+
 @alarms_group.command("rules")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True),
               help=f"TOML config file (default ./tvilling.toml; env {CONFIG_ENV}).")
@@ -616,21 +775,49 @@ def _analytic(p: Platform, name: str) -> Any:
     return spec
 
 
-def _select_twins(p: Platform, spec: Any, twins: tuple[str, ...], prefix: str | None) -> list[str]:
+def _select_twins(p: Platform, spec: Any, twins: tuple[str, ...], prefix: str | None,
+                  exclude: tuple[str, ...] = ()) -> list[str]:
     from tvilling.twins.query import encode_cursor
 
-    chosen = list(twins)
-    if prefix is not None:
+    def pages() -> Iterator[list[str]]:
         doc: dict[str, Any] = {"model": spec.model, "limit": 1000}
         while True:
             page = p.twins.query(doc)
-            chosen.extend(t.id for t in page.items if t.id.startswith(prefix))
+            yield [t.id for t in page.items]
             if page.next is None:
-                break
+                return
             doc = {**doc, "cursor": encode_cursor(page.next)}
+
+    return _chosen(twins, prefix, exclude, pages)
+
+
+def _chosen(twins: tuple[str, ...], prefix: str | None, exclude: tuple[str, ...],
+            pages: Callable[[], Iterator[list[str]]]) -> list[str]:
+    """--twin ids, then (with --prefix) every twin of the model whose id starts so, less those --exclude names."""
+    chosen = list(twins)
+    if prefix is not None:
+        for ids in pages():
+            chosen.extend(t for t in ids if t.startswith(prefix))
+    chosen = [t for t in chosen if not any(t.startswith(x) for x in exclude)]
     if not chosen:
-        raise click.UsageError("name the twins: --twin ID (repeatable) and/or --prefix PREFIX")
+        raise click.UsageError("name the twins: --twin ID (repeatable) and/or --prefix PREFIX"
+                               + (" (--exclude left none)" if exclude else ""))
     return sorted(set(chosen), key=chosen.index)
+
+
+def _remote_twins(api: Any, model: str, twins: tuple[str, ...], prefix: str | None,
+                  exclude: tuple[str, ...] = ()) -> list[str]:
+    """:func:`_select_twins` through a server's query API."""
+    def pages() -> Iterator[list[str]]:
+        doc: dict[str, Any] = {"model": model, "limit": 1000}
+        while True:
+            page = api.request("POST", "/api/query", doc)[1]
+            yield [t["id"] for t in page["items"]]
+            if page.get("next") is None:
+                return
+            doc = {**doc, "cursor": page["next"]}
+
+    return _chosen(twins, prefix, exclude, pages)
 
 
 def _us(text: str | None, default: int) -> int:
@@ -654,10 +841,18 @@ def twin_options(fn: F) -> F:
 
 @analytics_group.command("list")
 @store_options
-def analytics_list(data_dir: Path | None, store: str | None, config_file: str | None) -> None:
+@server_option
+def analytics_list(data_dir: Path | None, store: str | None, config_file: str | None, server: str | None) -> None:
     """Configured analytics with their versions (one JSON object a line)."""
     from tvilling.api.analytics import describe
 
+    if server is not None:
+        from tvilling.connect.replay import Server
+
+        with _errors():
+            for item in Server(server).request("GET", "/api/analytics")[1]["items"]:
+                _emit(item)
+        return
     with _platform(data_dir, store, config_file) as p:
         for spec in p.analytics.specs:
             _emit(describe(p.analytics, spec))
@@ -667,16 +862,23 @@ def analytics_list(data_dir: Path | None, store: str | None, config_file: str | 
 @store_options
 @click.argument("name")
 @twin_options
+@click.option("--exclude", multiple=True, metavar="PREFIX",
+              help="Leave out the twins whose id starts so (repeatable): held out for an out-of-sample backtest.")
 @click.option("--promote", is_flag=True, help="Promote the new version at once (retrain).")
+@server_option
 def analytics_train(data_dir: Path | None, store: str | None, config_file: str | None, name: str,
                     twins: tuple[str, ...], prefix: str | None, start: str | None, end: str | None,
-                    promote: bool) -> None:
+                    exclude: tuple[str, ...], promote: bool, server: str | None) -> None:
     """Train a new version of NAME from the history stored in the platform."""
     from tvilling.analytics.binding.lifecycle import END, train
 
-    with _platform(data_dir, store, config_file) as p:
+    if server is not None:
+        _analytics_through(server, name, twins, prefix, exclude, "train",
+                           {"from": start, "to": end, "promote": promote})
+        return
+    with _platform(data_dir, store, config_file) as p, _one_writer():
         spec = _analytic(p, name)
-        chosen = _select_twins(p, spec, twins, prefix)
+        chosen = _select_twins(p, spec, twins, prefix, exclude)
         with click.progressbar(length=len(chosen), label=f"reading history of {len(chosen)} twin(s)",
                                file=sys.stderr) as bar:
             def progress(done: int, total: int) -> None:
@@ -693,21 +895,52 @@ def analytics_train(data_dir: Path | None, store: str | None, config_file: str |
 @click.argument("version", type=int)
 @twin_options
 @click.option("--scope", default=None, help="The version's scope: a twin id, or * for a fleet model.")
+@click.option("--in-sample", is_flag=True,
+              help="Keep the twins a fleet version was trained on (left out by default: out of sample).")
+@server_option
 def analytics_backtest(data_dir: Path | None, store: str | None, config_file: str | None, name: str, version: int,
                        twins: tuple[str, ...], prefix: str | None, start: str | None, end: str | None,
-                       scope: str | None) -> None:
-    """Replay VERSION of NAME over stored history and print the report (kept with the version)."""
-    from tvilling.analytics.binding.lifecycle import END, backtest
-    from tvilling.analytics.binding.spec import FLEET
+                       scope: str | None, in_sample: bool, server: str | None) -> None:
+    """Replay VERSION of NAME over stored history and print the report (kept with the version).
 
-    with _platform(data_dir, store, config_file) as p:
+    A fleet version is scored on twins it did not learn from: those it was trained on are
+    left out (the report's ``left_out``) unless --in-sample is given."""
+    from tvilling.analytics.binding.lifecycle import END
+    from tvilling.analytics.binding.spec import FLEET
+    from tvilling.api.analytics import held_out_backtest
+
+    if server is not None:
+        _analytics_through(server, name, twins, prefix, (), f"versions/{version}/backtest",
+                           {"from": start, "to": end, "scope": scope, "in_sample": in_sample})
+        return
+    with _platform(data_dir, store, config_file) as p, _one_writer():
         spec = _analytic(p, name)
         chosen = _select_twins(p, spec, twins, prefix)
         scope = scope or (chosen[0] if spec.per_twin else FLEET)
         v = p.analytics_registry.get(name, scope, version)
-        report = backtest(spec, p.analytics_registry, p.history, v, chosen, start_us=_us(start, 0),
-                          end_us=_us(end, END))
+        report = held_out_backtest(spec, p.analytics_registry, p.history, v, chosen, _us(start, 0),
+                                   _us(end, END), in_sample)
         _emit({k: v for k, v in report.items() if k != "per_twin"} | {"per_twin": report["per_twin"]})
+
+
+def _analytics_through(server: str, name: str, twins: tuple[str, ...], prefix: str | None,
+                       exclude: tuple[str, ...], action: str, body: dict[str, Any]) -> None:
+    """``analytics train|backtest --server URL``: the twins chosen through the server's query API, then its
+    ``POST /api/analytics/{name}/{action}``; prints the answer as the local command does."""
+    import urllib.parse
+
+    from tvilling.connect.replay import Server
+
+    with _errors():
+        api = Server(server)
+        quoted = urllib.parse.quote(name, safe="")
+        model = api.request("GET", f"/api/analytics/{quoted}")[1]["model"]
+        chosen = _remote_twins(api, model, twins, prefix, exclude)
+        click.echo(f"{action.rsplit('/', 1)[-1]} {name} on {len(chosen)} twin(s) through {api.url}", err=True)
+        answer = api.request("POST", f"/api/analytics/{quoted}/{action}", {"twins": chosen, **body})[1]
+    if isinstance(answer, dict) and "per_twin" in answer:  # a backtest report: the figures first
+        answer = {k: v for k, v in answer.items() if k != "per_twin"} | {"per_twin": answer["per_twin"]}
+    _emit(answer)
 
 
 @analytics_group.command("promote")

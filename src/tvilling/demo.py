@@ -23,20 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tvilling.api.app import create_app
+from tvilling.api.listen import check_listen
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
-from tvilling.core.errors import NotFound
+from tvilling.core.errors import NotFound, Unavailable
 from tvilling.models.builtin import builtin_documents
 from tvilling.plant import EmbeddedBroker, Injection, Plant, PlantRunner
 from tvilling.plant.plant import MODEL_SET, MODELS
+from tvilling.plant.run import TickedPlant
 
 log = logging.getLogger("tvilling.demo")
 BEARING = MODELS["bearing"].rsplit(";", 1)[0]
@@ -76,6 +81,7 @@ def demo_alarm_rules() -> list[dict[str, Any]]:
          "above": 1.0, "clear": 0.8, "for_s": 3, "severity": "major",
          "message": "abnormal vibration pattern on {twin}"},
         {"name": "bearing-rul", "model": BEARING, "property": "rul", "kind": "rul", "horizon": 12.0,
+         "clear_for_s": 120,  # a remaining life back above 15 h for two minutes, not one noisy estimate
          "severity": "critical", "message": "{twin} is predicted to fail within 12 plant hours"},
         {"name": "bearing-hot", "model": BEARING, "property": "temperature", "kind": "threshold", "above": 85.0,
          "clear": 80.0, "for_s": 5, "severity": "minor"},
@@ -89,7 +95,7 @@ class DemoOptions:
     machines: int = 4
     speed: float = 60.0
     seed: int = 1
-    duration: float | None = None  # wall seconds; None runs until stopped
+    duration: float | None = None  # seconds of plant steps (one a second), then SETTLE_S; None: until stopped
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path | None = None
@@ -101,11 +107,12 @@ class DemoOptions:
     slow_rpm: float = 900.0
 
 
-def make_plant(o: DemoOptions) -> Plant:
+def make_plant(o: DemoOptions) -> TickedPlant:
+    """The demo's line: readings stamped on the plant's tick clock, so that a seed gives one run."""
     machine = min(o.fault_machine, o.machines)
     fault = Injection(machine=machine, fault="bearing_defect", at=o.fault_at_s * o.speed, severity=1.0, growth=1.0,
                       bearing="de")
-    return Plant(machines=o.machines, seed=o.seed, speed=o.speed, scenario=[fault])
+    return TickedPlant(machines=o.machines, seed=o.seed, speed=o.speed, scenario=[fault])
 
 
 def settings_for(o: DemoOptions, data_dir: Path, broker: str, protocol: int) -> Settings:
@@ -151,8 +158,8 @@ class Narrator:
         for _, item in items:
             alarm = item.get("alarm", {})
             kind = item.get("type", "")
-            if alarm.get("origin") != alarm.get("twin"):
-                continue  # the same alarm propagated to a parent: told once
+            if alarm.get("origin") != alarm.get("twin") or alarm.get("shelved"):
+                continue  # the same alarm propagated to a parent: told once; a shelved one is not news
             if kind == "alarm.raised":
                 rep = self._reported(alarm["twin"])
                 extra = ""
@@ -178,22 +185,55 @@ class Narrator:
             return {}
 
 
-async def auto_mode(platform: Platform, plant: Plant, narrator: Narrator, o: DemoOptions) -> None:
-    """Slow down a machine once one of its bearings is predicted to fail soon (the remaining-life alarm)."""
+STEP_S = 1.0  # wall seconds between the plant's steps (one reading of every sensor)
+SETTLE_S = 2.0  # wall seconds the platform is given after the plant's last step of a --duration run
+#: plant steps from the reading that raised an alarm to the step the auto mode's command is sent after: more
+#: than the platform takes to notice the alarm (ingest, analytics, alarm rules, this loop's poll), so the plant
+#: obeys at the same step in every run with the same seed however the process was scheduled
+COMMAND_DELAY_STEPS = 3
+
+
+def _step_of(plant: TickedPlant, alarm: dict[str, Any]) -> int:
+    """The plant step of the reading that raised ``alarm`` (its data time), or the latest step."""
+    try:
+        raised = datetime.fromisoformat(str(alarm["raised"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return plant.steps - 1
+    return plant.step_at(round(raised.timestamp() * 1000))
+
+
+async def auto_mode(platform: Platform, plant: TickedPlant, narrator: Narrator, o: DemoOptions) -> None:
+    """Slow down a machine once one of its bearings is predicted to fail soon (the remaining-life alarm).
+
+    The command goes out right after the plant's step :data:`COMMAND_DELAY_STEPS` after the
+    reading that raised the alarm (it reaches the plant over loopback MQTT long before the
+    next step), not whenever the alarm happened to be noticed.
+    """
     slowed: set[str] = set()
+    due: list[tuple[int, str]] = []  # (send after this many plant steps, machine)
+    polled = 0.0
     while True:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.1)
         try:
-            events = await asyncio.to_thread(narrator.poll)
-            if not o.auto or platform.commands is None:
-                continue
-            for e in events:
-                if e["type"] != "alarm.raised" or e.get("rule") != "bearing-rul":
+            if time.monotonic() - polled >= 0.5:
+                polled = time.monotonic()
+                events = await asyncio.to_thread(narrator.poll)
+                if o.auto and platform.commands is not None:
+                    for e in events:
+                        if e["type"] != "alarm.raised" or e.get("rule") != "bearing-rul":
+                            continue
+                        machine = e["twin"].rsplit("-", 1)[0]
+                        if machine in slowed or not plant.owns(machine):
+                            continue
+                        slowed.add(machine)
+                        due.append((_step_of(plant, e) + 1 + COMMAND_DELAY_STEPS, machine))
+            for when, machine in [d for d in due if plant.steps >= d[0]]:
+                due.remove((when, machine))
+                if plant.steps > when:
+                    log.warning("auto mode: the command to %s is %d step(s) late; this run may differ from another "
+                                "with the same seed", machine, plant.steps - when)
+                if platform.commands is None:
                     continue
-                machine = e["twin"].rsplit("-", 1)[0]
-                if machine in slowed or not plant.owns(machine):
-                    continue
-                slowed.add(machine)
                 record = await platform.commands.invoke(machine, "setSpeed", o.slow_rpm, actor="demo-auto")
                 narrator.say(f"auto mode: setSpeed {o.slow_rpm:.0f} rpm sent to {machine} (command {record.id}); "
                              "a maintenance and production schedule will plan around it in a later release")
@@ -205,9 +245,49 @@ async def auto_mode(platform: Platform, plant: Plant, narrator: Narrator, o: Dem
 
 async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
                    on_ready: Callable[[str], None] | None = None) -> None:
+    """Run the demo until the plant has taken ``o.duration`` seconds of steps and the platform has
+    processed them (or for good), SIGTERM (returns normally) or SIGINT (``KeyboardInterrupt`` out
+    of ``asyncio.run``). The same seed and duration give the same readings and alarms.
+
+    A taken port is a :class:`~tvilling.core.errors.Conflict` before anything starts. Without
+    ``o.data_dir`` the data lives in a fresh temporary folder, removed on every way out: the
+    end of the duration, SIGINT, SIGTERM or an error.
+    """
+    check_listen(o.host, o.port)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    terminated = False
+
+    def on_sigterm() -> None:  # a stop as clean as Ctrl+C (uvicorn, serving, raises the signal again when it stops)
+        nonlocal terminated
+        if not terminated and main is not None:
+            terminated = True
+            main.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        handled = True
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        handled = False
+    data_dir = o.data_dir or Path(tempfile.mkdtemp(prefix="tvilling-demo-"))
+    try:
+        await _serve_demo(o, data_dir, echo, on_ready)
+    except asyncio.CancelledError:
+        if not terminated or main is None:
+            raise
+        main.uncancel()
+        echo("stopped (SIGTERM)")
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGTERM)
+        if o.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None],
+                      on_ready: Callable[[str], None] | None) -> None:
     import uvicorn
 
-    data_dir = o.data_dir or Path(tempfile.mkdtemp(prefix="tvilling-demo-"))
     plant = make_plant(o)
     async with contextlib.AsyncExitStack() as stack:
         broker, protocol = o.broker, 5
@@ -220,19 +300,29 @@ async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
         app = create_app(platform=platform)
         server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning",
                                                lifespan="on"))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                serving.result()  # raises why it could not start (e.g. the port is taken)
-                raise RuntimeError("the server stopped while starting")
-            await asyncio.sleep(0.05)
+
+        async def serve() -> None:
+            try:
+                await server.serve()
+            except SystemExit as exc:  # uvicorn's answer to a failed startup: exit the process; its log says why
+                raise Unavailable(f"the demo's server did not start (uvicorn exit status {exc.code}; see its log "
+                                  "above)", rule="startup_failed") from None
+
+        serving = asyncio.create_task(serve())
 
         async def stop_server() -> None:
             server.should_exit = True
-            await serving
+            await asyncio.wait([serving])  # a failure of its own is raised where it is awaited, not here
 
         stack.push_async_callback(stop_server)
-        await stack.enter_async_context(PlantRunner(plant, broker, interval=1.0, qos=0, protocol_version=protocol))
+        while not server.started:
+            if serving.done():
+                serving.result()  # raises why it could not start
+                raise Unavailable("the demo's server stopped while starting", rule="startup_failed")
+            await asyncio.sleep(0.05)
+        stepping = await stack.enter_async_context(contextlib.AsyncExitStack())  # closed first at the end
+        await stepping.enter_async_context(PlantRunner(plant, broker, interval=STEP_S, qos=0,
+                                                       protocol_version=protocol))
         url = f"http://{o.host}:{o.port}"
         narrator = Narrator(platform, echo, time.monotonic())
         narrator.say(f"Tvilling demo: {o.machines} machines ({created} twins created) at {o.speed:g}× speed, "
@@ -245,10 +335,23 @@ async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
         auto = asyncio.create_task(auto_mode(platform, plant, narrator, o))
         stack.push_async_callback(_cancel, auto)
         if o.duration is None:
-            await serving
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(serving), o.duration)
+            await asyncio.shield(serving)  # a cancelled demo (SIGTERM) stops the server in order, below
+        elif await _steps_done(plant, max(1, round(o.duration / STEP_S)), serving, o.duration * 1.5 + 10):
+            await stepping.aclose()  # the plant stops after the same step in every run of this duration
+            await asyncio.sleep(SETTLE_S)  # its last readings go through ingest, analytics and the alarm rules
+        elif serving.done():
+            serving.result()  # the server failed: say why
+
+
+async def _steps_done(plant: TickedPlant, steps: int, serving: asyncio.Task[None], limit_s: float) -> bool:
+    """Wait until the plant has taken ``steps`` steps (``True``), the server stopped or ``limit_s`` passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while plant.steps < steps:
+        if serving.done() or loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from api_plant import BEARING, plant_documents
 
 
@@ -18,7 +20,7 @@ def test_envelope_and_columnar_batches_reach_the_twin(client):
     ]
     r = client.post("/api/ingest", json=batch)
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 7, "rejected": 0, "duplicates": 0, "flagged": 0}
+    assert r.json() == {"accepted": 7, "rejected": 0, "duplicates": 0, "flagged": 0, "rejections": []}
     twin = client.get("/api/twins/B1").json()
     assert twin["reported"] == {"temperature": 73.0, "vibration": 1.2}
     assert twin["metadata"]["reported"]["temperature"]["time"] == "2026-11-01T12:00:04Z"
@@ -36,6 +38,11 @@ def test_rejections_are_listed_with_reason_and_payload(client):
     ])
     assert r.status_code == 200
     assert r.json()["rejected"] == 4 and r.json()["accepted"] == 0
+    # the answer says why, per rule, in the same words as the dead letters
+    why = {e["rule"]: e for e in r.json()["rejections"]}
+    assert sorted(why) == ["length", "ts", "unknown_property", "unknown_twin"]
+    assert all(e["count"] == 1 and len(e["reasons"]) == 1 for e in why.values())
+    assert "nonsense" in why["unknown_property"]["reasons"][0] and "nope" in why["unknown_twin"]["reasons"][0]
     letters = client.get("/api/dead-letters").json()["items"]
     assert sorted(d["rule"] for d in letters) == ["length", "ts", "unknown_property", "unknown_twin"]
     bad_ts = next(d for d in letters if d["rule"] == "ts")
@@ -44,13 +51,58 @@ def test_rejections_are_listed_with_reason_and_payload(client):
     assert [d["twin"] for d in only] == ["nope"]
 
 
-def test_ingest_body_is_bounded(client):
+def test_a_reading_too_late_is_rejected_with_its_reason_and_counted_per_rule(client):
     setup(client)
-    limit = client.app.state.platform.settings.max_ingest_bytes
-    big = b"[" + b" " * (limit + 1) + b"]"
-    r = client.post("/api/ingest", content=big, headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    now_ms = int(time.time() * 1000)
+    assert client.post("/api/ingest", json={"twin": "B1", "ts": now_ms, "values": {"temperature": 70.0}}).json()[
+        "accepted"] == 1
+    old = [now_ms - 3 * 3_600_000 + i * 1000 for i in range(5)]  # beyond the 1 h re-order window
+    r = client.post("/api/ingest", json={"twin": "B1", "ts": old, "values": {"temperature": [60.0] * 5,
+                                                                          "vibration": [1.0] * 5}})
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (5, 5)
+    [entry] = body["rejections"]
+    assert entry["rule"] == "too_late" and entry["count"] == 5
+    assert 1 <= len(entry["reasons"]) <= 3 and "temperature" in entry["reasons"][0]
+
+
+def test_ingest_body_is_bounded_by_max_body_bytes_unless_max_ingest_bytes_is_set(client):
+    setup(client)
+    settings = client.app.state.platform.settings
+    assert "max_ingest_bytes" not in settings.model_fields_set
+    two_mb = b"[" + b" " * 2_000_000 + b"]"
+    r = client.post("/api/ingest", content=two_mb, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["limit"] == settings.max_body_bytes == 1_048_576
+    assert "2,000,002 bytes" in problem["detail"] and "1 MiB" in problem["detail"]
+    assert "max_body_bytes" in problem["detail"] and "smaller parts" in problem["detail"]
     assert client.post("/api/ingest", content=b"{oops", headers={"content-type": "application/json"}).status_code == 400
+    # a body just under the limit passes the size check (and is read)
+    fits = b"[" + b" " * (settings.max_body_bytes - 100) + b"]"
+    assert client.post("/api/ingest", content=fits, headers={"content-type": "application/json"}).json()[
+        "accepted"] == 0
+
+
+def test_max_ingest_bytes_when_set_bounds_ingest_alone(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tvilling.api.app import create_app
+    from tvilling.app import build_platform
+    from tvilling.config import Settings
+
+    with build_platform(Settings(store="memory", max_ingest_bytes=4 * 1_048_576)) as platform, \
+            TestClient(create_app(platform=platform)) as c:
+        setup(c)
+        three_mb = [{"twin": "B1", "ts": 1793534400000 + i, "values": {"temperature": 70.0}, "source": "x" * 200}
+                    for i in range(10_000)]
+        r = c.post("/api/ingest", json=three_mb)
+        assert r.status_code == 200 and r.json()["accepted"] == 10_000
+        r = c.post("/api/ingest", content=b"[" + b" " * 5_000_000 + b"]", headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "max_ingest_bytes" in r.json()["detail"]
+        # other routes keep max_body_bytes
+        r = c.post("/api/query", content=b"{" + b" " * 2_000_000 + b"}", headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"]
 
 
 def test_history_raw_pages_and_aggregates(client):

@@ -4,8 +4,10 @@
 * ``GET /api/analytics/{name}`` — one of them;
 * ``POST /api/analytics/{name}/train`` — ``{"twins": [...], "from"?, "to"?, "promote"?: false}`` → a new
   version from stored history (``201``);
-* ``POST /api/analytics/{name}/versions/{version}/backtest`` — ``{"twins": [...], "scope"?, "from"?, "to"?}``
-  → the report (also kept with the version);
+* ``POST /api/analytics/{name}/versions/{version}/backtest`` — ``{"twins": [...], "scope"?, "from"?, "to"?,
+  "in_sample"?: false}`` → the report (also kept with the version). A fleet version is backtested
+  out of sample: the twins it was trained on are left out (``in_sample: true`` keeps them), and
+  the report says so (``out_of_sample``, ``left_out``);
 * ``POST /api/analytics/{name}/versions/{version}/promote?scope=`` — make it the version that runs;
 * ``GET /api/twins/{id}/forecast?property=&horizon=&every=&points=&coverage=`` — h steps ahead with an interval.
 """
@@ -47,7 +49,11 @@ TRAIN_BODY = {"type": "object", "required": ["twins"],
 BACKTEST_BODY = {"type": "object", "required": ["twins"],
                  "properties": {"twins": _TWINS, "from": _TIME, "to": _TIME,
                                 "scope": {"type": ["string", "null"],
-                                          "description": "the version's scope: a twin id, or * (fleet)"}}}
+                                          "description": "the version's scope: a twin id, or * (fleet)"},
+                                "in_sample": {"type": "boolean", "default": False,
+                                              "description": "keep the twins a fleet version was trained on "
+                                                             "(left out by default: the backtest is then "
+                                                             "out of sample)"}}}
 
 
 def _engine(request: Request) -> AnalyticsEngine:
@@ -142,9 +148,36 @@ async def backtest_version(request: Request, name: str, version: int) -> dict[st
     scope = body.get("scope") or (FLEET if not spec.per_twin else twins[0])
     v = await run_in_threadpool(engine.registry.get, name, str(scope), version)
     start, end = _range(body)
+    in_sample = body.get("in_sample", False)
+    if not isinstance(in_sample, bool):
+        raise Invalid("in_sample must be true or false", field="in_sample", rule="type")
     history = request.app.state.platform.history
-    return await run_in_threadpool(lambda: backtest(spec, engine.registry, history, v, twins, start_us=start,
-                                                    end_us=end))
+    return await run_in_threadpool(held_out_backtest, spec, engine.registry, history, v, twins, start, end,
+                                   in_sample)
+
+
+def held_out_backtest(spec: AnalyticSpec, registry: Any, history: Any, version: Any, twins: list[str],
+                      start_us: int, end_us: int, in_sample: bool = False) -> dict[str, Any]:
+    """A backtest of ``version`` on ``twins`` without the twins it was trained on (unless ``in_sample``).
+
+    A fleet version records the twins it learnt from; scoring it on them measures how well it
+    remembers, not how well it predicts. The report says which it is: ``out_of_sample`` (true,
+    false, or null where the version does not record its training twins, as per-twin versions
+    learn from a time range of the twin itself) and ``left_out`` (training twins dropped).
+    """
+    trained = set(version.metrics.get("twins") or []) if version.scope == FLEET else set()
+    seen = [t for t in twins if t in trained]
+    chosen = twins if in_sample else [t for t in twins if t not in trained]
+    if not chosen:
+        raise Invalid(f"version {version.version} of {spec.name!r} was trained on all {len(twins)} twin(s) named; "
+                      "a backtest on them would be in sample: name twins it did not learn from (e.g. left out "
+                      "of training with --exclude), or ask for in_sample", field="twins", rule="in_sample")
+    report = backtest(spec, registry, history, version, chosen, start_us=start_us, end_us=end_us)
+    report["out_of_sample"] = (not in_sample or not seen) if trained else None
+    report["left_out"] = 0 if in_sample else len(seen)
+    report["trained_on"] = len(trained) if trained else None
+    registry.annotate(version.analytic, version.scope, version.version, backtest=report)
+    return report
 
 
 @router.post("/api/analytics/{name}/versions/{version}/promote", responses=problems(400, 404, 409, 422),

@@ -12,8 +12,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import alarms, commands, errors, graph, history, ingest, models, openapi, streams, twins
+from tvilling.api import alarms, commands, docs, errors, graph, history, ingest, models, openapi, streams, twins
 from tvilling.api import analytics as analytics_routes
+from tvilling.api import health as health_routes
 from tvilling.api import ui as ui_routes
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
@@ -211,7 +212,11 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         description="Digital-twin platform: typed twin models (DTDL v3), live state with revisions, "
         "events, time travel, graph queries.",
         lifespan=lifespan,
+        docs_url=None,  # /docs comes from tvilling.api.docs, served locally (FastAPI's loads a CDN);
+        # no /redoc: ReDoc always fetches its logo from its CDN
+        redoc_url=None,
     )
+    docs.install(app)
     app.state.platform = plat
     app.state.hub = hub
     errors.install(app)
@@ -223,6 +228,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(models.router)
     app.include_router(twins.router)
     app.include_router(graph.router)
+    app.include_router(health_routes.router)
     app.include_router(ingest.router)
     app.include_router(history.router)
     app.include_router(commands.router)

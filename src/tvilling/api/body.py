@@ -11,20 +11,22 @@ from tvilling.core.errors import Malformed, TooLarge
 from tvilling.core.patch import MAX_DEPTH, check_json
 
 
-async def read_json(request: Request, *, limit: int | None = None) -> Any:
-    """The request's JSON body, refusing more than ``limit`` (default: the configured) bytes."""
+async def read_json(request: Request, *, limit: int | None = None, setting: str = "max_body_bytes") -> Any:
+    """The request's JSON body, refusing more than ``limit`` (default: the configured) bytes.
+
+    ``setting`` names the setting that holds the limit, so that a 413 says what to change.
+    """
     if limit is None:
         limit = int(request.app.state.platform.settings.max_body_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"request body is {declared} bytes; at most {limit} are accepted",
-                       rule="max_body_bytes", limit=limit)
+        raise _too_large(f"the request body is {int(declared):,} bytes", limit, setting)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge(f"request body exceeds {limit} bytes", rule="max_body_bytes", limit=limit)
+            raise _too_large(f"the request body exceeds {limit:,} bytes", limit, setting)
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -37,6 +39,19 @@ async def read_json(request: Request, *, limit: int | None = None) -> Any:
     except RecursionError:
         raise TooLarge(f"the body is nested more than {MAX_DEPTH} levels deep", rule="max_depth") from None
     return value
+
+
+def _too_large(what: str, limit: int, setting: str) -> TooLarge:
+    return TooLarge(f"{what}; this server accepts at most {limit:,} bytes ({_size(limit)}, setting {setting}): "
+                    "send it in smaller parts", rule=setting, limit=limit)
+
+
+def _size(n: int) -> str:
+    """``1 MiB``, ``16 MiB``, ``1.5 KiB``: a byte count as people write it."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} bytes"
 
 
 def if_match(request: Request) -> int | None:

@@ -1,7 +1,15 @@
-"""Ingest routes: envelope batches in (JSON or columnar), dead letters out."""
+"""Ingest routes: envelope batches in (JSON or columnar), dead letters out.
+
+The answer to ``POST /api/ingest`` counts what happened to the batch's readings and, when
+some were rejected, says why: ``rejections`` holds one entry per rule with its count and its
+first reasons (the dead letters keep every one of them).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
+from tvilling.config import Settings
 from tvilling.ingest import forms
-from tvilling.ingest.deadletter import DeadLetter
+from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
 
 router = APIRouter(tags=["ingest"])
 
@@ -33,16 +42,30 @@ COLUMNAR = {
 }
 INGEST_BODY = {
     "description": (forms.__doc__ or "envelopes") + "\nItems that cannot be read are counted as rejected "
-    "and kept as dead letters: the answer is still 200.",
+    "and kept as dead letters: the answer is still 200, and its `rejections` say why (per rule: the count "
+    "and the first reasons). The body may hold at most `max_ingest_bytes` (default: `max_body_bytes`, "
+    "1 MiB); a larger one gets 413.",
     "anyOf": [ENVELOPE, COLUMNAR, {"type": "array", "items": {"anyOf": [ENVELOPE, COLUMNAR]}}],
 }
+
+
+MAX_REASONS = 3  # reasons shown per rule in an answer; the dead letters keep all of them
+
+
+def ingest_limit(settings: Settings) -> int:
+    """The largest ``POST /api/ingest`` body: ``max_ingest_bytes`` where it is set, else ``max_body_bytes``."""
+    if "max_ingest_bytes" in settings.model_fields_set:
+        return int(settings.max_ingest_bytes)
+    return int(settings.max_body_bytes)
 
 
 @router.post("/api/ingest", openapi_extra=json_body(INGEST_BODY), responses=problems(400, 413, 422),
              summary="Ingest a batch of envelopes (JSON or columnar) through the data-quality pipeline")
 async def ingest(request: Request) -> dict[str, Any]:
     platform = request.app.state.platform
-    body = await read_json(request, limit=platform.settings.max_ingest_bytes)
+    limit = ingest_limit(platform.settings)
+    setting = "max_ingest_bytes" if "max_ingest_bytes" in platform.settings.model_fields_set else "max_body_bytes"
+    body = await read_json(request, limit=limit, setting=setting)
     parsed = forms.parse_body(body)
     received = datetime.now(UTC)
     return await run_in_threadpool(_run, platform, parsed, received)
@@ -56,24 +79,90 @@ def _text(item: Any, key: str) -> str | None:
     return value[:256] if isinstance(value, str) else None
 
 
+class Collecting:
+    """A dead-letter store that forwards every letter and also hands it to the thread that is collecting.
+
+    The pipeline reports counts; what a caller wants to tell its client is why. While a
+    thread is inside :meth:`collect`, the letters stored on its behalf (the pipeline stores
+    them in the calling thread) are kept for it too; other threads' letters are only stored.
+    """
+
+    def __init__(self, store: DeadLetterStore) -> None:
+        self.store = store
+        self._local = threading.local()
+
+    def add(self, letters: Sequence[DeadLetter]) -> None:
+        self.store.add(letters)
+        bucket: list[DeadLetter] | None = getattr(self._local, "bucket", None)
+        if bucket is not None:
+            bucket.extend(letters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    @contextmanager
+    def collect(self) -> Iterator[list[DeadLetter]]:
+        outer = getattr(self._local, "bucket", None)
+        bucket: list[DeadLetter] = []
+        self._local.bucket = bucket
+        try:
+            yield bucket
+        finally:
+            self._local.bucket = outer
+
+
+_install = threading.Lock()
+
+
+def collecting(pipeline: Any) -> Collecting:
+    """The pipeline's dead-letter store, made :class:`Collecting` on first use."""
+    with _install:
+        if not isinstance(pipeline.dead_letters, Collecting):
+            pipeline.dead_letters = Collecting(pipeline.dead_letters)
+        store: Collecting = pipeline.dead_letters
+        return store
+
+
+def summarise(letters: Sequence[DeadLetter]) -> list[dict[str, Any]]:
+    """Rejections by rule, most readings first: ``{"rule", "count", "reasons": [first reasons]}``."""
+    by_rule: dict[str, dict[str, Any]] = {}
+    for d in letters:
+        entry = by_rule.setdefault(d.rule, {"rule": d.rule, "count": 0, "reasons": []})
+        entry["count"] += d.count
+        reason = _reason(d)
+        if len(entry["reasons"]) < MAX_REASONS and reason not in entry["reasons"]:
+            entry["reasons"].append(reason)
+    return sorted(by_rule.values(), key=lambda e: -e["count"])
+
+
+def _reason(d: DeadLetter) -> str:
+    """The letter's reason, prefixed by its series (``B1.temperature: …``) where the reason does not name it."""
+    if d.twin is None or repr(d.twin) in d.reason or f"twin {d.twin}" in d.reason:
+        return d.reason
+    series = d.twin if d.property is None else f"{d.twin}.{d.property}"
+    return f"{series}: {d.reason}"
+
+
 def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, Any]:
     pipeline = platform.pipeline
-    totals = {"accepted": 0, "rejected": 0, "duplicates": 0, "flagged": 0}
-    if parsed.rejects:
-        pipeline.dead_letters.add([
-            DeadLetter.of(msgspec.json.encode(item), transport="http", address="/api/ingest", rule=rule,
-                          reason=reason, received=received, twin=_text(item, "twin"), message_id=_text(item, "id"))
-            for item, reason, rule in parsed.rejects
-        ])
-        totals["rejected"] += len(parsed.rejects)
+    totals: dict[str, Any] = {"accepted": 0, "rejected": 0, "duplicates": 0, "flagged": 0}
+    letters = [DeadLetter.of(msgspec.json.encode(item), transport="http", address="/api/ingest", rule=rule,
+                             reason=reason, received=received, twin=_text(item, "twin"),
+                             message_id=_text(item, "id"))
+               for item, reason, rule in parsed.rejects]
+    if letters:
+        pipeline.dead_letters.add(letters)
+        totals["rejected"] += len(letters)
     results = []
-    if parsed.envelopes:
-        results.append(pipeline.ingest_envelopes(parsed.envelopes, transport="http", now=received))
-    for readings, source in parsed.columns:
-        results.append(pipeline.ingest_readings(readings, source=source, transport="http", now=received))
+    with collecting(pipeline).collect() as stored:
+        if parsed.envelopes:
+            results.append(pipeline.ingest_envelopes(parsed.envelopes, transport="http", now=received))
+        for readings, source in parsed.columns:
+            results.append(pipeline.ingest_readings(readings, source=source, transport="http", now=received))
     for res in results:
-        for key in totals:
+        for key in ("accepted", "rejected", "duplicates", "flagged"):
             totals[key] += getattr(res, key)
+    totals["rejections"] = summarise([*letters, *stored])
     return totals
 
 

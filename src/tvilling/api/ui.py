@@ -1,9 +1,11 @@
 """The dashboard: ``/`` serves the single-page app, ``/ui/...`` its static files (``tvilling/ui``).
 
 Nothing is fetched from another host: the charting library is the ``plotly.min.js`` that
-the installed ``plotly`` Python package ships, served at ``/ui/vendor/plotly.min.js``.
-Static files are sent with an ``ETag`` (a ``304`` when the browser already has them);
-the vendored library, which only changes with the installed package, is cacheable for a day.
+the installed ``plotly`` Python package ships, served at ``/ui/vendor/plotly.min.js``, and the
+API documentation's Swagger UI files (:mod:`tvilling.api.docs`) are served from
+``/ui/vendor/`` too. Static files are sent with an ``ETag`` (a ``304`` when the browser
+already has them); vendored files, which only change with the installed packages, are
+cacheable for a day.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 
+from tvilling.api import docs
 from tvilling.core.errors import NotFound, Unavailable
 
 router = APIRouter(include_in_schema=False)
@@ -82,9 +85,16 @@ async def index(request: Request) -> Response:
     return _send(request, resolve("index.html"), "no-cache")
 
 
-@router.get("/ui/vendor/plotly.min.js")
-async def plotly_js(request: Request) -> Response:
-    return _send(request, plotly_path(), f"public, max-age={VENDOR_MAX_AGE}")
+def vendor_path(name: str) -> Path:
+    """A file of a Python dependency served under ``/ui/vendor/``; ``NotFound`` for any other name."""
+    if name == "plotly.min.js":
+        return plotly_path()
+    return docs.asset_path(name)
+
+
+@router.get("/ui/vendor/{name}")
+async def vendor(request: Request, name: str) -> Response:
+    return _send(request, vendor_path(name), f"public, max-age={VENDOR_MAX_AGE}")
 
 
 @router.get("/ui/{rel:path}")

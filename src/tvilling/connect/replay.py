@@ -9,22 +9,41 @@
 
 Timestamps without a zone are read as UTC. ``speed`` replays N× faster than the data's
 own clock; ``None`` replays as fast as the pipeline takes it.
+
+:func:`replay` feeds a pipeline in this process, which opens the data directory's history
+itself; the embedded history (DuckDB) admits one writing process, so while a
+``tvilling serve`` holds the directory, :func:`replay_to` sends the same readings to
+the server's ``POST /api/ingest`` instead (columnar bodies, each under the server's body
+limit; times to the millisecond), through :class:`Server`, a small client of its API.
 """
 
 from __future__ import annotations
 
 import csv
+import http.client
+import json
 import re
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tvilling.core.errors import Invalid
+from tvilling.core.errors import (
+    Conflict,
+    Invalid,
+    Malformed,
+    NotFound,
+    TooLarge,
+    TvillingError,
+    Unauthorized,
+    Unavailable,
+)
 from tvilling.history.readings import Readings
 from tvilling.ingest.pipeline import Pipeline
 from tvilling.ingest.ports import IngestResult
@@ -196,3 +215,162 @@ def replay(pipeline: Pipeline, series: list[Series], *, speed: float | None = No
                 if wait > 0:
                     sleep(wait)
     return IngestResult(**totals)
+
+
+# -- through a running server ------------------------------------------------------------------
+_ERRORS: dict[int, type[TvillingError]] = {400: Malformed, 401: Unauthorized, 404: NotFound, 409: Conflict,
+                                           412: Conflict, 413: TooLarge, 422: Invalid, 503: Unavailable}
+BODY_BYTES = 1_000_000  # what one ingest request carries at most: under the default limit (1 MiB)
+
+
+class Server:
+    """A client of a running ``tvilling serve`` (``http://host:port``): JSON in and out, problems raised.
+
+    A problem answer (4xx/5xx) raises the :class:`TvillingError` of its status with the
+    server's ``detail``; a server that cannot be reached raises ``Unavailable`` naming it.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 600.0) -> None:
+        parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(f"{url!r} is not a server address; use http://HOST:PORT", field="server", rule="format")
+        self.url = f"{parts.scheme}://{parts.netloc}"
+        self._conn_args = (parts.hostname, parts.port)
+        self._https = parts.scheme == "https"
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            host, port = self._conn_args
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(host, port, timeout=self.timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+        """``(status, JSON answer)``; problems are raised. ``raw`` sends bytes that are JSON already."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, on a new one
+            conn = self._connection()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                status, payload = resp.status, resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                self.close()
+                if attempt == 2 or not isinstance(exc, ConnectionResetError | http.client.RemoteDisconnected
+                                                  | BrokenPipeError):
+                    raise Unavailable(f"cannot reach the server at {self.url} ({exc}); is `tvilling serve` running "
+                                      "there?", server=self.url) from None
+        try:
+            answer = json.loads(payload) if payload else None
+        except json.JSONDecodeError:
+            answer = payload.decode("utf-8", "replace")[:300]
+        if status >= 400:
+            detail = answer.get("detail") if isinstance(answer, dict) else answer
+            fields = {k: v for k, v in answer.items() if k not in ("type", "title", "status", "detail")} \
+                if isinstance(answer, dict) else {}
+            raise _ERRORS.get(status, TvillingError)(f"{self.url}{path.split('?')[0]} answered {status}: {detail}",
+                                                     **fields)
+        return status, answer
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.request("GET", path)
+        except NotFound:
+            return False
+        return True
+
+
+@dataclass
+class Answer:
+    """What a server said to a replay: the summed counts and the rejections by rule (first reasons)."""
+
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    flagged: int = 0
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, answer: dict[str, Any]) -> None:
+        for key in ("accepted", "rejected", "duplicates", "flagged"):
+            setattr(self, key, getattr(self, key) + int(answer.get(key, 0)))
+        self.rejections = merge_rejections(self.rejections, answer.get("rejections") or [])
+
+
+def merge_rejections(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]],
+                     keep: int = 3) -> list[dict[str, Any]]:
+    """Two rejection summaries (``{"rule", "count", "reasons"}`` per rule) as one, most readings first."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in [*a, *b]:
+        into = out.setdefault(entry["rule"], {"rule": entry["rule"], "count": 0, "reasons": []})
+        into["count"] += int(entry.get("count", 0))
+        for reason in entry.get("reasons", []):
+            if len(into["reasons"]) < keep and reason not in into["reasons"]:
+                into["reasons"].append(reason)
+    return sorted(out.values(), key=lambda e: -e["count"])
+
+
+def columnar_body(s: Series, lo: int, hi: int) -> bytes:
+    """Rows ``lo:hi`` of a series as one columnar ingest item (JSON; times in epoch ms, NaN as null)."""
+    item = {"twin": s.twin, "ts": (s.ts[lo:hi] // 1000).tolist(), "source": f"replay:{Path(s.origin).name}",
+            "values": {name: [None if v != v else v for v in col[lo:hi].tolist()] for name, col in s.columns.items()}}
+    return json.dumps(item, allow_nan=False).encode()
+
+
+def ensure_twins(server: Server, series: Sequence[Series], models: list[dict[str, Any]]) -> int:
+    """Register ``models`` on the server and create the series' missing twins; returns how many were created."""
+    server.request("POST", "/api/models", models)
+    created = 0
+    for s in series:
+        path = f"/api/twins/{urllib.parse.quote(s.twin, safe='')}"
+        if not server.exists(path):
+            server.request("PUT", path, {"model": s.model, "attributes": {"origin": s.origin}})
+            created += 1
+    return created
+
+
+def replay_to(server: Server, series: list[Series], *, speed: float | None = None, max_rows: int = 20_000,
+              max_bytes: int = BODY_BYTES, progress: Callable[[int], None] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> Answer:
+    """Feed every series to a running server's ``POST /api/ingest``, paced as :func:`replay` is."""
+    total = Answer()
+    for s in series:
+        for lo, hi, span in chunks(s, speed, max_rows):
+            started = time.monotonic()
+            _send(server, s, lo, hi, max_bytes, total)
+            if progress is not None:
+                progress((hi - lo) * len(s.columns))
+            if speed is not None and span > 0:
+                wait = span / speed - (time.monotonic() - started)
+                if wait > 0:
+                    sleep(wait)
+    return total
+
+
+def _send(server: Server, s: Series, lo: int, hi: int, max_bytes: int, total: Answer) -> None:
+    """Rows ``lo:hi`` in requests of at most ``max_bytes`` each (sized from a sample, halved where over)."""
+    sample = min(hi - lo, 200)
+    per_row = len(columnar_body(s, lo, lo + sample)) / max(sample, 1)
+    step = max(1, int(0.9 * max_bytes / max(per_row, 1.0)))
+    parts = [(a, min(hi, a + step)) for a in range(lo, hi, step)]
+    while parts:
+        a, b = parts.pop(0)
+        body = columnar_body(s, a, b)
+        if len(body) > max_bytes and b - a > 1:
+            parts[:0] = [(a, (a + b) // 2), ((a + b) // 2, b)]
+            continue
+        try:
+            total.add(server.request("POST", "/api/ingest", raw=body)[1])
+        except TooLarge:
+            if b - a == 1:
+                raise
+            max_bytes = max(1024, len(body) // 2)  # the server's limit is lower than ours
+            parts[:0] = [(a, (a + b) // 2), ((a + b) // 2, b)]

@@ -309,7 +309,8 @@ class TrendRulRunner(Runner):
     written. While the growth is not significant (slope below ``t_min`` = 3 standard errors),
     or the line reaches the failure level only beyond ``max_rul``, there is no credible
     trend: ``rul``, ``rul_p10`` and ``rul_p90`` are written as null, which removes them from the
-    twin (and the analytic's marker says ``"trend": false``), never a placeholder number. ``health`` (1 = as new, 0 = failed) is the lower of how far the fitted level is from
+    twin (and the analytic's marker says ``"trend": false``), never a placeholder number.
+    ``health`` (1 = as new, 0 = failed) is the lower of how far the fitted level is from
     the failure level, ``(failure level − level now) / (failure level − baseline)``, and the
     remaining life as a share of ``health_horizon`` (default ``max_rul``): exponential wear keeps
     the level low until shortly before failure, so the level alone would read "healthy" beside a
