@@ -164,7 +164,8 @@ def test_a_command_button_posts_and_shows_the_command_status(watched, plant, ser
     wait_text(page, "#commands .cmd-err", "enter a number")
     assert len([c for c in call("GET", f"{server}/api/commands?twin={twin}")[1]["items"]
                 if c["name"] == "setSpeed"]) == len(sent)
-    page.click('#commands button[data-command="stop"]')
+    page.click('#commands button[data-command="stop"]')  # disruptive: the page asks first
+    page.click('dialog.cmd-confirm [data-action="confirm"]')
     page.wait_for_selector('#commands [data-command="stop"] [data-status]', timeout=20_000)
     shots(page, "dashboard-machine.png")
 
@@ -175,7 +176,9 @@ def test_graph_view_draws_the_hierarchy_and_opens_a_twin(watched, plant, server,
     assert set(plant["twins"]) <= {nodes.nth(i).get_attribute("data-twin") for i in range(nodes.count())}
     assert page.locator("svg.graph path.edge").count() == len(plant["twins"]) - 1
     if plant["analytics"]:
-        assert "anomalous" in (page.get_attribute(f'g.node[data-twin="{SICK}"]', "class") or "")
+        # coloured by the health index (anomalous, health 0.2: poor), and its machine shows its worst part
+        page.wait_for_function(f"document.querySelector('g.node[data-twin=\"{SICK}\"]').classList.contains('poor')")
+        assert "poor" in (page.get_attribute('g.node[data-twin="line-1-m02"]', "class") or "")
     shots(page, "dashboard-graph.png", docs=True)
     page.click('g.node[data-twin="line-1-m02"]')
     page.wait_for_function("location.hash === '#/twin/line-1-m02' && document.body.dataset.ready === 'twin'")
@@ -197,10 +200,13 @@ def test_alarm_list_follows_alarms_live_and_acknowledges_and_clears(watched, pla
     shots(page, "dashboard-alarms.png", docs=True)
 
     alarm_id = page.get_attribute(row, "data-alarm")
-    page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="ack"]')
+    page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="ack"]')  # the page asks who (once) and why
+    page.fill(f'tr[data-alarm="{alarm_id}"] form.step-form input[name="actor"]', "Eva")
+    page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="confirm-ack"]')
     page.wait_for_selector(f'tr[data-alarm="{alarm_id}"][data-state="acknowledged"]', timeout=20_000)
     assert call("GET", f"{server}/api/alarms/{alarm_id}")[1]["state"] == "acknowledged"
     page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="clear"]')
+    page.click(f'tr[data-alarm="{alarm_id}"] button[data-action="confirm-clear"]')
     page.wait_for_selector(f'tr[data-alarm="{alarm_id}"]', state="detached", timeout=20_000)  # gone from "open"
     assert call("GET", f"{server}/api/alarms/{alarm_id}")[1]["state"] == "cleared"
     page.click('.seg button:text-is("cleared")')

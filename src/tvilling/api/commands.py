@@ -65,7 +65,7 @@ async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
     return JSONResponse(record.to_json(), status_code=202, headers={"Location": f"/api/commands/{record.id}"})
 
 
-@router.get("/api/twins/{twin_id}/commands", responses=problems(404),
+@router.get("/api/twins/{twin_id}/commands", responses=problems(400, 404, 422),
             summary="The commands a twin's model declares: request, whether disruptive, what they affect")
 async def declared_commands(request: Request, twin_id: str) -> dict[str, Any]:
     """Model information only: answers without a command transport too (sending needs one)."""

@@ -47,12 +47,14 @@ export function walk(h) {
 export function alarmsByTwin(alarms) {
   const out = new Map();
   for (const a of alarms || []) {
-    if (a.state === "cleared") continue;
-    const cur = out.get(a.twin) || { count: 0, worst: null, unacked: 0 };
-    cur.count++;
-    if (a.state === "active") cur.unacked++;
-    if (sevRank(a.severity) < sevRank(cur.worst)) cur.worst = a.severity;
-    out.set(a.twin, cur);
+    if (a.state === "cleared" || a.shelved || a.source) continue;  // copies count at their origin, via `affected`
+    for (const twin of [a.twin, ...(a.affected || [])]) {
+      const cur = out.get(twin) || { count: 0, worst: null, unacked: 0 };
+      cur.count++;
+      if (a.state === "active") cur.unacked++;
+      if (sevRank(a.severity) < sevRank(cur.worst)) cur.worst = a.severity;
+      out.set(twin, cur);
+    }
   }
   return out;
 }
@@ -108,7 +110,7 @@ export async function mount(view) {
     const anomalous = list.filter((t) => t.reported?.anomaly === true || t.reported?.anomaly_score >= 1).length;
     const rated = list.filter((t) => typeof health?.[t.id]?.health === "number");
     const lowest = rated.reduce((w, t) => (w && health[w.id].health <= health[t.id].health ? w : t), null);
-    const open = (alarms || []).filter((a) => a.state !== "cleared");
+    const open = (alarms || []).filter((a) => a.state !== "cleared" && !a.shelved && !a.source);
     const crit = open.filter((a) => a.severity === "critical").length;
     const unacked = open.filter((a) => a.state === "active").length;
     setChildren(tiles,
