@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,12 +44,10 @@ def server_option(fn: F) -> F:
 
 
 def _settings(config_file: str | None, **overrides: Any) -> Settings:
-    if config_file:
-        os.environ[CONFIG_ENV] = config_file
     from pydantic import ValidationError
 
     try:
-        return load_settings(**overrides)
+        return load_settings(config_file or None, **overrides)
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise click.UsageError("bad settings (config file, TVILLING_* variables or flags):\n"

@@ -89,6 +89,18 @@ def _config_path() -> Path | None:
     return default if default.is_file() else None
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the config file and environment, with explicit ``overrides`` (None = not given)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the config file (``config_file``, else ``$TVILLING_CONFIG``, else ``./tvilling.toml``) and
+    environment, with explicit ``overrides`` (None = not given). The process's environment is left as it was."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is None:
+        return Settings(**given)
+    before = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = os.fspath(config_file)
+    try:
+        return Settings(**given)
+    finally:
+        if before is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = before

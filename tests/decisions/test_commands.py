@@ -241,14 +241,14 @@ def test_the_opcua_adapter_maps_requests_outputs_and_desired_writes(platform, cl
 
 
 # -- what a twin's model declares (for a client to offer the commands with care) -----------------
-MACHINE_V2 = "dtmi:tvilling:example:Machine;2"
+MACHINE_V2 = "dtmi:tvilling:example:Machine;3"
 
 
 @pytest.fixture
 def careful_platform() -> Iterator[Platform]:
-    """The demo plant's v3 models: the Machine marks stop, start and maintenanceDone as disruptive."""
+    """The demo plant's v4 models: the Machine marks stop, start and maintenanceDone as disruptive."""
     p = build_platform(Settings(store="memory"))
-    p.models.add(builtin_documents("plant-v3"))
+    p.models.add(builtin_documents("plant-v4"))
     p.twins.put("line-1-m02", {"model": MACHINE_V2, "reported": {"state": "running"}})
     yield p
     p.close()
