@@ -199,7 +199,6 @@ def replay(data_dir: Path | None, store: str | None, config_file: str | None, pa
            create: bool, server: str | None) -> None:
     """Replay SKAB, NAB or C-MAPSS files (a file or a folder) through the ingest pipeline: this process's
     (opening the data directory), or a running server's with --server."""
-    from tvilling.api.ingest import collecting, summarise
     from tvilling.connect import replay as rp
     from tvilling.core.errors import NotFound
 
@@ -226,11 +225,10 @@ def replay(data_dir: Path | None, store: str | None, config_file: str | None, pa
         total = sum(len(s) for s in series)
         click.echo(f"replaying {len(series)} series, {total} readings, speed {speed}", err=True)
         started = time.monotonic()
-        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar, \
-                collecting(p.pipeline).collect() as letters:
-            result = rp.replay(p.pipeline, series, speed=pace, progress=bar.update)
+        with click.progressbar(length=total, label="replay", file=sys.stderr) as bar:
+            answer = rp.replay(p.pipeline, series, speed=pace, progress=bar.update)
         took = time.monotonic() - started
-    _replay_answer(result.accepted, result.rejected, result.duplicates, result.flagged, summarise(letters), took)
+    _replay_answer(answer, took)
 
 
 def _replay_through(server: str, path: Path, fmt: str, create: bool, pace: float | None, speed: str) -> None:
@@ -249,17 +247,16 @@ def _replay_through(server: str, path: Path, fmt: str, create: bool, pace: float
         with click.progressbar(length=total, label="replay", file=sys.stderr) as bar:
             answer = rp.replay_to(api, series, speed=pace, progress=bar.update)
         api.close()
-    _replay_answer(answer.accepted, answer.rejected, answer.duplicates, answer.flagged, answer.rejections,
-                   time.monotonic() - started)
+    _replay_answer(answer, time.monotonic() - started)
 
 
-def _replay_answer(accepted: int, rejected: int, duplicates: int, flagged: int, rejections: list[dict[str, Any]],
-                   took: float) -> None:
-    click.echo(f"accepted {accepted}, rejected {rejected}, duplicates {duplicates}, flagged {flagged} in "
-               f"{took:.1f} s ({accepted / max(took, 1e-9):,.0f} readings/s)")
-    for entry in rejections:
+def _replay_answer(a: Any, took: float) -> None:
+    """A replay's :class:`~tvilling.connect.replay.Answer`, as the README shows it."""
+    click.echo(f"accepted {a.accepted}, rejected {a.rejected}, duplicates {a.duplicates}, flagged {a.flagged} in "
+               f"{took:.1f} s ({a.accepted / max(took, 1e-9):,.0f} readings/s)")
+    for entry in a.rejections:
         click.echo(f"  {entry['count']} rejected by rule {entry['rule']}: {'; '.join(entry['reasons'])}")
-    if rejected:
+    if a.rejected:
         click.echo("  (every one of them, with its payload: `tvilling dead-letters` or GET /api/dead-letters)")
 
 

@@ -230,3 +230,30 @@ def test_ack_and_clear_notes_are_kept_apart_and_blank_notes_are_none(client):
     done = client.post(f"/api/alarms/{alarm['id']}/clear", json={"actor": "Ann", "note": "bearing replaced"}).json()
     assert (done["acknowledged_by"], done["cleared_by"], done["clear_note"], done["note"]) == \
         ("Eva Berg", "Ann", "bearing replaced", "bearing replaced")
+
+
+def _health(client: TestClient, twin: str, want: float, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:  # the snapshot is shared for a second, and the alarm driver runs beside ingest
+        got = client.get("/api/health").json()["items"][twin]
+        if got["health"] == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_health_follows_the_alarm_and_rolls_up_to_the_line(client):
+    before = client.get("/api/health").json()["items"]
+    assert before["B1"]["status"] == "unknown" and before["L1"]["health"] is None  # nothing watches them yet
+    now = datetime.now(UTC).replace(microsecond=0)
+    ts = [int((now + timedelta(seconds=i)).timestamp() * 1000) for i in range(3)]
+    r = client.post("/api/ingest", json={"twin": "B1", "ts": ts, "values": {"temperature": [70.0, 80.0, 93.5]}})
+    assert r.status_code == 200, r.text
+    b1 = _health(client, "B1", 0.4)  # a major alarm caps it at 40 %
+    assert (b1["status"], b1["reason"]) == ("poor", "major alarm: B1: bearing at 93.5 °C")
+    line = _health(client, "L1", 0.4)
+    assert line["source"] == "B1" and line["own"] is None  # the line is as healthy as its worst part, and says which
+    r = client.post("/api/ingest", json={"twin": "B1", "ts": int((now + timedelta(seconds=5)).timestamp() * 1000),
+                                         "values": {"rul": 3.0, "health": 0.05}})
+    assert r.status_code == 200, r.text
+    b1 = _health(client, "B1", 0.05)  # three hours left: the critical alarm (no propagation) and the RUL agree
+    assert b1["status"] == "critical" and _health(client, "M1", 0.05)["source"] == "B1"

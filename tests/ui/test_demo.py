@@ -163,9 +163,16 @@ def _consistent(p: Any, base: str, when: str) -> None:
         assert min(rated) <= 0.1, (when, min(rated), critical[0]["message"])
     for a in critical:  # and the twin the alarm is on says so itself, with its parents
         assert health[a["twin"]]["health"] <= 0.1 and health["line-1"]["health"] <= 0.1, (when, a["twin"])
+    p.wait_for_timeout(1500)  # an alarm raised just now reaches the page's list (it reloads within a second)
     shown = p.evaluate("""[...document.querySelectorAll('table.fleet tbody tr[data-twin]')].map(r => [
         r.dataset.twin, r.querySelector('.health .num')?.textContent || null,
-        [...r.querySelectorAll('.badge.anomaly b')].map(b => b.textContent)])""")
+        [...r.querySelectorAll('.badge.anomaly b')].map(b => b.textContent), r.cells[6].textContent])""")
+    counted = {twin: cell for twin, _, _, cell in shown}
+    for a in alarms:  # a condition is counted on its twin and on every ancestor it affects, once
+        if not a.get("shelved"):
+            for twin in [a["twin"], *a.get("affected", [])]:
+                assert counted[twin] not in ("0", "—"), (when, twin, a["rule"], counted[twin])
+    shown = [row[:3] for row in shown]
     assert len(shown) == 17, when
     for twin, pct, red in shown:
         h = health[twin]["health"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,6 +13,7 @@ from tvilling.twins.health import UNIT_SYMBOL, health_index
 
 router = APIRouter(tags=["twins"])
 PAGE = 1000
+FRESH_S = 1.0  # how long one snapshot answers every caller
 MAX_ALARMS = 1000  # per state: the store pages at most this many
 
 
@@ -65,4 +67,11 @@ def snapshot(platform: Any) -> dict[str, Any]:
 @router.get("/api/health", responses=problems(400),
             summary="Every twin's health index (1 = as new), own and rolled up along the graph, with the reason")
 async def health(request: Request) -> dict[str, Any]:
-    return await run_in_threadpool(snapshot, request.app.state.platform)
+    # every open page polls this: one snapshot a second serves them all (it reads every twin and open alarm)
+    state = request.app.state
+    cached = getattr(state, "health_snapshot", None)
+    if cached is not None and time.monotonic() - cached[0] < FRESH_S:
+        return dict(cached[1])
+    out = await run_in_threadpool(snapshot, state.platform)
+    state.health_snapshot = (time.monotonic(), out)
+    return out

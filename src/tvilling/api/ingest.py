@@ -7,9 +7,6 @@ first reasons (the dead letters keep every one of them).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +18,7 @@ from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
 from tvilling.config import Settings
 from tvilling.ingest import forms
-from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
+from tvilling.ingest.deadletter import DeadLetter, summarise
 
 router = APIRouter(tags=["ingest"])
 
@@ -47,9 +44,6 @@ INGEST_BODY = {
     "1 MiB); a larger one gets 413.",
     "anyOf": [ENVELOPE, COLUMNAR, {"type": "array", "items": {"anyOf": [ENVELOPE, COLUMNAR]}}],
 }
-
-
-MAX_REASONS = 3  # reasons shown per rule in an answer; the dead letters keep all of them
 
 
 def ingest_limit(settings: Settings) -> int:
@@ -79,70 +73,6 @@ def _text(item: Any, key: str) -> str | None:
     return value[:256] if isinstance(value, str) else None
 
 
-class Collecting:
-    """A dead-letter store that forwards every letter and also hands it to the thread that is collecting.
-
-    The pipeline reports counts; what a caller wants to tell its client is why. While a
-    thread is inside :meth:`collect`, the letters stored on its behalf (the pipeline stores
-    them in the calling thread) are kept for it too; other threads' letters are only stored.
-    """
-
-    def __init__(self, store: DeadLetterStore) -> None:
-        self.store = store
-        self._local = threading.local()
-
-    def add(self, letters: Sequence[DeadLetter]) -> None:
-        self.store.add(letters)
-        bucket: list[DeadLetter] | None = getattr(self._local, "bucket", None)
-        if bucket is not None:
-            bucket.extend(letters)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    @contextmanager
-    def collect(self) -> Iterator[list[DeadLetter]]:
-        outer = getattr(self._local, "bucket", None)
-        bucket: list[DeadLetter] = []
-        self._local.bucket = bucket
-        try:
-            yield bucket
-        finally:
-            self._local.bucket = outer
-
-
-_install = threading.Lock()
-
-
-def collecting(pipeline: Any) -> Collecting:
-    """The pipeline's dead-letter store, made :class:`Collecting` on first use."""
-    with _install:
-        if not isinstance(pipeline.dead_letters, Collecting):
-            pipeline.dead_letters = Collecting(pipeline.dead_letters)
-        store: Collecting = pipeline.dead_letters
-        return store
-
-
-def summarise(letters: Sequence[DeadLetter]) -> list[dict[str, Any]]:
-    """Rejections by rule, most readings first: ``{"rule", "count", "reasons": [first reasons]}``."""
-    by_rule: dict[str, dict[str, Any]] = {}
-    for d in letters:
-        entry = by_rule.setdefault(d.rule, {"rule": d.rule, "count": 0, "reasons": []})
-        entry["count"] += d.count
-        reason = _reason(d)
-        if len(entry["reasons"]) < MAX_REASONS and reason not in entry["reasons"]:
-            entry["reasons"].append(reason)
-    return sorted(by_rule.values(), key=lambda e: -e["count"])
-
-
-def _reason(d: DeadLetter) -> str:
-    """The letter's reason, prefixed by its series (``B1.temperature: …``) where the reason does not name it."""
-    if d.twin is None or repr(d.twin) in d.reason or f"twin {d.twin}" in d.reason:
-        return d.reason
-    series = d.twin if d.property is None else f"{d.twin}.{d.property}"
-    return f"{series}: {d.reason}"
-
-
 def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, Any]:
     pipeline = platform.pipeline
     totals: dict[str, Any] = {"accepted": 0, "rejected": 0, "duplicates": 0, "flagged": 0}
@@ -154,15 +84,14 @@ def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, A
         pipeline.dead_letters.add(letters)
         totals["rejected"] += len(letters)
     results = []
-    with collecting(pipeline).collect() as stored:
-        if parsed.envelopes:
-            results.append(pipeline.ingest_envelopes(parsed.envelopes, transport="http", now=received))
-        for readings, source in parsed.columns:
-            results.append(pipeline.ingest_readings(readings, source=source, transport="http", now=received))
+    if parsed.envelopes:
+        results.append(pipeline.ingest_envelopes(parsed.envelopes, transport="http", now=received))
+    for readings, source in parsed.columns:
+        results.append(pipeline.ingest_readings(readings, source=source, transport="http", now=received))
     for res in results:
         for key in ("accepted", "rejected", "duplicates", "flagged"):
             totals[key] += getattr(res, key)
-    totals["rejections"] = summarise([*letters, *stored])
+    totals["rejections"] = summarise([*letters, *(d for res in results for d in res.letters)])
     return totals
 
 

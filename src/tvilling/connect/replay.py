@@ -45,8 +45,8 @@ from tvilling.core.errors import (
     Unavailable,
 )
 from tvilling.history.readings import Readings
+from tvilling.ingest.deadletter import summarise
 from tvilling.ingest.pipeline import Pipeline
-from tvilling.ingest.ports import IngestResult
 
 SKAB_MODEL = "dtmi:tvilling:datasets:SkabTestbed;1"
 NAB_MODEL = "dtmi:tvilling:datasets:NabStream;1"
@@ -198,23 +198,31 @@ def chunks(series: Series, speed: float | None, max_rows: int) -> Iterator[tuple
 
 def replay(pipeline: Pipeline, series: list[Series], *, speed: float | None = None, max_rows: int = 20_000,
            progress: Callable[[int], None] | None = None,
-           sleep: Callable[[float], None] = time.sleep) -> IngestResult:
-    """Feed every series through the pipeline; returns the summed result."""
-    totals = {"accepted": 0, "rejected": 0, "duplicates": 0, "flagged": 0}
+           sleep: Callable[[float], None] = time.sleep) -> Answer:
+    """Feed every series through the pipeline; returns the summed counts and the rejections by rule."""
+    total = Answer()
+    for s, lo, hi in paced(series, speed, max_rows, progress, sleep):
+        res = pipeline.ingest_readings(s.readings(lo, hi), source=f"replay:{Path(s.origin).name}",
+                                       transport="replay")
+        total.add({"accepted": res.accepted, "rejected": res.rejected, "duplicates": res.duplicates,
+                   "flagged": res.flagged, "rejections": summarise(res.letters)})
+    return total
+
+
+def paced(series: Sequence[Series], speed: float | None, max_rows: int, progress: Callable[[int], None] | None,
+          sleep: Callable[[float], None]) -> Iterator[tuple[Series, int, int]]:
+    """``(series, lo, hi)`` row ranges to send, one after the other; after each is handled, reports its readings to
+    ``progress`` and, at ``speed``, waits what is left of the range's span in data time."""
     for s in series:
         for lo, hi, span in chunks(s, speed, max_rows):
             started = time.monotonic()
-            res = pipeline.ingest_readings(s.readings(lo, hi), source=f"replay:{Path(s.origin).name}",
-                                           transport="replay")
-            for key in totals:
-                totals[key] += getattr(res, key)
+            yield s, lo, hi
             if progress is not None:
                 progress((hi - lo) * len(s.columns))
             if speed is not None and span > 0:
                 wait = span / speed - (time.monotonic() - started)
                 if wait > 0:
                     sleep(wait)
-    return IngestResult(**totals)
 
 
 # -- through a running server ------------------------------------------------------------------
@@ -291,7 +299,8 @@ class Server:
 
 @dataclass
 class Answer:
-    """What a server said to a replay: the summed counts and the rejections by rule (first reasons)."""
+    """What a replay came to (in this process or through a server): the summed counts and the rejections by
+    rule (first reasons)."""
 
     accepted: int = 0
     rejected: int = 0
@@ -342,16 +351,8 @@ def replay_to(server: Server, series: list[Series], *, speed: float | None = Non
               sleep: Callable[[float], None] = time.sleep) -> Answer:
     """Feed every series to a running server's ``POST /api/ingest``, paced as :func:`replay` is."""
     total = Answer()
-    for s in series:
-        for lo, hi, span in chunks(s, speed, max_rows):
-            started = time.monotonic()
-            _send(server, s, lo, hi, max_bytes, total)
-            if progress is not None:
-                progress((hi - lo) * len(s.columns))
-            if speed is not None and span > 0:
-                wait = span / speed - (time.monotonic() - started)
-                if wait > 0:
-                    sleep(wait)
+    for s, lo, hi in paced(series, speed, max_rows, progress, sleep):
+        _send(server, s, lo, hi, max_bytes, total)
     return total
 
 

@@ -260,3 +260,26 @@ class PostgresDeadLetters:
 
     def close(self) -> None:
         self._conn.close()
+
+
+REASONS_SHOWN = 3  # reasons an answer shows per rule; the dead letters keep every one
+
+
+def summarise(letters: Sequence[DeadLetter]) -> list[dict[str, Any]]:
+    """Rejections by rule, most readings first: ``{"rule", "count", "reasons": [first reasons]}``."""
+    by_rule: dict[str, dict[str, Any]] = {}
+    for d in letters:
+        entry = by_rule.setdefault(d.rule, {"rule": d.rule, "count": 0, "reasons": []})
+        entry["count"] += d.count
+        reason = _reason(d)
+        if len(entry["reasons"]) < REASONS_SHOWN and reason not in entry["reasons"]:
+            entry["reasons"].append(reason)
+    return sorted(by_rule.values(), key=lambda e: -e["count"])
+
+
+def _reason(d: DeadLetter) -> str:
+    """The letter's reason, prefixed by its series (``B1.temperature: …``) where the reason does not name it."""
+    if d.twin is None or repr(d.twin) in d.reason or f"twin {d.twin}" in d.reason:
+        return d.reason
+    series = d.twin if d.property is None else f"{d.twin}.{d.property}"
+    return f"{series}: {d.reason}"

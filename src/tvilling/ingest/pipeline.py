@@ -144,7 +144,7 @@ class Pipeline:
                               address=raw.address if raw else None, count=max(1, len(envelopes[i].values)))
                        for i in parts[0]]
             self.dead_letters.add(letters)
-            return IngestResult(rejected=sum(d.count for d in letters))
+            return IngestResult(rejected=sum(d.count for d in letters), letters=tuple(letters))
         total = IngestResult()
         half = len(parts) // 2
         for chunk in (parts[:half], parts[half:]):
@@ -152,7 +152,8 @@ class Pipeline:
             res = self.ingest_envelopes([envelopes[i] for i in idx], transport=transport, raw=raw, now=received,
                                         origins=[origins[i] for i in idx] if origins is not None else None)
             total = IngestResult(accepted=total.accepted + res.accepted, rejected=total.rejected + res.rejected,
-                                 duplicates=total.duplicates + res.duplicates, flagged=total.flagged + res.flagged)
+                                 duplicates=total.duplicates + res.duplicates, flagged=total.flagged + res.flagged,
+                                 letters=total.letters + res.letters)
         return total
 
     def ingest_readings(self, readings: Readings, *, source: str | None = None, transport: str = "replay",
@@ -267,7 +268,8 @@ class Pipeline:
         cleaned.commit_state()
         self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
         return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in batch.letters),
-                            duplicates=batch.duplicates + cleaned.duplicates, flagged=cleaned.flagged), accepted
+                            duplicates=batch.duplicates + cleaned.duplicates, flagged=cleaned.flagged,
+                            letters=tuple(batch.letters)), accepted
 
     def _patches(self, r: Readings, source: npt.NDArray[np.object_], newest: npt.NDArray[np.bool_],
                  snaps: Mapping[str, Twin]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:

@@ -16,6 +16,7 @@ from typing import Protocol
 import msgspec
 
 from tvilling.core.envelope import Envelope
+from tvilling.ingest.deadletter import DeadLetter
 
 
 class RawMessage(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +33,7 @@ class IngestResult(msgspec.Struct, frozen=True, kw_only=True):
     rejected: int = 0  # readings sent to the dead-letter store
     duplicates: int = 0  # readings dropped as exact duplicates (same twin, property, time, value) or repeated ids
     flagged: int = 0  # readings stored with a quality flag (spike, late, stale)
+    letters: tuple[DeadLetter, ...] = ()  # this call's dead letters (stored already): why readings were rejected
 
 
 class IngestSink(Protocol):

@@ -144,8 +144,6 @@ export async function listAlarms(states, extra = {}) {
   return out;
 }
 
-export const ackAlarm = (id, note) => postJSON(`/api/alarms/${enc(id)}/ack`, { actor: "dashboard", ...(note ? { note } : {}) });
-export const clearAlarm = (id, note) => postJSON(`/api/alarms/${enc(id)}/clear`, { actor: "dashboard", ...(note ? { note } : {}) });
 
 // -- live stream -------------------------------------------------------------------------------
 const EVENT_NAMES = [

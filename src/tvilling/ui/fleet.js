@@ -5,7 +5,7 @@ import { listAlarms, listTwins, live, describeModel, unitSymbol } from "./api.js
 import { healthCell, watchHealth } from "./health.js";
 import {
   ANALYTIC_OUTPUTS, anomalyBadge, ago, coalesce, el, flatten, fmt, mergePatch, message, sevPill,
-  sevRank, shortModel, setChildren, upsertById
+  sevRank, shortModel, setChildren
 } from "./util.js";
 
 /** Parent/child structure from the twins' relationships: {roots, children: Map(id → [{id, rel}])}. */
@@ -155,10 +155,14 @@ export async function mount(view) {
   render();
   const later = coalesce(render, 250);  // a busy plant: a few redraws a second at most
   const healthWatch = watchHealth((items) => { health = items; later(); });
+  const reloadAlarms = coalesce(async () => {
+    alarms = await listAlarms(["active", "acknowledged"]).catch(() => alarms);
+    later();
+  }, 1000);
 
   const stopTwins = live({}, async (item) => {
-    if (item.kind === "alarm") {
-      alarms = upsertById(alarms || [], item.alarm);
+    if (item.kind === "alarm") {  // the list again: a condition's row carries the ancestors it affects
+      reloadAlarms();
       healthWatch.kick();
       later();
       return;

@@ -4,7 +4,7 @@
 import { listAlarms, listTwins, live } from "./api.js";
 import { alarmsByTwin, hierarchy } from "./fleet.js";
 import { STATUS_CLASS, rulText, watchHealth } from "./health.js";
-import { coalesce, el, mergePatch, message, shortModel, setChildren, upsertById } from "./util.js";
+import { coalesce, el, mergePatch, message, shortModel, setChildren } from "./util.js";
 
 const NODE_W = 250;
 const NODE_H = 46;
@@ -112,10 +112,14 @@ export async function mount(view) {
   render();
   const later = coalesce(render, 500);  // a busy plant: a few redraws a second at most
   const healthWatch = watchHealth((items) => { health = items; later(); });
+  const reloadAlarms = coalesce(async () => {
+    alarms = await listAlarms(["active", "acknowledged"]).catch(() => alarms);
+    later();
+  }, 1000);
   const stop = live({}, async (item) => {
     healthWatch.kick();
-    if (item.kind === "alarm") {
-      alarms = upsertById(alarms || [], item.alarm);
+    if (item.kind === "alarm") {  // the list again: a condition's row carries the ancestors it affects
+      reloadAlarms();
       later();
       return;
     }

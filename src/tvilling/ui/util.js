@@ -171,12 +171,6 @@ export function sevPill(sev, text) {
 }
 
 /** Call `fn` once per burst: at most once per animation frame, or per `ms` milliseconds when given. */
-/** Replace the item with the same id in ``list`` (or append it); returns the list. */
-export function upsertById(list, item) {
-  const i = list.findIndex((x) => x.id === item.id);
-  if (i >= 0) list[i] = item; else list.push(item);
-  return list;
-}
 
 export function coalesce(fn, ms = 0) {
   let queued = false;
