@@ -103,6 +103,8 @@ def test_a_bearing_defect_is_found_at_every_speed_and_named_by_its_band(rpm: flo
     healthy = scores(p, f"{plant.machine_ids[0]}-de")
     assert healthy.max() < 1.0  # the other machine changed speed too, without a fault
     assert p.twins.get(f"{m2}-de").reported.get("rul") is not None  # the trend sees it at this speed as well
+    # the other bearing hears the defect through the shaft (its high band), but no failure is predicted for it
+    assert p.twins.get(f"{m2}-nde").reported.get("rul") is None
 
 
 def test_exponents_are_learned_when_training_spans_several_speeds():

@@ -61,7 +61,7 @@ class Params:
     band_floor: float = 0.05  # broadband floor while turning
     defect_bpfo_g: float = 2.5  # BPFO g at damage 1, nominal speed
     defect_high_g: float = 0.8  # high-band g at damage 1 (as √D: early wear shows here first)
-    coupling: float = 0.25  # share of one bearing's defect vibration seen at the other
+    coupling: float = 0.25  # share of one bearing's defect vibration seen at the other (in its high band)
     nde_share: float = 0.7  # share of imbalance/misalignment vibration seen at the non-drive end
     vibration_ok: float = 0.35  # g overall at nominal speed below which quality does not suffer
 
@@ -164,11 +164,13 @@ class MachineArrays:
         ratio = (self.speed / p.nominal_rpm)[:, None]
         share = np.array([1.0, p.nde_share])
         d = np.clip(self.damage, 0.0, 1.5)
-        own = d + p.coupling * d[:, ::-1]
+        # a race defect rings at its own bearing's ball-pass frequency; the two bearings differ in geometry, so
+        # what travels through the shaft to the other one shows in that one's broadband high band, not its BPFO band
+        heard = d + p.coupling * d[:, ::-1]
         b1 = (p.band_1x + (self.imbalance[:, None] + 0.3 * self.misalignment[:, None]) * share) * ratio**2
         b2 = (p.band_2x + self.misalignment[:, None] * share) * ratio
-        bpfo = (p.band_bpfo + p.defect_bpfo_g * own) * ratio**1.5
-        high = (p.band_high + p.defect_high_g * np.sqrt(own)) * ratio**1.5
+        bpfo = (p.band_bpfo + p.defect_bpfo_g * d) * ratio**1.5
+        high = (p.band_high + p.defect_high_g * np.sqrt(heard)) * ratio**1.5
         return b1, b2, bpfo, high
 
     def measure(self) -> F64:
