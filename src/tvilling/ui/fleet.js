@@ -141,7 +141,7 @@ export async function mount(view) {
         el("td", {}, anomalyBadge(t.reported),
           t.reported?.fault_family ? el("span", { class: "fault", title: "fault family" }, t.reported.fault_family) : null),
         el("td", { class: changed.has(t.id) ? "changed" : "" }, el("div", { class: "kvs" }, keyValues(t, desc))),
-        el("td", {}, a ? [sevPill(a.worst, `${a.count} ${a.worst}`)] : el("span", { class: "faint" }, alarms === null ? "—" : "0")),
+        el("td", { title: a ? `${a.count} open condition(s) on or below this twin; the worst is ${a.worst}` : "" }, a ? [sevPill(a.worst, `${a.count} open · worst ${a.worst}`)] : el("span", { class: "faint" }, alarms === null ? "—" : "0")),
         el("td", { class: "muted", title: t.updated }, ago(t.updated)),
       ));
     }
