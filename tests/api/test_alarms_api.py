@@ -249,7 +249,7 @@ def test_health_follows_the_alarm_and_rolls_up_to_the_line(client):
     r = client.post("/api/ingest", json={"twin": "B1", "ts": ts, "values": {"temperature": [70.0, 80.0, 93.5]}})
     assert r.status_code == 200, r.text
     b1 = _health(client, "B1", 0.4)  # a major alarm caps it at 40 %
-    assert (b1["status"], b1["reason"]) == ("poor", "major alarm: B1: bearing at 93.5 °C")
+    assert (b1["status"], b1["reason"]) == ("poor", "B1: bearing at 93.5 °C (alarm bearing-hot)")
     line = _health(client, "L1", 0.4)
     assert line["source"] == "B1" and line["own"] is None  # the line is as healthy as its worst part, and says which
     r = client.post("/api/ingest", json={"twin": "B1", "ts": int((now + timedelta(seconds=5)).timestamp() * 1000),

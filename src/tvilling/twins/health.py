@@ -91,7 +91,7 @@ def own_health(reported: Mapping[str, Any], alarms: Iterable[Mapping[str, Any]],
         cap = SEVERITY_CAP.get(str(a.get("severity")))
         if cap is not None:
             findings.append({"health": cap, "kind": "alarm", "alarm": a.get("id"),
-                             "reason": f"{a.get('severity')} alarm: {a.get('message') or a.get('rule')}"})
+                             "reason": f"{a.get('message') or a.get('rule')} (alarm {a.get('rule')})"})
     if not findings:
         if "anomaly_score" in reported or reported.get("analytics"):  # watched, and nothing found
             return 1.0, "no findings", []

@@ -30,18 +30,24 @@ class Drift:
     """Long-horizon drift of a fitted analytic: inputs against their training distribution, alarm rate.
 
     ``input_shift`` is the largest |EWMA of an input's training z-score| (span ``span`` rows);
-    ``alarm_rate`` an EWMA of the anomaly flag. Drifting when the shift passes ``limit``
-    standard deviations or alarms persist at more than ``rate_limit`` of the rows.
+    ``alarm_rate`` an EWMA of the anomaly flag; ``anomaly_rows`` how many rows the current anomaly
+    has lasted. Drifting — "retrain it" — when the shift passes ``limit`` standard deviations while
+    the detector flags nothing, or while its alarms have become the rule (``alarm_rate`` at or above
+    ``persist``: a new normal over the long horizon, not an episode). A shift that an ongoing
+    anomaly explains is the fault itself: retraining on it would teach the detector that the fault
+    is normal, so it is not advised. ``retrain_shift`` is the shift when a retrain is advised and 0
+    otherwise (what the drift warning watches).
     """
 
     mean: FloatArray
     std: FloatArray
     span: int = 2000
     limit: float = 2.0
-    rate_limit: float = 0.2
+    persist: float = 0.8
     shift: FloatArray | None = None
     rate: float = 0.0
     rows: int = 0
+    anomaly_rows: int = 0
 
     def update(self, X: FloatArray, flags: npt.NDArray[np.bool_] | None = None) -> None:
         a = 2.0 / (self.span + 1.0)
@@ -51,15 +57,19 @@ class Drift:
         self.shift = start * (1.0 - a) ** X.shape[0] + a * (w[:, None] * z).sum(axis=0)
         if flags is not None and flags.size:
             self.rate = self.rate * (1.0 - a) ** flags.size + a * float((w * flags).sum())
+            normal = np.flatnonzero(~flags)
+            self.anomaly_rows = self.anomaly_rows + flags.size if not normal.size else flags.size - 1 - int(normal[-1])
         self.rows += X.shape[0]
 
     def report(self, names: list[str]) -> dict[str, Any]:
         shift = np.zeros(len(names)) if self.shift is None else np.abs(self.shift)
         worst = int(np.argmax(shift)) if shift.size else 0
         warm = self.rows >= self.span // 4
-        return {"input_shift": round(float(shift[worst]), 3) if shift.size else 0.0,
-                "input": names[worst] if names else None, "alarm_rate": round(self.rate, 4),
-                "drifting": bool(warm and (shift[worst] > self.limit or self.rate > self.rate_limit)),
+        value = round(float(shift[worst]), 3) if shift.size else 0.0
+        explained = self.anomaly_rows > 0 and self.rate < self.persist  # an ongoing episode: the shift is the fault
+        drifting = bool(warm and value > self.limit and not explained)
+        return {"input_shift": value, "input": names[worst] if names else None, "alarm_rate": round(self.rate, 4),
+                "anomaly_rows": self.anomaly_rows, "drifting": drifting, "retrain_shift": value if drifting else 0.0,
                 "rows": self.rows}
 
 

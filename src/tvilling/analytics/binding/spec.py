@@ -216,10 +216,11 @@ def drift_rules(specs: Iterable[AnalyticSpec], limit: float = 2.0) -> list[dict[
     """Alarm rules (warnings) raised when a detector's inputs drift from its training distribution.
 
     The engine writes ``analytics.<name>.drift.input_shift`` (the largest long-horizon shift of an
-    input, in training standard deviations); past ``limit`` a warning is raised on the twin, and it
-    clears below ``limit / 2``.
+    input, in training standard deviations) and ``retrain_shift``: the same, but 0 while an ongoing
+    anomaly explains the shift (a fault is not a new normal; see ``Drift``). Past ``limit`` a warning
+    is raised on the twin, and it clears below ``limit / 2``.
     """
-    return [{"name": f"{s.name}-drift", "model": s.model, "property": f"analytics.{s.name}.drift.input_shift",
+    return [{"name": f"{s.name}-drift", "model": s.model, "property": f"analytics.{s.name}.drift.retrain_shift",
              "kind": "threshold", "above": limit, "clear": limit / 2, "severity": "warning", "propagate": False,
              "message": f"inputs of analytic {s.name} have drifted from its training data: retrain it"}
             for s in specs if s.enabled and s.kind == "anomaly"]
