@@ -16,7 +16,7 @@ ALLOWED = {
     "__future__", "abc", "base64", "binascii", "bisect", "collections", "copy", "dataclasses", "datetime",
     "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers",
     "operator", "re", "statistics", "string", "textwrap", "types", "typing", "uuid", "zoneinfo",
-    "msgspec",
+    "msgspec", "numpy",
 }
 CORE = Path(__file__).resolve().parents[1] / "src" / "tvilling" / "core"
 

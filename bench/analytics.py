@@ -17,7 +17,7 @@ import numpy as np
 
 from tvilling.app import build_platform
 from tvilling.config import Settings
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.models.builtin import builtin_documents
 
 INPUTS = ["accelerometer1RMS", "current", "pressure", "temperature"]

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench_platform import bench_platform  # noqa: E402
-from tvilling.history.readings import Readings  # noqa: E402
+from tvilling.core.readings import Readings  # noqa: E402
 from tvilling.models.builtin import builtin_documents  # noqa: E402
 
 BEARING = "dtmi:tvilling:example:Bearing;1"

@@ -12,7 +12,7 @@ from tvilling.analytics.binding.lifecycle import backtest, train
 from tvilling.app import build_platform
 from tvilling.config import Settings
 from tvilling.core.errors import Invalid
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.models.builtin import builtin_documents
 
 SKAB = "dtmi:tvilling:datasets:SkabTestbed;1"

@@ -13,8 +13,8 @@ from tvilling.analytics.detectors.operating_point import OperatingPoint, parse_e
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 from tvilling.core.errors import Invalid
+from tvilling.core.readings import Readings
 from tvilling.demo import BEARING, demo_analytics
-from tvilling.history.readings import Readings
 from tvilling.models.builtin import builtin_documents
 from tvilling.plant import Injection, Plant
 from tvilling.plant.plant import MODEL_SET

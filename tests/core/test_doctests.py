@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["tvilling.core.errors", "tvilling.core.ids", "tvilling.core.patch", "tvilling.core.events",
-           "tvilling.config", "tvilling.models.builtin", "tvilling.core.envelope", "tvilling.history.readings"]
+           "tvilling.config", "tvilling.models.builtin", "tvilling.core.envelope", "tvilling.core.readings"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tvilling.core.errors import Invalid, Unavailable
+from tvilling.core.readings import BAD, SPIKE, STALE, UNCERTAIN
 from tvilling.history import DAY_US, HOUR_US, MINUTE_US, HistoryStore, Point, Readings, RetentionRule
-from tvilling.history.readings import BAD, SPIKE, STALE, UNCERTAIN
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 S = 1_000_000

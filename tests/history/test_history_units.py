@@ -14,7 +14,7 @@ from tvilling.history.rollup import plan
 
 MODULES = ["tvilling.history", "tvilling.history.rollup", "tvilling.history.series", "tvilling.history.memory",
            "tvilling.history.duckdb_store", "tvilling.history.pgcopy", "tvilling.history.ports",
-           "tvilling.history.readings"]
+           "tvilling.core.readings"]
 
 
 @pytest.mark.parametrize("name", MODULES)

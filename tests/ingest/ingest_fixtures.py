@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tvilling.app import build_platform
 from tvilling.config import Settings
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.ingest.deadletter import MemoryDeadLetters
 from tvilling.ingest.pipeline import IngestSettings, Pipeline
 from tvilling.models.builtin import builtin_documents

@@ -8,7 +8,7 @@ import numpy as np
 from ingest_fixtures import make_pipeline
 
 from tvilling.core.envelope import Envelope, parse_envelope
-from tvilling.history.readings import CONVERTED, LATE, SPIKE, STALE, Readings
+from tvilling.core.readings import CONVERTED, LATE, SPIKE, STALE, Readings
 from tvilling.ingest.normalise import to_us
 from tvilling.ingest.pipeline import IngestSettings, Pipeline
 

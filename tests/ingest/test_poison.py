@@ -10,7 +10,7 @@ from ingest_fixtures import make_pipeline
 
 from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Unavailable
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.ingest.normalise import MAX_TEXT
 from tvilling.ingest.pipeline import Pipeline
 from tvilling.ingest.ports import RawMessage

@@ -15,7 +15,7 @@ from tvilling.api.openapi import json_body, problems
 from tvilling.api.twins import _json
 from tvilling.core.envelope import format_ts, parse_ts
 from tvilling.core.errors import Malformed, TooLarge, TvillingError
-from tvilling.history.readings import QUALITY_NAMES, flag_names
+from tvilling.core.readings import QUALITY_NAMES, flag_names
 from tvilling.ingest.normalise import to_us
 
 router = APIRouter(tags=["history"])

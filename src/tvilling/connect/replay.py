@@ -44,7 +44,7 @@ from tvilling.core.errors import (
     Unauthorized,
     Unavailable,
 )
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.ingest.deadletter import summarise
 from tvilling.ingest.pipeline import Pipeline
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tvilling.core.readings import Readings
 from tvilling.history.ports import DAY_US, HOUR_US, MINUTE_US, Bucket, HistoryStore, Point, RetentionRule
-from tvilling.history.readings import Readings
 
 __all__ = ["DAY_US", "HOUR_US", "MINUTE_US", "Bucket", "HistoryStore", "Point", "Readings", "RetentionRule",
            "open_history"]

@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Invalid
+from tvilling.core.readings import Readings
 from tvilling.history.ports import DEFAULT_AGGS, TIERS, Bucket, Point, RetentionRule
-from tvilling.history.readings import Readings
 from tvilling.history.rollup import Partials, batch_partials, check_aggs, combine, plan, to_buckets
 from tvilling.history.series import SeriesIndex
 

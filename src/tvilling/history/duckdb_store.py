@@ -67,7 +67,7 @@ class DuckDBHistoryStore(SqlStoreBase):
     """``HistoryStore`` in one DuckDB file (created if missing).
 
     >>> import tempfile, pathlib
-    >>> from tvilling.history.readings import Readings
+    >>> from tvilling.core.readings import Readings
     >>> h = DuckDBHistoryStore(pathlib.Path(tempfile.mkdtemp()) / "history.duckdb")
     >>> h.append(Readings.from_rows([("B1", "t", 1_000_000, 2.5)]))
     1

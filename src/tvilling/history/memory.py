@@ -48,7 +48,7 @@ def _point(cols: dict[str, npt.NDArray[Any]], i: int) -> Point:
 class MemoryHistoryStore(StoreBase):
     """``HistoryStore`` in process memory.
 
-    >>> from tvilling.history.readings import Readings
+    >>> from tvilling.core.readings import Readings
     >>> h = MemoryHistoryStore()
     >>> h.append(Readings.from_rows([("B1", "t", 1_000_000, 2.5), ("B1", "t", 2_000_000, 3.5)]))
     2

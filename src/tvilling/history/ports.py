@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tvilling.core.errors import Invalid
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 
 MINUTE_US = 60_000_000
 HOUR_US = 3_600_000_000

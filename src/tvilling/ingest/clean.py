@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tvilling.history.readings import LATE, SPIKE, STALE, UNCERTAIN, Readings
+from tvilling.core.readings import LATE, SPIKE, STALE, UNCERTAIN, Readings
 
 NO_TS = np.iinfo(np.int64).min
 MIN_TS_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z

@@ -18,7 +18,7 @@ import numpy as np
 
 from tvilling.core.envelope import Envelope, parse_envelope, parse_ts
 from tvilling.core.errors import Invalid
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.ingest.normalise import MAX_EXACT_INT, to_us
 
 MAX_ITEMS = 100_000

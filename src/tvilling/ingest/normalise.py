@@ -2,7 +2,7 @@
 
 This is the one per-value loop of the pipeline (envelopes are dicts); everything after it
 works on NumPy columns. Columnar inputs (HTTP columnar form, replay) skip the envelope
-form and enter as :class:`~tvilling.history.readings.Readings` directly.
+form and enter as :class:`~tvilling.core.readings.Readings` directly.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 
 from tvilling.core.envelope import Envelope, format_ts
 from tvilling.core.errors import Invalid
-from tvilling.history.readings import BAD, CONVERTED, GOOD, UNCERTAIN, Readings
+from tvilling.core.readings import BAD, CONVERTED, GOOD, UNCERTAIN, Readings
 from tvilling.ingest.deadletter import DeadLetter
 from tvilling.ingest.ports import RawMessage
 from tvilling.ingest.specs import BOOLEAN, INTEGER, NUMBER, STRING, Spec

@@ -28,9 +28,9 @@ from tvilling.core import events as ev
 from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Conflict
 from tvilling.core.events import Event
+from tvilling.core.readings import QUALITY_NAMES, Readings, flag_names
 from tvilling.core.twin import Twin
 from tvilling.history.ports import Point
-from tvilling.history.readings import QUALITY_NAMES, Readings, flag_names
 from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean, series_ids
 from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
 from tvilling.ingest.normalise import SeenIds, letter, normalise, to_us, ts_text

@@ -27,7 +27,7 @@ from tvilling.analytics.binding.frames import ffill, history_rows, rows_of
 from tvilling.analytics.binding.registry import AnalyticRegistry, dump_artifact, load_artifact
 from tvilling.analytics.binding.runners import FleetRulRunner, Output, Runner, make_runner
 from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
-from tvilling.history.readings import Readings
+from tvilling.core.readings import Readings
 from tvilling.models.service import ModelRegistry
 
 log = logging.getLogger("tvilling.analytics")
