@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from tvilling.backend import Backend, open_settings_backend
 from tvilling.config import Settings
 from tvilling.models.service import ModelRegistry
+from tvilling.twins.hooks import WriteHooks
 from tvilling.twins.ports import ModelStore, TwinStore
 from tvilling.twins.service import TwinService
 
@@ -25,9 +28,9 @@ if TYPE_CHECKING:
 class Platform:
     """The wired services of one Tvilling process.
 
-    History, dead letters and the ingest pipeline open on first use: the embedded
-    history (DuckDB) admits one writing process, and a CLI command that only reads a twin
-    must not need it.
+    Every store comes from one :class:`~tvilling.backend.Backend`; history, dead letters and the
+    ingest pipeline open on first use: the embedded history (DuckDB) admits one writing process,
+    and a CLI command that only reads a twin must not need it.
     """
 
     settings: Settings
@@ -35,75 +38,50 @@ class Platform:
     twin_store: TwinStore
     models: ModelRegistry
     twins: TwinService
-    _opened: list[Any] = field(default_factory=list)
-    commands: Any = None  # a CommandService, set by the server once a transport (MQTT) is connected
+    backend: Backend
     _stored_listeners: list[Any] = field(default_factory=list)
 
-    def on_stored(self, callback: Any) -> None:
-        """Call ``callback(readings, models, transport)`` after each stored ingest batch (and its analytics)."""
+    def on_stored(self, callback: Any) -> Callable[[], None]:
+        """Call ``callback(readings, models, transport)`` after each stored ingest batch (and its analytics).
+
+        Returns the function that stops calling it (a runtime that stops calls it).
+        """
         self._stored_listeners.append(callback)
         if "pipeline" in self.__dict__:
             self.pipeline.observers.append(callback)
 
-    @cached_property
+        def remove() -> None:
+            if callback in self._stored_listeners:
+                self._stored_listeners.remove(callback)
+            if "pipeline" in self.__dict__ and callback in self.pipeline.observers:
+                self.pipeline.observers.remove(callback)
+
+        return remove
+
+    @property
     def history(self) -> HistoryStore:
-        from tvilling.history import open_history
+        """Telemetry history (the backend opens it on first access)."""
+        return self.backend.history
 
-        s = self.settings
-        if s.store == "memory":
-            store = open_history("memory")
-        elif s.store is not None:
-            store = open_history(s.store, schema=s.pg_schema)
-        else:
-            store = open_history(s.data_dir / "history.duckdb")
-        self._opened.append(store)
-        return store
-
-    @cached_property
+    @property
     def dead_letters(self) -> DeadLetterStore:
-        from tvilling.ingest.deadletter import MemoryDeadLetters, PostgresDeadLetters, SqliteDeadLetters
+        """Rejected input (opened on first access)."""
+        return self.backend.dead_letters
 
-        s = self.settings
-        store: DeadLetterStore
-        if s.store == "memory":
-            store = MemoryDeadLetters()
-        elif s.store is not None:
-            store = PostgresDeadLetters(s.store, schema=s.pg_schema)
-        else:
-            store = SqliteDeadLetters(s.data_dir / "dead-letters.db")
-        self._opened.append(store)
-        return store
-
-    @cached_property
+    @property
     def command_store(self) -> CommandStore:
-        from tvilling.decisions.store import open_command_store
+        """Commands and their change feed (opened on first access)."""
+        return self.backend.command_store
 
-        if self.settings.store is not None and self.settings.store != "memory":
-            require_postgres()
-        store = open_command_store(self.settings)
-        self._opened.append(store)
-        return store
-
-    @cached_property
+    @property
     def alarm_store(self) -> AlarmStore:
-        from tvilling.decisions.alarms.store import open_alarm_store
+        """Alarms and their change feed (opened on first access)."""
+        return self.backend.alarm_store
 
-        if self.settings.store is not None and self.settings.store != "memory":
-            require_postgres()
-        store = open_alarm_store(self.settings)
-        self._opened.append(store)
-        return store
-
-    @cached_property
+    @property
     def analytics_registry(self) -> AnalyticRegistry:
-        from tvilling.analytics.binding.registry import open_registry
-
-        s = self.settings
-        if s.store is not None and s.store != "memory":
-            require_postgres()
-        registry = open_registry(s.store, s.data_dir, s.pg_schema)
-        self._opened.append(registry)
-        return registry
+        """Versions of trained analytics (opened on first access)."""
+        return self.backend.analytics_registry
 
     def alarm_rule_docs(self) -> list[dict[str, Any]]:
         """The configured alarm rules plus a drift warning per configured detector."""
@@ -117,8 +95,11 @@ class Platform:
         from tvilling.analytics.binding import parse_specs
         from tvilling.analytics.binding.engine import AnalyticsEngine
 
+        # outputs go through the pipeline's derived-value path; history opens only when a fleet model needs it
         return AnalyticsEngine(parse_specs(self.settings.analytics), self.models, self.analytics_registry,
-                               history=lambda: self.history)  # opened only when a fleet model needs it
+                               writer=lambda readings, sources: self.pipeline.write_derived(
+                                   readings, source=sources, actor="analytics"),
+                               history=lambda: self.history)
 
     @cached_property
     def pipeline(self) -> Pipeline:
@@ -129,10 +110,7 @@ class Platform:
                                   stale_after_s=s.ingest_stale_after_s, spike_z=s.ingest_spike_z)
         pipeline = Pipeline(self.twins, self.history, self.dead_letters, settings)
         if s.analytics:
-            engine = self.analytics
-            engine.writer = lambda readings, sources: pipeline.write_derived(readings, source=sources,
-                                                                              actor="analytics")
-            pipeline.observers.append(engine)
+            pipeline.observers.append(self.analytics)
         pipeline.observers.extend(self._stored_listeners)
         return pipeline
 
@@ -143,10 +121,8 @@ class Platform:
         return IngestService(self.pipeline)
 
     def close(self) -> None:
-        for store in reversed(self._opened):
-            store.close()
-        self._opened.clear()
-        self.twin_store.close()
+        """Close every store of the backend."""
+        self.backend.close()
 
     def __enter__(self) -> Platform:
         return self
@@ -155,37 +131,23 @@ class Platform:
         self.close()
 
 
-def open_stores(settings: Settings) -> tuple[ModelStore, TwinStore]:
-    """The model and twin stores the settings name (embedded SQLite by default)."""
-    if settings.store == "memory":
-        from tvilling.twins.adapters.memory import MemoryModelStore, MemoryTwinStore
-
-        return MemoryModelStore(), MemoryTwinStore()
-    if settings.store is not None:
-        require_postgres()
-        from tvilling.twins.adapters.postgres import open_postgres
-
-        return open_postgres(settings.store, schema=settings.pg_schema)
-    from tvilling.twins.adapters.sqlite import open_sqlite
-
-    return open_sqlite(settings.data_dir / "tvilling.db")
-
-
 def require_postgres() -> None:
     """Server mode needs the ``postgres`` extra; say so plainly when it is missing."""
-    try:
-        import psycopg  # noqa: F401
-        import psycopg_pool  # noqa: F401
-    except ImportError:
-        from tvilling.core.errors import Unavailable
+    from tvilling.backend import require_postgres as check
 
-        raise Unavailable("a postgresql:// store needs the PostgreSQL driver: pip install 'tvilling[postgres]'",
-                          rule="missing_extra") from None
+    check()
 
 
-def build_platform(settings: Settings) -> Platform:
-    model_store, twin_store = open_stores(settings)
-    models = ModelRegistry(model_store)
-    twins = TwinService(twin_store, models, default_limit=settings.default_page_size,
-                        max_limit=settings.max_page_size)
-    return Platform(settings, model_store, twin_store, models, twins)
+def build_platform(settings: Settings, backend: Backend | None = None, *,
+                   hooks: WriteHooks | None = None) -> Platform:
+    """The platform the settings describe, on ``backend`` (default: the one the settings name).
+
+    ``hooks`` are where authorisation, guardrails and audit plug into the one write path
+    (default: allow everything, record nothing).
+    """
+    if backend is None:
+        backend = open_settings_backend(settings)
+    models = ModelRegistry(backend.model_store)
+    twins = TwinService(backend.twin_store, models, default_limit=settings.default_page_size,
+                        max_limit=settings.max_page_size, hooks=hooks)
+    return Platform(settings, backend.model_store, backend.twin_store, models, twins, backend)

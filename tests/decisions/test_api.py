@@ -15,6 +15,7 @@ from tvilling.app import Platform
 from tvilling.config import Settings
 from tvilling.decisions.commands import CommandService
 from tvilling.decisions.store import open_command_store
+from tvilling.runtime import Runtime
 
 from .conftest import FakeTransport, plant_platform
 
@@ -25,19 +26,19 @@ def setup(request, tmp_path) -> Iterator[tuple[TestClient, Platform, FakeTranspo
     platform = plant_platform(settings)
     transport = FakeTransport()
     store = open_command_store(settings)
-    platform.commands = CommandService(platform.twins, store, transport, timeout_s=30)  # type: ignore[attr-defined]
-    app = create_app(platform=platform)
+    commands = CommandService(platform.twins, store, transport, timeout_s=30)
+    app = create_app(runtime=Runtime(platform, commands=commands))
     app.include_router(router)
     with TestClient(app) as client:
         yield client, platform, transport
     store.close()
     platform.close()
     if request.param == "sqlite":
-        assert (tmp_path / "data" / "commands.db").exists()
+        assert (tmp_path / "data" / "tvilling.db").exists() and not (tmp_path / "data" / "commands.db").exists()
 
 
 def test_post_a_command_then_read_it_back(setup) -> None:
-    client, platform, transport = setup
+    client, _, transport = setup
     r = client.post("/api/twins/M1/commands/setSpeed", json=900, headers={"X-Tvilling-Actor": "ops"})
     assert r.status_code == 202, r.text
     body = r.json()
@@ -48,7 +49,7 @@ def test_post_a_command_then_read_it_back(setup) -> None:
     assert transport.sent == [("M1", "setSpeed", body["id"], 900)]
     got = client.get(r.headers["location"])
     assert got.status_code == 200 and got.json() == body
-    asyncio.run(platform.commands.on_response("M1", "setSpeed", body["id"], "ok", {"accepted": True}))
+    asyncio.run(client.app.state.runtime.commands.on_response("M1", "setSpeed", body["id"], "ok", {"accepted": True}))
     done = client.get(f"/api/commands/{body['id']}").json()
     assert (done["status"], done["response"]) == ("succeeded", {"accepted": True})
 
@@ -91,9 +92,9 @@ def test_bad_commands_are_problems_naming_what_is_wrong(setup, path, body, statu
 
 
 def test_list_filters_and_pages(setup) -> None:
-    client, platform, _ = setup
+    client, _, _ = setup
     ids = [client.post(f"/api/twins/{t}/commands/stop").json()["id"] for t in ("M1", "M2", "M1", "M1")]
-    asyncio.run(platform.commands.on_response("M1", "stop", ids[0], "ok", None))
+    asyncio.run(client.app.state.runtime.commands.on_response("M1", "stop", ids[0], "ok", None))
     everything = client.get("/api/commands").json()
     assert [c["id"] for c in everything["items"]] == ids and everything["next"] is None
     m1 = client.get("/api/commands", params={"twin": "M1", "limit": 2}).json()

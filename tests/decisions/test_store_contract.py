@@ -218,6 +218,6 @@ def test_sqlite_file_is_wal_with_full_sync(tmp_path) -> None:
         conn = sqlite3.connect(tmp_path / "commands.db")
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         store.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -19,36 +19,34 @@ from tvilling.decisions.lifecycle import OPEN, CommandRecord, change_item
 from tvilling.decisions.sql_base import PostgresBase
 from tvilling.decisions.store import MAX_LIST, check_list_args, missing, stale, unknown_cursor
 
+if TYPE_CHECKING:
+    from tvilling.backend.postgres import PostgresDatabase
+
 _decoder = msgspec.json.Decoder(CommandRecord)
 _OPEN = sorted(OPEN)
 
 
 class PostgresCommandStore(PostgresBase):
-    """A :class:`~tvilling.decisions.store.CommandStore` in PostgreSQL (one connection, serialised)."""
+    """A :class:`~tvilling.decisions.store.CommandStore` in PostgreSQL (the shared pool, or one of its own)."""
 
     noun = "commands"
 
-    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
-        super().__init__(dsn, schema=schema, feed="command_changes")
-        sql, ident = self._sql, self._ident
+    def __init__(self, target: PostgresDatabase | str, *, schema: str = "tvilling") -> None:
+        super().__init__(target, schema=schema, feed="command_changes")
+        sql = self._sql
         self._commands = self._table("commands")
         self._changes = self._table("command_changes")
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-            self._conn.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE, id text COLLATE \"C\" PRIMARY KEY,"
-                " twin text COLLATE \"C\" NOT NULL, status text NOT NULL, deadline timestamptz NOT NULL,"
-                " doc json NOT NULL)").format(self._commands))
-            self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS commands_twin ON {} (twin, seq)")
-                               .format(self._commands))
-            self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS commands_status ON {} (status, seq)")
-                               .format(self._commands))
-            self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS commands_open_deadline ON {} (deadline)"
-                                       " WHERE status IN ('acknowledged', 'pending', 'sent')")
-                               .format(self._commands))
-            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
-                                       " item json NOT NULL)").format(self._changes))
+        self._ensure([
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE, id text COLLATE \"C\" PRIMARY KEY,"
+                    " twin text COLLATE \"C\" NOT NULL, status text NOT NULL, deadline timestamptz NOT NULL,"
+                    " doc json NOT NULL)").format(self._commands),
+            sql.SQL("CREATE INDEX IF NOT EXISTS commands_twin ON {} (twin, seq)").format(self._commands),
+            sql.SQL("CREATE INDEX IF NOT EXISTS commands_status ON {} (status, seq)").format(self._commands),
+            sql.SQL("CREATE INDEX IF NOT EXISTS commands_open_deadline ON {} (deadline)"
+                    " WHERE status IN ('acknowledged', 'pending', 'sent')").format(self._commands),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
+                    " item json NOT NULL)").format(self._changes),
+        ])
 
     def add(self, record: CommandRecord) -> None:
         with self._write("store the command") as cur:

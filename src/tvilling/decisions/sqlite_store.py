@@ -1,16 +1,17 @@
-"""Commands and their change feed in their own SQLite file (WAL, synchronous=FULL) in the data dir."""
+"""Commands and their change feed in the embedded SQLite database (``tvilling.db``, WAL, synchronous=FULL)."""
 
 from __future__ import annotations
 
 import builtins
+import os
 import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from tvilling.backend.sqlite import SqliteDatabase
 from tvilling.core.errors import Conflict
 from tvilling.decisions.lifecycle import OPEN, CommandRecord, change_item
 from tvilling.decisions.sql_base import SqliteBase
@@ -35,12 +36,12 @@ def micros(ts: datetime) -> int:
 
 
 class SqliteCommandStore(SqliteBase):
-    """A :class:`~tvilling.decisions.store.CommandStore` in one SQLite file."""
+    """A :class:`~tvilling.decisions.store.CommandStore` in a SQLite database (shared, or a file of its own)."""
 
     noun = "commands"
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, target: SqliteDatabase | str | os.PathLike[str]) -> None:
+        super().__init__(target, _SCHEMA)
 
     def add(self, record: CommandRecord) -> None:
         with self._write("store the command") as conn:

@@ -168,13 +168,10 @@ class MemoryCommandStore:
 
 
 def open_command_store(settings: Settings) -> CommandStore:
-    """The command store the settings name: memory, PostgreSQL, or ``commands.db`` in the data dir."""
-    if settings.store == "memory":
-        return MemoryCommandStore()
-    if settings.store is not None:
-        from tvilling.decisions.postgres_store import PostgresCommandStore
+    """The command store the settings name (memory, PostgreSQL, or the embedded ``tvilling.db``), alone on a
+    database of its own; chosen by :func:`tvilling.backend.open_store`. A platform's is ``backend.command_store``."""
+    from tvilling.backend import open_store
 
-        return PostgresCommandStore(settings.store, schema=settings.pg_schema)
-    from tvilling.decisions.sqlite_store import SqliteCommandStore
-
-    return SqliteCommandStore(settings.data_dir / "commands.db")
+    store: CommandStore = open_store("command_store", settings.store, data_dir=settings.data_dir,
+                                     schema=settings.pg_schema)
+    return store

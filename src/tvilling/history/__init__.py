@@ -21,19 +21,13 @@ __all__ = ["DAY_US", "HOUR_US", "MINUTE_US", "Bucket", "HistoryStore", "Point", 
 
 def open_history(url_or_path: str | Path, *, schema: str = "tvilling_history") -> HistoryStore:
     """``"memory"`` → in memory; ``postgresql://…`` → PostgreSQL (tables in ``schema``); anything else is the
-    path of a DuckDB file (a directory gets ``history.duckdb`` inside it)."""
+    path of a DuckDB file (a directory gets ``history.duckdb`` inside it). The adapter is chosen by
+    :mod:`tvilling.backend`, like every store's."""
+    from tvilling.backend.stores import EMBEDDED, HISTORY_FILE, history_store, kind_of
+
     target = str(url_or_path)
-    if target == "memory":
-        from tvilling.history.memory import MemoryHistoryStore
-
-        return MemoryHistoryStore()
-    if target.startswith(("postgresql://", "postgres://")):
-        from tvilling.history.postgres import PostgresHistoryStore
-
-        return PostgresHistoryStore(target, schema=schema)
-    path = Path(target)
-    if path.is_dir():
-        path = path / "history.duckdb"
-    from tvilling.history.duckdb_store import DuckDBHistoryStore
-
-    return DuckDBHistoryStore(path)
+    kind = kind_of(target)
+    if kind == EMBEDDED and Path(target).is_dir():
+        target = str(Path(target) / HISTORY_FILE)
+    store: HistoryStore = history_store(kind, target, schema=schema)
+    return store

@@ -10,16 +10,18 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
-import sqlite3
+import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from tvilling.core.errors import Unavailable
+from tvilling.backend.sqlite import SqliteDatabase, sqlite_database
+
+if TYPE_CHECKING:
+    from tvilling.backend.postgres import PostgresDatabase
 
 MAX_PAYLOAD = 64 * 1024  # bytes of a rejected payload kept; beyond, its first bytes, its size and its hash
 
@@ -144,41 +146,29 @@ def _values(d: DeadLetter, received: Any) -> tuple[Any, ...]:
 
 
 class SqliteDeadLetters:
-    """Dead letters in their own SQLite file (WAL, synchronous=FULL) beside the twin store."""
+    """Dead letters in a SQLite database: the embedded ``tvilling.db`` (shared), or a file of its own."""
 
-    def __init__(self, path: str | Path) -> None:
-        path = Path(path)
+    def __init__(self, target: SqliteDatabase | str | os.PathLike[str]) -> None:
+        self._db, self._owns = sqlite_database(target)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute(
+            self._db.ensure([
                 "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY AUTOINCREMENT,"
                 " transport TEXT NOT NULL, address TEXT, twin TEXT, property TEXT, rule TEXT NOT NULL,"
-                " reason TEXT NOT NULL, received TEXT NOT NULL, payload BLOB, count INTEGER NOT NULL DEFAULT 1)")
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(dead_letters)")}
-            for name, kind in _ADDED:
-                if name not in have:
-                    self._conn.execute(f"ALTER TABLE dead_letters ADD COLUMN {name} {kind}")
-            self._conn.execute("CREATE INDEX IF NOT EXISTS dead_letters_twin ON dead_letters (twin, id)")
-            self._conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters (key)")
-        except (OSError, sqlite3.Error) as exc:
-            raise Unavailable(f"cannot open the dead-letter store {path}: {exc}", path=str(path)) from exc
-        self._lock = threading.Lock()
+                " reason TEXT NOT NULL, received TEXT NOT NULL, payload BLOB, count INTEGER NOT NULL DEFAULT 1)"],
+                "preparing the dead-letter table")
+            self._db.add_columns("dead_letters", _ADDED)
+            self._db.ensure(["CREATE INDEX IF NOT EXISTS dead_letters_twin ON dead_letters (twin, id)",
+                             "CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters (key)"],
+                            "preparing the dead-letter table")
+        except BaseException:
+            self.close()
+            raise
         self._insert = _INSERT.format("dead_letters", ", ".join("?" * 13), "dead_letters")
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
         rows = [_values(d, d.received.isoformat()) for d in letters]
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(self._insert, rows)
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise Unavailable(f"cannot store dead letters: {exc}") from exc
+        with self._db.write("cannot store dead letters") as conn:
+            conn.executemany(self._insert, rows)
 
     def list(self, *, after: int = 0, limit: int = 100, twin: str | None = None,
              rule: str | None = None) -> list[DeadLetter]:
@@ -192,74 +182,65 @@ class SqliteDeadLetters:
             args.append(rule)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        rows = self._db.read("cannot read dead letters", sql, args)
         return [_row(r, datetime.fromisoformat(r[7])) for r in rows]
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        return int(self._db.read("cannot count dead letters", "SELECT count(*) FROM dead_letters")[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns:
+            self._db.close()
 
 
 class PostgresDeadLetters:
-    """Dead letters in PostgreSQL, in the platform's schema."""
+    """Dead letters in PostgreSQL, in the platform's schema (the shared pool, or one of its own)."""
 
-    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
-        import psycopg
+    def __init__(self, target: PostgresDatabase | str, *, schema: str = "tvilling") -> None:
         from psycopg import sql
 
-        self._schema = schema
-        self._dsn = dsn
+        from tvilling.backend.postgres import postgres_database
+
+        self._db, self._owns = postgres_database(target, schema)
         self._sql = sql
-        self._errors = psycopg.Error
+        table = self._db.table("dead_letters")
         try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"PostgreSQL is not reachable for dead letters: {exc}") from exc
-        self._lock = threading.Lock()
-        ident = sql.Identifier(schema)
-        self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-        self._conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.dead_letters (id bigserial PRIMARY KEY, transport text NOT NULL,"
-            " address text, twin text, property text, rule text NOT NULL, reason text NOT NULL,"
-            " received timestamptz NOT NULL, payload bytea, count integer NOT NULL DEFAULT 1)").format(ident))
-        for name, kind in _ADDED:
-            self._conn.execute(sql.SQL("ALTER TABLE {}.dead_letters ADD COLUMN IF NOT EXISTS {} " + kind).format(
-                ident, sql.Identifier(name)))
-        self._conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON {}.dead_letters (key)")
-                           .format(ident))
-        self._table = sql.SQL("{}.dead_letters").format(ident)
-        self._insert = sql.SQL(_INSERT.format("{}", ", ".join(["%s"] * 13), "{}")).format(self._table,
-                                                                                       sql.Identifier("dead_letters"))
+            self._db.ensure([
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (id bigserial PRIMARY KEY, transport text NOT NULL,"
+                        " address text, twin text, property text, rule text NOT NULL, reason text NOT NULL,"
+                        " received timestamptz NOT NULL, payload bytea, count integer NOT NULL DEFAULT 1)"
+                        ).format(table),
+                *(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(table, sql.Identifier(name))
+                  for name, kind in _ADDED),
+                sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON {} (key)").format(table),
+            ], "preparing the dead-letter table")
+        except BaseException:
+            self.close()
+            raise
+        self._table = table
+        self._insert = sql.SQL(_INSERT.format("{}", ", ".join(["%s"] * 13), "{}")).format(
+            table, sql.Identifier("dead_letters"))
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
         rows = [_values(d, d.received) for d in letters]
-        try:
-            with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
-                cur.executemany(self._insert, rows)
-        except self._errors as exc:
-            raise Unavailable(f"cannot store dead letters: {exc}") from exc
+        with self._db.write("cannot store dead letters") as conn, conn.cursor() as cur:
+            cur.executemany(self._insert, rows)
 
     def list(self, *, after: int = 0, limit: int = 100, twin: str | None = None,
              rule: str | None = None) -> list[DeadLetter]:
         q = self._sql.SQL(f"SELECT {_COLUMNS} FROM {{}} WHERE id > %s"
                           " AND (%s::text IS NULL OR twin = %s) AND (%s::text IS NULL OR rule = %s)"
                           " ORDER BY id LIMIT %s").format(self._table)
-        with self._lock:
-            rows = self._conn.execute(q, (after, twin, twin, rule, rule, limit)).fetchall()
+        rows = self._db.read("cannot read dead letters", q, (after, twin, twin, rule, rule, limit))
         return [_row(r, r[7].astimezone(UTC)) for r in rows]
 
     def count(self) -> int:
-        with self._lock:
-            row = self._conn.execute(self._sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
-        return int(row[0]) if row else 0
+        rows = self._db.read("cannot count dead letters", self._sql.SQL("SELECT count(*) FROM {}").format(self._table))
+        return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
-        self._conn.close()
+        if self._owns:
+            self._db.close()
 
 
 REASONS_SHOWN = 3  # reasons an answer shows per rule; the dead letters keep every one

@@ -4,7 +4,7 @@ A version belongs to an analytic (its configured name) and a *scope*: the twin i
 fitted for (per-twin detectors) or ``*`` (a fleet model). Versions count up per
 (analytic, scope) from 1. At most one version per scope is *promoted*: that is the one
 the online engine runs; training adds a *candidate*; promoting a candidate retires the
-previous one. Stores: memory, SQLite (``analytics.db`` in the data dir) and PostgreSQL.
+previous one. Stores: memory, SQLite (``tvilling.db`` in the data dir) and PostgreSQL.
 
 Artifacts are pickles of the project's own analytic objects; they are loaded with an
 unpickler that admits only NumPy's array reconstruction, a deque, a few builtin types and
@@ -14,17 +14,24 @@ another object), so a tampered row cannot call ``os.system`` or the like.
 
 from __future__ import annotations
 
+import copy
 import io
+import os
 import pickle
-import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from tvilling.core.errors import Conflict, Invalid, NotFound, Unavailable
+from tvilling.backend.sqlite import SqliteDatabase, sqlite_database
+from tvilling.core.errors import Conflict, Invalid, NotFound
+
+if TYPE_CHECKING:
+    from tvilling.backend.postgres import PostgresDatabase
 
 CANDIDATE, PROMOTED, RETIRED = "candidate", "promoted", "retired"
 
@@ -104,12 +111,12 @@ class MemoryRegistry:
             n = 1 + max((k[2] for k in self._rows if k[:2] == (analytic, scope)), default=0)
             v = Version(analytic=analytic, scope=scope, version=n, status=CANDIDATE, created=_now(),
                         fingerprint=fingerprint, params=params, metrics=metrics, backtest=backtest)
-            self._rows[(analytic, scope, n)] = (v, artifact)
+            self._rows[(analytic, scope, n)] = (copy.deepcopy(v), artifact)  # the caller's dicts stay its own
         return self.promote(analytic, scope, n) if promote else v
 
     def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]:
         with self._lock:
-            return [msgspec.structs.replace(v) for k, (v, _) in sorted(self._rows.items())
+            return [copy.deepcopy(v) for k, (v, _) in sorted(self._rows.items())
                     if (analytic is None or k[0] == analytic) and (scope is None or k[1] == scope)]
 
     def _row(self, analytic: str, scope: str, version: int) -> tuple[Version, bytes]:
@@ -120,7 +127,7 @@ class MemoryRegistry:
 
     def get(self, analytic: str, scope: str, version: int) -> Version:
         with self._lock:
-            return msgspec.structs.replace(self._row(analytic, scope, version)[0])
+            return copy.deepcopy(self._row(analytic, scope, version)[0])
 
     def artifact(self, analytic: str, scope: str, version: int) -> bytes:
         with self._lock:
@@ -130,7 +137,7 @@ class MemoryRegistry:
         with self._lock:
             for k, (v, _) in self._rows.items():
                 if k[:2] == (analytic, scope) and v.status == PROMOTED:
-                    return msgspec.structs.replace(v)
+                    return copy.deepcopy(v)
         return None
 
     def promote(self, analytic: str, scope: str, version: int) -> Version:
@@ -142,17 +149,17 @@ class MemoryRegistry:
                 if k[:2] == (analytic, scope) and v.status == PROMOTED and v is not target:
                     v.status = RETIRED
             target.status = PROMOTED
-            return msgspec.structs.replace(target)
+            return copy.deepcopy(target)
 
     def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> Version:
         with self._lock:
             v, _ = self._row(analytic, scope, version)
             if backtest is not None:
-                v.backtest = backtest
+                v.backtest = copy.deepcopy(backtest)
             if drift is not None:
-                v.drift = drift
-            return msgspec.structs.replace(v)
+                v.drift = copy.deepcopy(drift)
+            return copy.deepcopy(v)
 
     def close(self) -> None:
         pass
@@ -162,72 +169,75 @@ _enc = msgspec.json.encode
 
 
 class SqlRegistry:
-    """An :class:`AnalyticRegistry` in SQLite (a file) or PostgreSQL (a schema); one connection, serialised."""
+    """An :class:`AnalyticRegistry` on a SQL database: the backend's (SQLite or PostgreSQL, shared) or one of
+    its own, opened from a SQLite path or a ``postgresql://`` DSN (tables then in ``schema``)."""
 
-    def __init__(self, target: str | Path, *, schema: str = "tvilling") -> None:
-        self._lock = threading.Lock()
-        self._pg = isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-        if self._pg:
-            import psycopg
+    def __init__(self, target: SqliteDatabase | PostgresDatabase | str | os.PathLike[str], *,
+                 schema: str = "tvilling") -> None:
+        self._db: SqliteDatabase | PostgresDatabase
+        if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+            from tvilling.backend.postgres import PostgresDatabase as _Pg
 
-            try:
-                self._conn: Any = psycopg.connect(str(target), autocommit=True, connect_timeout=5)
-            except psycopg.OperationalError as exc:
-                raise Unavailable(f"PostgreSQL is not reachable for the analytics registry: {exc}") from exc
             if not schema.replace("_", "").isalnum():
                 raise Invalid(f"schema name {schema!r} is not a plain identifier", field="pg_schema", rule="name")
-            self._errors: tuple[type[Exception], ...] = (psycopg.Error,)
-            self._table = f'"{schema}".analytic_versions'
-            self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            self._db, self._owns = _Pg(target, schema), True
+        elif isinstance(target, SqliteDatabase | str | os.PathLike):
+            self._db, self._owns = sqlite_database(target)
+        else:
+            self._db, self._owns = target, False
+        self._pg = self._db.dialect == "postgresql"
+        if self._pg:
+            self._table = f'"{self._db.schema}".analytic_versions'  # type: ignore[union-attr]
             blob = "bytea"
         else:
-            path = Path(target)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._errors = (sqlite3.Error,)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
             self._table = "analytic_versions"
             blob = "blob"
-        self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self._table} (analytic text NOT NULL, scope text NOT NULL,"
-            f" version integer NOT NULL, status text NOT NULL, doc text NOT NULL, artifact {blob} NOT NULL,"
-            " PRIMARY KEY (analytic, scope, version))")
+        try:
+            self._db.ensure([
+                f"CREATE TABLE IF NOT EXISTS {self._table} (analytic text NOT NULL, scope text NOT NULL,"
+                f" version integer NOT NULL, status text NOT NULL, doc text NOT NULL, artifact {blob} NOT NULL,"
+                " PRIMARY KEY (analytic, scope, version))"], "preparing the analytics registry")
+        except BaseException:
+            self.close()
+            raise
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._pg else sql
 
-    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        try:
-            cur = self._conn.execute(self._q(sql), args)
-            return list(cur.fetchall()) if cur.description else []
-        except self._errors as exc:
-            raise Unavailable(f"the analytics registry cannot be read or written: {exc}") from exc
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return list(self._db.read(_FAILED, self._q(sql), args))
 
-    def _tx(self) -> Any:
-        return self._conn.transaction() if self._pg else _SqliteTx(self._conn)
+    @contextmanager
+    def _tx(self, lock: str | None = None) -> Iterator[Callable[[str, tuple[Any, ...]], list[Any]]]:
+        """A write transaction; yields ``run(sql, args) -> rows``."""
+        with self._db.write(_FAILED) as conn:
+            if self._pg and lock is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+
+            def run(sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+                cur = conn.execute(self._q(sql), args)
+                return list(cur.fetchall()) if cur.description else []
+
+            yield run
 
     def add(self, analytic: str, scope: str, artifact: bytes, *, fingerprint: str, params: dict[str, Any],
             metrics: dict[str, Any], promote: bool = False, backtest: dict[str, Any] | None = None) -> Version:
-        with self._lock, self._tx():
-            if self._pg:
-                self._exec("SELECT pg_advisory_xact_lock(hashtext(?))", (f"{self._table}:{analytic}:{scope}",))
-            rows = self._exec(f"SELECT coalesce(max(version), 0) FROM {self._table} WHERE analytic=? AND scope=?",
-                              (analytic, scope))
+        with self._tx(f"{self._table}:{analytic}:{scope}") as run:
+            rows = run(f"SELECT coalesce(max(version), 0) FROM {self._table} WHERE analytic=? AND scope=?",
+                       (analytic, scope))
             n = int(rows[0][0]) + 1
             v = Version(analytic=analytic, scope=scope, version=n, status=CANDIDATE, created=_now(),
                         fingerprint=fingerprint, params=params, metrics=metrics, backtest=backtest)
-            self._exec(f"INSERT INTO {self._table} VALUES (?, ?, ?, ?, ?, ?)",
-                       (analytic, scope, n, CANDIDATE, _enc(v).decode(), artifact))
+            run(f"INSERT INTO {self._table} VALUES (?, ?, ?, ?, ?, ?)",
+                (analytic, scope, n, CANDIDATE, _enc(v).decode(), artifact))
         return self.promote(analytic, scope, n) if promote else v
 
     def versions(self, analytic: str | None = None, scope: str | None = None) -> list[Version]:
-        with self._lock:
-            where = [f"{col} = ?" for col, value in (("analytic", analytic), ("scope", scope)) if value is not None]
-            args = tuple(v for v in (analytic, scope) if v is not None)
-            rows = self._exec(f"SELECT doc, status FROM {self._table}"
-                              + (f" WHERE {' AND '.join(where)}" if where else "")
-                              + " ORDER BY analytic, scope, version", args)
+        where = [f"{col} = ?" for col, value in (("analytic", analytic), ("scope", scope)) if value is not None]
+        args = tuple(v for v in (analytic, scope) if v is not None)
+        rows = self._read(f"SELECT doc, status FROM {self._table}"
+                          + (f" WHERE {' AND '.join(where)}" if where else "")
+                          + " ORDER BY analytic, scope, version", args)
         return [self._version(doc, status) for doc, status in rows]
 
     @staticmethod
@@ -236,72 +246,64 @@ class SqlRegistry:
         v.status = status
         return v
 
-    def _one(self, analytic: str, scope: str, version: int, column: str) -> Any:
-        rows = self._exec(f"SELECT {column} FROM {self._table} WHERE analytic=? AND scope=? AND version=?",
-                          (analytic, scope, version))
+    def _one(self, run: Callable[[str, tuple[Any, ...]], list[Any]], analytic: str, scope: str, version: int,
+             column: str) -> Any:
+        rows = run(f"SELECT {column} FROM {self._table} WHERE analytic=? AND scope=? AND version=?",
+                   (analytic, scope, version))
         if not rows:
             raise NotFound(f"analytic {analytic!r} has no version {version} for {scope!r}", rule="version")
         return rows[0]
 
     def get(self, analytic: str, scope: str, version: int) -> Version:
-        with self._lock:
-            doc, status = self._one(analytic, scope, version, "doc, status")
+        doc, status = self._one(self._read, analytic, scope, version, "doc, status")
         return self._version(doc, status)
 
     def artifact(self, analytic: str, scope: str, version: int) -> bytes:
-        with self._lock:
-            return bytes(self._one(analytic, scope, version, "artifact")[0])
+        return bytes(self._one(self._read, analytic, scope, version, "artifact")[0])
 
     def promoted(self, analytic: str, scope: str) -> Version | None:
-        with self._lock:
-            rows = self._exec(f"SELECT doc, status FROM {self._table} WHERE analytic=? AND scope=? AND status=?",
-                              (analytic, scope, PROMOTED))
+        rows = self._read(f"SELECT doc, status FROM {self._table} WHERE analytic=? AND scope=? AND status=?",
+                          (analytic, scope, PROMOTED))
         return self._version(*rows[0]) if rows else None
 
     def promote(self, analytic: str, scope: str, version: int) -> Version:
-        with self._lock, self._tx():
-            doc, status = self._one(analytic, scope, version, "doc, status")
+        with self._tx(f"{self._table}:{analytic}:{scope}") as run:
+            doc, status = self._one(run, analytic, scope, version, "doc, status")
             if status == RETIRED:
                 raise Conflict(f"version {version} of {analytic!r} is retired; train a new one", rule="retired")
-            self._exec(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND status=? AND version<>?",
-                       (RETIRED, analytic, scope, PROMOTED, version))
-            self._exec(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND version=?",
-                       (PROMOTED, analytic, scope, version))
+            run(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND status=? AND version<>?",
+                (RETIRED, analytic, scope, PROMOTED, version))
+            run(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND version=?",
+                (PROMOTED, analytic, scope, version))
         return self._version(doc, PROMOTED)
 
     def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> Version:
-        with self._lock, self._tx():
-            doc, status = self._one(analytic, scope, version, "doc, status")
+        with self._tx(f"{self._table}:{analytic}:{scope}") as run:
+            doc, status = self._one(run, analytic, scope, version, "doc, status")
             v = self._version(doc, status)
             if backtest is not None:
                 v.backtest = backtest
             if drift is not None:
                 v.drift = drift
-            self._exec(f"UPDATE {self._table} SET doc=? WHERE analytic=? AND scope=? AND version=?",
-                       (_enc(v).decode(), analytic, scope, version))
+            run(f"UPDATE {self._table} SET doc=? WHERE analytic=? AND scope=? AND version=?",
+                (_enc(v).decode(), analytic, scope, version))
         return v
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self._owns:
+            self._db.close()
 
 
-class _SqliteTx:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+_FAILED = "the analytics registry cannot be read or written"
 
 
 def open_registry(store: str | None, data_dir: Path, schema: str = "tvilling") -> AnalyticRegistry:
-    """The registry the settings name: memory, PostgreSQL, or ``analytics.db`` in the data dir."""
-    if store == "memory":
-        return MemoryRegistry()
-    if store is not None:
-        return SqlRegistry(store, schema=schema)
-    return SqlRegistry(data_dir / "analytics.db")
+    """The registry the settings name: memory, PostgreSQL, or the embedded database in the data dir.
+
+    Chosen by :func:`tvilling.backend.open_store`, like every store; the registry owns its database.
+    """
+    from tvilling.backend import open_store
+
+    registry: AnalyticRegistry = open_store("analytics_registry", store, data_dir=data_dir, schema=schema)
+    return registry

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -28,50 +28,49 @@ from tvilling.decisions.alarms.store import (
 )
 from tvilling.decisions.sql_base import PostgresBase
 
+if TYPE_CHECKING:
+    from tvilling.backend.postgres import PostgresDatabase
+
 _decoder = msgspec.json.Decoder(Alarm)
 _shelf_decoder = msgspec.json.Decoder(Shelf)
 _OPEN = sorted(OPEN)
 
 
 class PostgresAlarmStore(PostgresBase):
-    """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in PostgreSQL (one connection, serialised)."""
+    """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in PostgreSQL (the shared pool, or one of its own)."""
 
     noun = "alarms"
 
-    def __init__(self, dsn: str, *, schema: str = "tvilling") -> None:
-        super().__init__(dsn, schema=schema, feed="alarm_changes")
-        sql, ident = self._sql, self._ident
+    def __init__(self, target: PostgresDatabase | str, *, schema: str = "tvilling") -> None:
+        super().__init__(target, schema=schema, feed="alarm_changes")
+        sql = self._sql
         self._alarms = self._table("alarms")
         self._changes = self._table("alarm_changes")
         self._cursors = self._table("alarm_cursors")
         self._shelves = self._table("alarm_shelves")
         open_list = sql.SQL(", ").join(sql.Literal(s) for s in _OPEN)
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            self._conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-            self._conn.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE, id text COLLATE \"C\" PRIMARY KEY,"
-                " key text COLLATE \"C\" NOT NULL, twin text COLLATE \"C\" NOT NULL, state text NOT NULL,"
-                " severity text NOT NULL, rule text COLLATE \"C\" NOT NULL, source text COLLATE \"C\","
-                " version integer NOT NULL, doc json NOT NULL)").format(self._alarms))
-            self._conn.execute(sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_key ON {} (key)"
-                                       " WHERE state IN ({})").format(self._alarms, open_list))
-            for name, cols in (("alarms_key", "key, seq"), ("alarms_twin", "twin, seq"), ("alarms_state", "state, seq"),
-                               ("alarms_source", "source")):
-                self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(name), self._alarms, sql.SQL(cols)))
-            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
-                                       " item json NOT NULL)").format(self._changes))
-            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY,"
-                                       " position bigint NOT NULL)").format(self._cursors))
+        self._ensure([
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE, id text COLLATE \"C\" PRIMARY KEY,"
+                    " key text COLLATE \"C\" NOT NULL, twin text COLLATE \"C\" NOT NULL, state text NOT NULL,"
+                    " severity text NOT NULL, rule text COLLATE \"C\" NOT NULL, source text COLLATE \"C\","
+                    " version integer NOT NULL, doc json NOT NULL)").format(self._alarms),
+            sql.SQL("CREATE UNIQUE INDEX IF NOT EXISTS alarms_open_key ON {} (key)"
+                    " WHERE state IN ({})").format(self._alarms, open_list),
+            *(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(sql.Identifier(name), self._alarms,
+                                                                         sql.SQL(cols))
+              for name, cols in (("alarms_key", "key, seq"), ("alarms_twin", "twin, seq"),
+                                 ("alarms_state", "state, seq"), ("alarms_source", "source"))),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (position bigserial PRIMARY KEY,"
+                    " item json NOT NULL)").format(self._changes),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY,"
+                    " position bigint NOT NULL)").format(self._cursors),
             # shelving: a column that stores made before it lack, and the shelves
-            self._conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS shelved_until double precision")
-                               .format(self._alarms))
-            self._conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE,"
-                                       " id text COLLATE \"C\" PRIMARY KEY, start_ts double precision NOT NULL,"
-                                       " end_ts double precision NOT NULL, doc json NOT NULL)").format(self._shelves))
-            self._conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS alarm_shelves_end ON {} (end_ts)")
-                               .format(self._shelves))
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS shelved_until double precision").format(self._alarms),
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (seq bigserial UNIQUE,"
+                    " id text COLLATE \"C\" PRIMARY KEY, start_ts double precision NOT NULL,"
+                    " end_ts double precision NOT NULL, doc json NOT NULL)").format(self._shelves),
+            sql.SQL("CREATE INDEX IF NOT EXISTS alarm_shelves_end ON {} (end_ts)").format(self._shelves),
+        ])
 
     def add(self, alarm: Alarm) -> None:
         with self._write("store the alarm") as cur:

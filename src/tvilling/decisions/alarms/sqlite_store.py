@@ -1,17 +1,17 @@
-"""Alarms, their change feed and cursors in their own SQLite file (WAL, synchronous=FULL) in the data dir."""
+"""Alarms, their change feed and cursors in the embedded SQLite database (``tvilling.db``, WAL, synchronous=FULL)."""
 
 from __future__ import annotations
 
 import builtins
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tvilling.core.errors import Unavailable
+from tvilling.backend.sqlite import SqliteDatabase
 from tvilling.decisions.alarms.record import OPEN, RAISED, Alarm, change_item
 from tvilling.decisions.alarms.shelves import Shelf
 from tvilling.decisions.alarms.store import (
@@ -43,28 +43,23 @@ _SCHEMA = [
     " start_ts REAL NOT NULL, end_ts REAL NOT NULL, doc TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS alarm_shelves_end ON alarm_shelves (end_ts)",
 ]
-_ADDED_COLUMNS = {"shelved_until": "REAL"}  # columns that stores made before shelving lack
+_ADDED_COLUMNS = [("shelved_until", "REAL")]  # columns that stores made before shelving lack
 _decoder = msgspec.json.Decoder(Alarm)
 _shelf_decoder = msgspec.json.Decoder(Shelf)
 _CHUNK = 500
 
 
 class SqliteAlarmStore(SqliteBase):
-    """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in one SQLite file."""
+    """An :class:`~tvilling.decisions.alarms.store.AlarmStore` in a SQLite database (shared, or a file of its own)."""
 
     noun = "alarms"
-    passthrough = (sqlite3.IntegrityError,)  # the unique open-key index: a concurrent raise, handled below
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, target: SqliteDatabase | str | os.PathLike[str]) -> None:
+        super().__init__(target, _SCHEMA)
         try:
-            with self._write("add the columns of shelving") as conn:
-                have = {row[1] for row in conn.execute("PRAGMA table_info(alarms)")}
-                for column, kind in _ADDED_COLUMNS.items():
-                    if column not in have:
-                        conn.execute(f"ALTER TABLE alarms ADD COLUMN {column} {kind}")
-        except Unavailable:
-            self._conn.close()
+            self._db.add_columns("alarms", _ADDED_COLUMNS)
+        except BaseException:
+            self.close()
             raise
 
     def add(self, alarm: Alarm) -> None:

@@ -312,13 +312,10 @@ class MemoryAlarmStore:
 
 
 def open_alarm_store(settings: Settings) -> AlarmStore:
-    """The alarm store the settings name: memory, PostgreSQL, or ``alarms.db`` in the data dir."""
-    if settings.store == "memory":
-        return MemoryAlarmStore()
-    if settings.store is not None:
-        from tvilling.decisions.alarms.postgres_store import PostgresAlarmStore
+    """The alarm store the settings name (memory, PostgreSQL, or the embedded ``tvilling.db``), alone on a
+    database of its own; chosen by :func:`tvilling.backend.open_store`. A platform's is ``backend.alarm_store``."""
+    from tvilling.backend import open_store
 
-        return PostgresAlarmStore(settings.store, schema=settings.pg_schema)
-    from tvilling.decisions.alarms.sqlite_store import SqliteAlarmStore
-
-    return SqliteAlarmStore(settings.data_dir / "alarms.db")
+    store: AlarmStore = open_store("alarm_store", settings.store, data_dir=settings.data_dir,
+                                   schema=settings.pg_schema)
+    return store

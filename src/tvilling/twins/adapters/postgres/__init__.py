@@ -6,10 +6,10 @@ unchanged), and the queryable sections of each twin as ``jsonb``.
 
 from __future__ import annotations
 
-from tvilling.twins.adapters.postgres.database import SCHEMA_VERSION, Database
+from tvilling.twins.adapters.postgres.database import SCHEMA_VERSION, PostgresDatabase, prepare
 from tvilling.twins.adapters.postgres.stores import PostgresModelStore, PostgresTwinStore
 
-__all__ = ["SCHEMA_VERSION", "PostgresModelStore", "PostgresTwinStore", "open_postgres"]
+__all__ = ["SCHEMA_VERSION", "PostgresModelStore", "PostgresTwinStore", "open_postgres", "prepare"]
 
 
 def open_postgres(
@@ -20,5 +20,10 @@ def open_postgres(
     Raises ``Unavailable`` when the server cannot be reached. Both stores share the
     pool; ``TwinStore.close()`` closes it.
     """
-    db = Database(dsn, schema, max_size=max_connections)
-    return PostgresModelStore(db), PostgresTwinStore(db)
+    db = PostgresDatabase(dsn, schema, max_size=max_connections)
+    try:
+        prepare(db)
+    except BaseException:
+        db.close()
+        raise
+    return PostgresModelStore(db), PostgresTwinStore(db, owns=True)

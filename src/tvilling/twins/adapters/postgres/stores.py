@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
+from tvilling.backend.postgres import PostgresDatabase
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
-from tvilling.twins.adapters.postgres.database import Database
 from tvilling.twins.adapters.postgres.dialect import PostgresDialect
 from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, events_until, plan_commit
 from tvilling.twins.ports import ModelRecord, Page
@@ -52,13 +52,15 @@ def _model(row: tuple[Any, ...]) -> ModelRecord:
 
 
 class PostgresModelStore:
-    def __init__(self, db: Database) -> None:
+    """The model store on a shared PostgreSQL database (its tables made by :func:`prepare`)."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
 
     def add_models(self, records: Sequence[ModelRecord]) -> None:
         ids = [r.id for r in records]
-        with self._db.connection("adding models") as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._db.lock_key,))
+        with self._db.write("adding models") as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._db.lock_key("events"),))
             existing = {r[0] for r in conn.execute("SELECT id FROM models WHERE id = ANY(%s)", (ids,))}
             clash = [i for n, i in enumerate(ids) if i in existing or i in ids[:n]]
             if clash:
@@ -83,7 +85,7 @@ class PostgresModelStore:
         return [_model(r) for r in rows]
 
     def set_decommissioned(self, model_id: str, value: bool) -> ModelRecord:
-        with self._db.connection("updating a model") as conn:
+        with self._db.write("updating a model") as conn:
             row = conn.execute(
                 f"UPDATE models SET decommissioned = %s WHERE id = %s RETURNING {_MODEL_SELECT}",
                 (value, model_id),
@@ -94,8 +96,11 @@ class PostgresModelStore:
 
 
 class PostgresTwinStore:
-    def __init__(self, db: Database) -> None:
+    """The twin store on a shared PostgreSQL database; ``close`` closes the pool only when ``owns`` it."""
+
+    def __init__(self, db: PostgresDatabase, *, owns: bool = False) -> None:
         self._db = db
+        self._owns = owns
 
     # -- reads --
     def get(self, twin_id: str) -> Twin:
@@ -173,10 +178,10 @@ class PostgresTwinStore:
         if not events:
             return []
         ids = batch_ids(events)
-        with self._db.connection("committing events") as conn, conn.cursor() as cur:
+        with self._db.write("committing events") as conn, conn.cursor() as cur:
             # Held to the end of the transaction: positions are handed out and become visible
             # in order, so a feed reader that saw position N never later finds one below N.
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._db.lock_key,))
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._db.lock_key("events"),))
             cur.execute("SELECT twin_id, max(revision) FROM events WHERE twin_id = ANY(%s) GROUP BY twin_id", (ids,))
             revisions = {r[0]: r[1] for r in cur.fetchall()}
             cur.execute("SELECT doc::text FROM twins WHERE id = ANY(%s)", (ids,))
@@ -197,7 +202,8 @@ class PostgresTwinStore:
         return plan.stored
 
     def close(self) -> None:
-        self._db.close()
+        if self._owns:
+            self._db.close()
 
 
 def _write(cur: Any, plan: CommitPlan) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 
-from tvilling.twins.adapters.sqlite.database import SCHEMA_VERSION, Database
+from tvilling.twins.adapters.sqlite.database import SCHEMA_VERSION, SqliteDatabase, prepare
 from tvilling.twins.adapters.sqlite.stores import SqliteModelStore, SqliteTwinStore
 
-__all__ = ["SCHEMA_VERSION", "SqliteModelStore", "SqliteTwinStore", "open_sqlite"]
+__all__ = ["SCHEMA_VERSION", "SqliteModelStore", "SqliteTwinStore", "open_sqlite", "prepare"]
 
 
 def open_sqlite(path: str | os.PathLike[str]) -> tuple[SqliteModelStore, SqliteTwinStore]:
@@ -24,5 +24,10 @@ def open_sqlite(path: str | os.PathLike[str]) -> tuple[SqliteModelStore, SqliteT
     process or of the machine. Safe to use from many threads. ``TwinStore.close()``
     closes the database.
     """
-    db = Database(path)
-    return SqliteModelStore(db), SqliteTwinStore(db)
+    db = SqliteDatabase(path)
+    try:
+        prepare(db)
+    except BaseException:
+        db.close()
+        raise
+    return SqliteModelStore(db), SqliteTwinStore(db, owns=True)

@@ -9,11 +9,11 @@ from typing import Any
 
 import msgspec
 
+from tvilling.backend.sqlite import SqliteDatabase
 from tvilling.core.errors import Conflict, NotFound
 from tvilling.core.events import Event
 from tvilling.core.twin import Relationship, Twin
 from tvilling.twins.adapters.sql_query import CommitPlan, batch_ids, compile_query, events_until, plan_commit
-from tvilling.twins.adapters.sqlite.database import Database, translated
 from tvilling.twins.adapters.sqlite.dialect import SqliteDialect
 from tvilling.twins.ports import ModelRecord, Page
 from tvilling.twins.query import Query, page_of
@@ -52,13 +52,15 @@ def _ids_json(ids: Sequence[str]) -> str:
 
 
 class SqliteModelStore:
-    def __init__(self, db: Database) -> None:
+    """The model store on a shared SQLite database (its tables made by :func:`prepare`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
     def add_models(self, records: Sequence[ModelRecord]) -> None:
         ids = [r.id for r in records]
         rows = [(r.id, _text(r.document), _time(r.uploaded), int(r.decommissioned)) for r in records]
-        with translated("adding models"), self._db.write() as conn:
+        with self._db.write("adding models") as conn:
             existing = {
                 row[0]
                 for row in conn.execute(
@@ -81,7 +83,7 @@ class SqliteModelStore:
         return [_model(r) for r in rows]
 
     def set_decommissioned(self, model_id: str, value: bool) -> ModelRecord:
-        with translated("updating a model"), self._db.write() as conn:
+        with self._db.write("updating a model") as conn:
             row = conn.execute(
                 f"UPDATE models SET decommissioned = ? WHERE id = ? RETURNING {_MODEL_COLUMNS}",
                 (int(value), model_id),
@@ -101,8 +103,11 @@ def _model(row: tuple[Any, ...]) -> ModelRecord:
 
 
 class SqliteTwinStore:
-    def __init__(self, db: Database) -> None:
+    """The twin store on a shared SQLite database; ``close`` closes the database only when ``owns`` it."""
+
+    def __init__(self, db: SqliteDatabase, *, owns: bool = False) -> None:
         self._db = db
+        self._owns = owns
 
     # -- reads --
     def get(self, twin_id: str) -> Twin:
@@ -180,7 +185,7 @@ class SqliteTwinStore:
         if not events:
             return []
         ids = _ids_json(batch_ids(events))
-        with translated("committing events"), self._db.write() as conn:
+        with self._db.write("committing events") as conn:
             revisions = dict(
                 conn.execute(
                     "SELECT twin_id, max(revision) FROM events "
@@ -209,7 +214,8 @@ class SqliteTwinStore:
         return plan.stored
 
     def close(self) -> None:
-        self._db.close()
+        if self._owns:
+            self._db.close()
 
 
 def _write(conn: sqlite3.Connection, plan: CommitPlan) -> None:
