@@ -44,6 +44,7 @@ from tvilling.models.builtin import builtin_documents
 from tvilling.plant import EmbeddedBroker, Injection, Plant, PlantRunner
 from tvilling.plant.plant import MODEL_SET, MODELS
 from tvilling.plant.run import TickedPlant
+from tvilling.runtime import Runtime
 
 log = logging.getLogger("tvilling.demo")
 BEARING = MODELS["bearing"].rsplit(";", 1)[0]
@@ -204,7 +205,7 @@ def _step_of(plant: TickedPlant, alarm: dict[str, Any]) -> int:
     return plant.step_at(round(raised.timestamp() * 1000))
 
 
-async def auto_mode(platform: Platform, plant: TickedPlant, narrator: Narrator, o: DemoOptions) -> None:
+async def auto_mode(runtime: Runtime, plant: TickedPlant, narrator: Narrator, o: DemoOptions) -> None:
     """Slow down a machine once one of its bearings is predicted to fail soon (the remaining-life alarm).
 
     The command goes out right after the plant's step :data:`COMMAND_DELAY_STEPS` after the
@@ -220,7 +221,7 @@ async def auto_mode(platform: Platform, plant: TickedPlant, narrator: Narrator, 
             if time.monotonic() - polled >= 0.5:
                 polled = time.monotonic()
                 events = await asyncio.to_thread(narrator.poll)
-                if o.auto and platform.commands is not None:
+                if o.auto and runtime.commands is not None:
                     for e in events:
                         if e["type"] != "alarm.raised" or e.get("rule") != "bearing-rul":
                             continue
@@ -234,9 +235,9 @@ async def auto_mode(platform: Platform, plant: TickedPlant, narrator: Narrator, 
                 if plant.steps > when:
                     log.warning("auto mode: the command to %s is %d step(s) late; this run may differ from another "
                                 "with the same seed", machine, plant.steps - when)
-                if platform.commands is None:
+                if runtime.commands is None:
                     continue
-                record = await platform.commands.invoke(machine, "setSpeed", o.slow_rpm, actor="demo-auto")
+                record = await runtime.commands.invoke(machine, "setSpeed", o.slow_rpm, actor="demo-auto")
                 narrator.say(f"auto mode: setSpeed {o.slow_rpm:.0f} rpm sent to {machine} (command {record.id}); "
                              "a maintenance and production schedule will plan around it in a later release")
         except asyncio.CancelledError:
@@ -299,7 +300,8 @@ async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None
         platform = build_platform(settings_for(o, data_dir, broker, protocol))
         stack.callback(platform.close)
         created = await asyncio.to_thread(seed_twins, platform, plant)
-        app = create_app(platform=platform)
+        runtime = Runtime(platform)
+        app = create_app(runtime=runtime)
         server = uvicorn.Server(uvicorn.Config(app, host=o.host, port=o.port, log_level="warning",
                                                lifespan="on"))
 
@@ -334,7 +336,7 @@ async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None
                      f"{plant.machine_ids[min(o.fault_machine, o.machines) - 1]} at {o.fault_at_s:g} s")
         if on_ready is not None:
             on_ready(url)
-        auto = asyncio.create_task(auto_mode(platform, plant, narrator, o))
+        auto = asyncio.create_task(auto_mode(runtime, plant, narrator, o))
         stack.push_async_callback(_cancel, auto)
         if o.duration is None:
             await asyncio.shield(serving)  # a cancelled demo (SIGTERM) stops the server in order, below

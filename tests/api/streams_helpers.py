@@ -7,8 +7,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ from tvilling.api.app import create_app
 from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 from tvilling.models.builtin import builtin_documents
-from tvilling.twins.changes import ChangeHub, hub_for
+from tvilling.runtime import Runtime
+from tvilling.streams import ChangeHub
 
 ASSET = "dtmi:tvilling:example:Asset;1"
 BEARING = "dtmi:tvilling:example:Bearing;1"
@@ -36,24 +36,16 @@ def free_port() -> int:
 class LiveServer:
     """uvicorn serving the API plus the stream router, on a free loopback port, in a thread."""
 
-    def __init__(self, data_dir: Path, *, heartbeat: float = 15.0, **hub_options: Any) -> None:
+    def __init__(self, data_dir: Path, *, heartbeat: float = 15.0, settings: dict[str, Any] | None = None,
+                 **hub_options: Any) -> None:
         self.data_dir = data_dir
-        self.platform: Platform = build_platform(Settings(data_dir=data_dir))
+        self.platform: Platform = build_platform(Settings(data_dir=data_dir, **(settings or {})))
         self.platform.models.add(builtin_documents("plant"))
         options = {"busy_interval": 0.02, "idle_interval": 0.2, **hub_options}
-        self.hub: ChangeHub = hub_for(self.platform, **options)
-        app = create_app(platform=self.platform)
-        app.state.hub = self.hub
+        self.runtime = Runtime(self.platform, hub_options=options)
+        self.hub: ChangeHub = self.runtime.hub
+        app = create_app(runtime=self.runtime)
         app.state.stream_heartbeat_s = heartbeat
-        inner = app.router.lifespan_context
-        hub = self.hub
-
-        @asynccontextmanager
-        async def lifespan(a: Any) -> AsyncIterator[None]:
-            async with inner(a), hub:
-                yield
-
-        app.router.lifespan_context = lifespan
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",

@@ -141,8 +141,7 @@ def test_unknown_alarm_is_404_and_bad_bodies_are_refused(client):
 
 
 def test_alarm_steps_stream_on_the_change_hub(tmp_path):
-    srv = LiveServer(tmp_path / "data", busy_interval=0.02, idle_interval=0.1)
-    srv.platform.settings = srv.platform.settings.model_copy(update={"alarm_rules": RULES})
+    srv = LiveServer(tmp_path / "data", busy_interval=0.02, idle_interval=0.1, settings={"alarm_rules": RULES})
     with srv:
         srv.put("B1", BEARING, reported={"temperature": 50.0})
 

@@ -48,6 +48,7 @@ from tvilling.config import Settings
 from tvilling.decisions.alarms.service import AlarmService
 from tvilling.decisions.commands import CommandService
 from tvilling.ingest import forms
+from tvilling.runtime import Runtime
 
 EXAMPLES = int(os.environ.get("TVILLING_FUZZ_EXAMPLES") or 25)
 RANDOM = bool(os.environ.get("TVILLING_FUZZ_RANDOM"))
@@ -86,8 +87,9 @@ class RecordingTransport:
         return None
 
 
-def seed(platform: Platform) -> dict[str, list[Any]]:
-    """The example plant with history, an alarm and a command; returns the ids it created."""
+def seed(platform: Platform) -> tuple[dict[str, list[Any]], CommandService]:
+    """The example plant with history, an alarm and a command; returns the ids it created and the
+    command service (for the app's runtime)."""
     platform.models.add(plant_documents())
     platform.twins.put("L1", {"model": LINE})
     platform.twins.put("M1", {"model": MACHINE, "reported": {"state": "running"}})
@@ -105,10 +107,10 @@ def seed(platform: Platform) -> dict[str, list[Any]]:
     alarm = AlarmService(platform.alarm_store).trigger(
         twin="B2", model=BEARING, rule="bearing-hot", severity="major", message="B2: hot", prop="temperature",
         value=95.0, now=datetime.now(UTC), parents=[("M1", MACHINE)])
-    platform.commands = CommandService(platform.twins, platform.command_store, RecordingTransport(),
-                                       timeout_s=3600, retries=0)
-    record = asyncio.run(platform.commands.invoke("M1", "setSpeed", 900.0))
-    return {"alarm_id": [alarm.id], "command_id": [record.id]}
+    commands = CommandService(platform.twins, platform.command_store, RecordingTransport(),
+                              timeout_s=3600, retries=0)
+    record = asyncio.run(commands.invoke("M1", "setSpeed", 900.0))
+    return {"alarm_id": [alarm.id], "command_id": [record.id]}, commands
 
 
 def _document() -> dict[str, Any]:
@@ -128,8 +130,9 @@ SCHEMA = schemathesis.openapi.from_dict(_document(), config=schemathesis.Config.
 def fuzz_app() -> Iterator[Any]:
     """A fresh seeded app per operation (its examples share it); Schemathesis runs its lifespan."""
     platform = build_platform(_settings())
-    KNOWN.update(seed(platform))  # this platform's alarm and command ids, for the hooks below
-    app = create_app(platform=platform)
+    known, commands = seed(platform)
+    KNOWN.update(known)  # this platform's alarm and command ids, for the hooks below
+    app = create_app(runtime=Runtime(platform, commands=commands))
     try:
         yield app
     finally:

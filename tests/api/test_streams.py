@@ -24,9 +24,8 @@ from tvilling.config import Settings
 from tvilling.core.errors import Invalid, Malformed, Unavailable
 from tvilling.core.events import TWIN_PATCHED, Event
 from tvilling.models.builtin import builtin_documents
-from tvilling.twins.changes import (
+from tvilling.streams import (
     ChangeHub,
-    EventFeedSource,
     Filter,
     SlowConsumer,
     decode_cursor,
@@ -34,6 +33,7 @@ from tvilling.twins.changes import (
     find_head,
     parse_filter,
 )
+from tvilling.twins.feed import EventFeedSource
 
 
 def run(coro: Any, timeout: float = 20.0) -> Any:
@@ -411,7 +411,7 @@ def test_streams_answer_503_when_the_hub_is_not_running():
     from fastapi.testclient import TestClient
 
     from tvilling.api.app import create_app
-    from tvilling.twins.changes import hub_for
+    from tvilling.runtime import hub_for
 
     p = build_platform(Settings(store="memory"))
     app = create_app(platform=p)

@@ -262,20 +262,27 @@ def test_driver_restart_resumes_without_duplicates(tmp_path) -> None:
     p.close()
 
 
-def test_driver_thread_start_stop_and_bad_rules(tmp_path) -> None:
+def test_driver_runs_on_the_loop_until_cancelled_and_bad_rules(tmp_path) -> None:
+    import asyncio
+
     p = make_plant(Settings(store="memory", alarm_rules=RULES))
     d = build_driver(p)
-    d.start(interval=0.01)
-    try:
-        report(p, "B1", 0, temperature=96.0)
-        import time
 
-        deadline = time.monotonic() + 10
-        while not alarms(p) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        d.stop()
+    async def main() -> None:
+        task = asyncio.create_task(d.run(interval=0.01))
+        try:
+            await asyncio.to_thread(report, p, "B1", 0, temperature=96.0)
+            deadline = asyncio.get_running_loop().time() + 10
+            while not alarms(p) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(main())
     assert {a["twin"] for a in alarms(p)} == {"B1", "M1", "L1"}
+    assert p.alarm_store.cursor("engine") == d.position > 0  # its position is saved as it goes
     with pytest.raises(Invalid, match="bad"):
         build_driver(make_plant(Settings(store="memory", alarm_rules=[{"name": "bad", "kind": "threshold"}])))
     p.close()

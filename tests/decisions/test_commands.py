@@ -19,6 +19,7 @@ from tvilling.decisions.lifecycle import ACKNOWLEDGED, FAILED, PENDING, SENT, SU
 from tvilling.decisions.store import MemoryCommandStore
 from tvilling.decisions.transport import OpcUaTransport, device_status
 from tvilling.models.builtin import builtin_documents
+from tvilling.runtime import Runtime
 
 from .conftest import CallingTransport, Clock, FakeTransport
 
@@ -293,6 +294,7 @@ def test_the_api_lists_declared_commands_with_or_without_a_transport(careful_pla
         missing = client.get("/api/twins/nope/commands")
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
         assert client.post("/api/twins/line-1-m02/commands/stop").status_code == 503
-        careful_platform.commands = CommandService(  # type: ignore[attr-defined]
-            careful_platform.twins, MemoryCommandStore(), FakeTransport())
+    commands = CommandService(careful_platform.twins, MemoryCommandStore(), FakeTransport())
+    app = create_app(runtime=Runtime(careful_platform, commands=commands))  # a runtime that reaches the devices
+    with TestClient(app) as client:
         assert client.get("/api/twins/line-1-m02/commands").json()["available"] is True

@@ -171,7 +171,7 @@ def test_run_reacts_to_notify_without_waiting_for_the_interval(h: Harness) -> No
 
 def test_items_carry_the_model_and_reach_the_hub_source(h: Harness) -> None:
     from tvilling.decisions.feed import CommandFeedSource
-    from tvilling.twins.changes import Filter, Source
+    from tvilling.streams import Filter, Source
 
     h.platform.twins.patch("M1", {"desired": {"speedSetpoint": 900.0}})
     h.step(0)

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
 from tvilling.api.openapi import problems
+from tvilling.api.principal import principal
 from tvilling.core.errors import Invalid, Unavailable
 from tvilling.decisions.commands import CommandService, describe_commands
 from tvilling.decisions.lifecycle import STATUSES
@@ -34,12 +35,19 @@ _BODY_DOC = {"requestBody": {"required": False, "content": {"application/json": 
     "description": "the command's request value, or {\"request\": value, \"timeout_s\": seconds}"}}}}}
 
 
+def command_service(request: Request) -> CommandService | None:
+    """The runtime's command service (``None``: nothing reaches the devices)."""
+    runtime = getattr(request.app.state, "runtime", None)
+    return None if runtime is None else runtime.commands
+
+
 def service(request: Request) -> CommandService:
-    svc = getattr(request.app.state.platform, "commands", None)
+    """The command service, or ``Unavailable`` (503) saying how to start a server that has one."""
+    svc = command_service(request)
     if svc is None:
         raise Unavailable("commands need a way to reach the devices, and this server has none: start it with "
                           "--broker mqtt://HOST:PORT (or --opcua FILE)", rule="not_configured")
-    return svc  # type: ignore[no-any-return]
+    return svc
 
 
 def split_body(body: Any) -> tuple[Any, Any]:
@@ -60,7 +68,7 @@ async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
     svc = service(request)
     body = await read_json(request) if await _has_body(request) else None
     command, timeout_s = split_body(body)
-    actor = request.headers.get("x-tvilling-actor", "api")[:128]
+    actor = principal(request).actor
     record = await svc.invoke(twin_id, name, command, actor=actor, timeout_s=timeout_s)
     return JSONResponse(record.to_json(), status_code=202, headers={"Location": f"/api/commands/{record.id}"})
 
@@ -71,7 +79,7 @@ async def declared_commands(request: Request, twin_id: str) -> dict[str, Any]:
     """Model information only: answers without a command transport too (sending needs one)."""
     twins = request.app.state.platform.twins
     out: dict[str, Any] = await run_in_threadpool(describe_commands, twins, twin_id)
-    out["available"] = getattr(request.app.state.platform, "commands", None) is not None
+    out["available"] = command_service(request) is not None
     return out
 
 

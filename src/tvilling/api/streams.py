@@ -80,7 +80,7 @@ from starlette.types import Message, Receive, Scope, Send
 from tvilling.api.errors import problem
 from tvilling.api.openapi import problems
 from tvilling.core.errors import Malformed, TvillingError, Unavailable
-from tvilling.twins.changes import Change, ChangeHub, SlowConsumer, Subscription, parse_filter
+from tvilling.streams import Change, ChangeHub, SlowConsumer, Subscription, parse_filter
 
 router = APIRouter(tags=["streams"])
 

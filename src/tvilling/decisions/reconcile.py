@@ -21,7 +21,6 @@ given-up twins may be tried again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from tvilling.core.twin import Twin
 from tvilling.decisions.lifecycle import iso
 from tvilling.decisions.store import CommandStore
 from tvilling.decisions.transport import CommandTransport
+from tvilling.streams.waiting import wait_set
 from tvilling.twins.service import TwinService
 
 log = logging.getLogger("tvilling.decisions.reconcile")
@@ -153,8 +153,7 @@ class DesiredReconciler:
                 await self.run_once()
             except Exception:
                 log.exception("reconciliation pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval_s)
+            await wait_set(self._wake, interval_s)
 
     @property
     def tracked(self) -> int:
