@@ -39,6 +39,22 @@ def rows_of(readings: Readings, mask: npt.NDArray[np.bool_], inputs: Sequence[st
     return ts.astype(np.int64), X
 
 
+def new_rows(ts: IntArray, X: FloatArray, last: FloatArray | None,
+             seen: int | None) -> tuple[IntArray, FloatArray, FloatArray | None]:
+    """The rows after ``seen`` (the newest timestamp already scored), filled forward from ``last``.
+
+    State moves forward only: rows at or before ``seen`` arrived late and are left out. Returns the
+    rows and the new last (filled) row; that is None, and no row is returned, when none is newer.
+    """
+    if seen is not None:
+        newer = ts > seen
+        ts, X = ts[newer], X[newer]
+    if not ts.size:
+        return ts, X, None
+    X = ffill(X, last)
+    return ts, X, X[-1].copy()
+
+
 def history_rows(history: Any, twin: str, inputs: Sequence[str], start_us: int, end_us: int) -> tuple[IntArray,
                                                                                                       FloatArray]:
     """A twin's stored readings of ``inputs`` in ``[start_us, end_us)`` as filled-forward rows."""

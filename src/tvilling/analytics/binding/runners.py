@@ -75,11 +75,15 @@ class Drift:
 
 @dataclass
 class Runner(ABC):
+    """One analytic's online state for one scope (a twin, or the fleet ``*``): its fitted model (None while
+    it learns), the registry version that model is (None until registered), drift, training buffer."""
+
     spec: AnalyticSpec
     scope: str
     version: int | None = None
     model: Any = None
     drift: Drift | None = None
+    drifting: bool = False  # what the last drift report said (a change is kept with the version)
     _buffer: list[FloatArray] = field(default_factory=list)
     _buffer_ts: list[IntArray] = field(default_factory=list)
 
@@ -452,6 +456,7 @@ def _layout(row: FloatArray) -> FloatArray:
 
 
 def make_runner(spec: AnalyticSpec, scope: str) -> Runner:
+    """A fresh (unfitted) runner of ``spec``'s method for ``scope``."""
     if spec.method in ("mewma", "univariate"):
         return AnomalyRunner(spec, scope)
     if spec.method == "rul-trend":
