@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
+from tvilling.api.principal import principal
 from tvilling.core.errors import Invalid
 from tvilling.decisions.alarms.record import SEVERITIES, STATES
 from tvilling.decisions.alarms.service import AlarmService
@@ -109,7 +110,7 @@ async def shelve(request: Request) -> JSONResponse:
     actor = body.get("actor")
     if actor is not None and not isinstance(actor, str):
         raise Invalid("actor must be a string", field="actor", rule="type")
-    who = (actor or request.headers.get("x-tvilling-actor", "api"))[:128]
+    who = (actor or principal(request).actor)[:128]
     twins = request.app.state.platform.twins
     svc = service(request)
 
@@ -171,7 +172,7 @@ async def clear(request: Request, alarm_id: str) -> dict[str, Any]:
 
 
 async def _step_body(request: Request, allowed: tuple[str, ...] = ("actor", "note")) -> tuple[str, str | None]:
-    actor = request.headers.get("x-tvilling-actor", "api")[:128]
+    actor = principal(request).actor
     length = request.headers.get("content-length")
     has_body = (length is not None and length.strip() != "0") or \
         "chunked" in request.headers.get("transfer-encoding", "").lower()

@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import if_match, read_json
 from tvilling.api.openapi import IF_MATCH, json_body, problems
+from tvilling.api.principal import principal
 from tvilling.core.errors import Malformed
+from tvilling.core.principal import Principal
 from tvilling.core.twin import Twin
 from tvilling.twins.service import parse_time
 
@@ -125,6 +127,5 @@ def _json(value: Any) -> Response:
     return Response(msgspec.json.encode(value), media_type="application/json")
 
 
-def _actor(request: Request) -> str:
-    actor = request.headers.get("x-tvilling-actor", "api")
-    return actor[:128]
+def _actor(request: Request) -> Principal:
+    return principal(request)

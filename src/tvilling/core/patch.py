@@ -19,15 +19,25 @@ MAX_DEPTH = 16
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """Apply ``patch`` to ``target`` as RFC 7396 says; neither argument is modified."""
-    if not isinstance(patch, Mapping):
+    if type(patch) is not dict and not _is_object(patch):
         return patch
-    result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
+    result: dict[str, Any] = dict(target) if type(target) is dict or _is_object(target) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
-        else:
+        elif type(value) is dict or (not isinstance(value, _LEAVES) and isinstance(value, Mapping)):
             result[key] = merge_patch(result.get(key), value)
+        else:
+            result[key] = value  # a leaf replaces whatever was there (the hot path: no call)
     return result
+
+
+_LEAVES = (str, int, float, list, tuple)
+
+
+def _is_object(value: Any) -> bool:
+    """A JSON object: a dict, or another mapping (checked last: the abstract check is slow)."""
+    return isinstance(value, dict) or (not isinstance(value, _LEAVES) and isinstance(value, Mapping))
 
 
 def diff_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,10 @@ with time, source, quality and flags as metadata), then history. Only then do th
 statistics advance and the transport may acknowledge. A crash in between leads to
 redelivery, never to loss (at worst the state records the same values twice, or a
 reading is stored twice in history).
+
+History's rows may be *written* while the state commits (the embedded store inserts them in
+its own thread, without the GIL, inside a transaction), but its transaction *commits* only
+after the state's: what is durable is still dead letters, then state, then history.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from tvilling.core import events as ev
+from tvilling.core.commands import RecordReported
 from tvilling.core.envelope import Envelope
-from tvilling.core.errors import Conflict
-from tvilling.core.events import Event
+from tvilling.core.principal import Principal
 from tvilling.core.readings import QUALITY_NAMES, Readings, flag_names
 from tvilling.core.twin import Twin
+from tvilling.history.base import Staged
 from tvilling.history.ports import Point
 from tvilling.ingest.clean import NO_TS, CleanSettings, SeriesState, clean, series_ids
 from tvilling.ingest.deadletter import DeadLetter, DeadLetterStore
@@ -40,7 +44,6 @@ from tvilling.models.outputs import OUTPUTS
 from tvilling.models.validate import validate_section
 from tvilling.twins.service import TwinService
 
-MAX_COMMIT_RETRIES = 5
 log = logging.getLogger("tvilling.ingest")
 
 
@@ -86,6 +89,7 @@ class Pipeline:
         self._stale_marked: set[int] = set()
         self.observers: list[Observer] = []
         self.state_hooks: list[Any] = []  # called with each batch right after its state commit (benchmarks)
+        self._principals: dict[str, Principal] = {}
 
     # -- entry points -------------------------------------------------------------------
     def ingest_envelopes(self, envelopes: Sequence[Envelope], *, transport: str = "api",
@@ -156,16 +160,25 @@ class Pipeline:
                                  letters=total.letters + res.letters)
         return total
 
-    def ingest_readings(self, readings: Readings, *, source: str | None = None, transport: str = "replay",
-                        now: datetime | None = None) -> IngestResult:
-        """The columnar fast path (replay, HTTP columnar form): numeric and text readings, validated per series."""
+    def ingest_readings(self, readings: Readings, *, source: str | npt.NDArray[np.object_] | None = None,
+                        transport: str = "replay", now: datetime | None = None) -> IngestResult:
+        """The columnar fast path (replay, HTTP columnar form): numeric and text readings, validated per series.
+
+        ``source`` is the batch's source, or one per reading (an object array as long as the batch).
+        """
         received = now or datetime.now(UTC)
+        if isinstance(source, np.ndarray):
+            if len(source) != len(readings):
+                raise ValueError(f"source holds {len(source)} entries for {len(readings)} readings")
+            src = source
+        else:
+            src = np.full(len(readings), source, dtype=object)
         with self._lock:
             snaps = self.twins.store.get_many(sorted(set(readings.twin.tolist())))
             keep, letters = self._validate_columns(readings, snaps, transport, received)
             if keep is not None:
                 readings = readings.take(keep)
-            src = np.full(len(readings), source, dtype=object)
+                src = src[keep]
             batch = self._prepare(readings, src, snaps, letters, 0, transport, received)
             result, accepted = self._write(batch, transport)
         self._notify(accepted, snaps, transport)
@@ -255,21 +268,38 @@ class Pipeline:
                message_ids: Sequence[tuple[str, str]] = ()) -> tuple[IngestResult, Readings]:
         """Dead letters, then the twins' state (what live readers wait for), then history; the batch counts
         as stored, and the transport acknowledges it, only after all three (a crash in between means
-        redelivery: the state gets the same values again, history gets them for the first time)."""
+        redelivery: the state gets the same values again, history gets them for the first time).
+        History's append is staged first, so that a store able to write the rows during the state
+        commit does; it commits after the state, or is aborted if the state commit fails."""
         if batch.letters:
             self.dead_letters.add(batch.letters)
         accepted, cleaned = batch.accepted, batch.cleaned
-        if len(accepted):
-            self._commit_patches(batch.patches, f"ingest:{transport}", batch.snaps)
-            for hook in self.state_hooks:
-                hook(accepted)
-        if len(accepted) or message_ids:
-            self.history.append(accepted, message_ids=message_ids)  # the ids in the same transaction
+        staged = self._stage(accepted, message_ids) if len(accepted) or message_ids else None
+        try:
+            if len(accepted):
+                self._commit_patches(batch.patches, f"ingest:{transport}", batch.snaps)
+                for hook in self.state_hooks:  # (a hook must not read history: its append holds the store)
+                    hook(accepted)
+        except BaseException:
+            if staged is not None:
+                staged.abort()
+            raise
+        if staged is not None:
+            staged.commit()  # history's transaction commits only now, after the state's (the ids with it)
         cleaned.commit_state()
         self._stale_marked.difference_update(np.unique(cleaned.sid).tolist())
         return IngestResult(accepted=len(accepted), rejected=sum(d.count for d in batch.letters),
                             duplicates=batch.duplicates + cleaned.duplicates, flagged=cleaned.flagged,
                             letters=tuple(batch.letters)), accepted
+
+    def _stage(self, accepted: Readings, message_ids: Sequence[tuple[str, str]]) -> Staged:
+        """History's append of the batch, begun before the state commit where the store can (it writes the
+        rows in its own thread meanwhile), committed after it; else the whole append at commit."""
+        stage = getattr(self.history, "stage", None)
+        if stage is not None:
+            staged: Staged = stage(accepted, message_ids=message_ids)
+            return staged
+        return Staged(lambda: self.history.append(accepted, message_ids=message_ids))
 
     def _patches(self, r: Readings, source: npt.NDArray[np.object_], newest: npt.NDArray[np.bool_],
                  snaps: Mapping[str, Twin]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -296,31 +326,17 @@ class Pipeline:
 
     def _commit_patches(self, patches: Mapping[str, tuple[dict[str, Any], dict[str, Any]]], actor: str,
                         snaps: Mapping[str, Twin] | None = None) -> None:
-        """One event per twin; ``snaps`` (read for this batch already) are re-read only after a conflict."""
-        pending = dict(patches)
-        store = self.twins.store
-        if snaps is None:
-            snaps = store.get_many(sorted(pending))
-        for _ in range(MAX_COMMIT_RETRIES):
-            now = datetime.now(UTC)
-            events = []
-            for twin_id, (reported, meta) in pending.items():
-                snap = snaps.get(twin_id)
-                if snap is None:
-                    continue  # deleted meanwhile: its readings stay in history
-                payload: dict[str, Any] = {"metadata": meta}
-                if reported:
-                    payload["reported"] = reported
-                events.append(Event(twin=twin_id, revision=snap.revision + 1, time=now, actor=actor,
-                                    type=ev.TWIN_PATCHED, payload=payload))
-            if not events:
-                return
-            try:
-                store.commit(events)
-                return
-            except Conflict:
-                snaps = store.get_many(sorted(pending))
-        raise Conflict(f"twin state kept changing under ingest ({MAX_COMMIT_RETRIES} tries)", rule="contention")
+        """One event per twin, through the twin service's one write path (``snaps``: the batch's twins, just read)."""
+        commands = [RecordReported(twin=twin_id, reported=reported, metadata=meta)
+                    for twin_id, (reported, meta) in patches.items()]
+        if commands:
+            self.twins.execute(commands, self._principal(actor), known=snaps, states=False)
+
+    def _principal(self, actor: str) -> Principal:
+        principal = self._principals.get(actor)
+        if principal is None:
+            principal = self._principals[actor] = Principal.system(actor)
+        return principal
 
     def _validate_columns(self, r: Readings, snaps: Mapping[str, Twin], transport: str,
                           received: datetime) -> tuple[npt.NDArray[np.int64] | None, list[DeadLetter]]:

@@ -4,7 +4,7 @@ Each item is ``{"id", "model", "attributes"?, "reported"?, "desired"?, "relation
 [{"id", "name", "target", "properties"?}]}``. A relationship's target must exist already
 or come earlier in the import (import leaves before the twins that point at them).
 A batch is atomic: when any item of it is invalid, nothing of that batch is stored and
-the error names the item.
+the error names the item. Each batch is one call of the twin service's write path.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tvilling.core import events as ev
+from tvilling.core.commands import Command, CreateTwin, SetRelationship
 from tvilling.core.errors import Conflict, Invalid, TvillingError
-from tvilling.core.events import Event
 from tvilling.core.ids import check_twin_id
-from tvilling.core.patch import check_json
-from tvilling.models.modelset import ResolvedModel
-from tvilling.models.validate import validate_relationship, validate_section
+from tvilling.core.principal import Principal
 from tvilling.twins.service import TwinService
+
+ITEM_KEYS = frozenset({"id", "model", "attributes", "reported", "desired", "relationships"})
 
 
 def import_twins(
@@ -28,7 +27,7 @@ def import_twins(
     items: Iterable[Mapping[str, Any]],
     *,
     batch_size: int = 10_000,
-    actor: str = "import",
+    actor: Principal | str = "import",
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Create every twin of ``items``; returns how many were created."""
@@ -48,85 +47,67 @@ def import_twins(
     return total
 
 
-def _commit_batch(service: TwinService, batch: list[Mapping[str, Any]], actor: str, offset: int) -> int:
+def _commit_batch(service: TwinService, batch: list[Mapping[str, Any]], actor: Principal | str, offset: int) -> int:
     now = datetime.now(UTC)
-    batch_models: dict[str, str] = {}
-    wanted_targets: set[str] = set()
-    for item in batch:
-        for rel in item.get("relationships") or ():
-            if isinstance(rel, Mapping) and isinstance(rel.get("target"), str):
-                wanted_targets.add(rel["target"])
-    for item in batch:
-        if isinstance(item, Mapping) and isinstance(item.get("id"), str):
-            batch_models[item["id"]] = str(item.get("model"))
-    stored = service.store.get_many(sorted(wanted_targets - set(batch_models)))
-    target_models = {**{k: t.model for k, t in stored.items()}, **batch_models}
-    events: list[Event] = []
-    usable: dict[str, ResolvedModel] = {}  # each model checked once a batch
-
-    def model_for(model_id: str, twin_id: str) -> ResolvedModel:
-        if model_id not in usable:
-            usable[model_id] = service.models.ensure_usable(model_id, twin_id)
-        return usable[model_id]
-
+    who = Principal.of(actor)
+    stamp = {"time": now.isoformat().replace("+00:00", "Z"), "quality": "good", "source": who.actor}
+    commands: list[Command] = []
+    item_of: list[int] = []  # per command, the item (1-based, over the whole import) it came from
     for n, item in enumerate(batch):
         try:
-            events.extend(_events_for(service, item, target_models, now, actor, model_for))
+            made = _commands_for(item, stamp)
         except TvillingError as exc:
-            where = f"item {offset + n + 1}"
-            exc.fields.setdefault("item", offset + n + 1)
-            exc.message = f"{where}: {exc.message}"
-            exc.args = (exc.message,)
-            raise
+            raise _at_item(exc, offset + n + 1) from None
+        commands.extend(made)
+        item_of.extend([offset + n + 1] * len(made))
     try:
-        service.store.commit(events)
+        service.execute(commands, who)
     except Conflict as exc:
+        if "index" in vars(exc) and exc.fields.get("rule") == "exists":
+            raise _at_item(exc, item_of[vars(exc)["index"]]) from None
         raise Conflict(f"import batch starting at item {offset + 1}: {exc.message}", **exc.fields) from exc
+    except TvillingError as exc:
+        if "index" in vars(exc):
+            raise _at_item(exc, item_of[vars(exc)["index"]]) from None
+        raise
     return len(batch)
 
 
-def _events_for(service: TwinService, item: Mapping[str, Any], target_models: Mapping[str, str],
-                now: datetime, actor: str, model_for: Callable[[str, str], ResolvedModel]) -> list[Event]:
+def _at_item(exc: TvillingError, item: int) -> TvillingError:
+    exc.fields.setdefault("item", item)
+    exc.message = f"item {item}: {exc.message}"
+    exc.args = (exc.message,)
+    return exc
+
+
+def _commands_for(item: Mapping[str, Any], stamp: dict[str, Any]) -> list[Command]:
+    """The twin's creation and its relationships, checked for shape (values are checked by the service)."""
     if not isinstance(item, Mapping):
         raise Invalid("each item must be a JSON object", rule="type")
     twin_id = check_twin_id(item.get("id"))  # type: ignore[arg-type]
-    extra = sorted(set(item) - {"id", "model", "attributes", "reported", "desired", "relationships"})
+    extra = sorted(set(item) - ITEM_KEYS)
     if extra:
         raise Invalid(f"twin {twin_id!r}: unknown key(s) {extra}", twin=twin_id, field=extra[0], rule="unknown_key")
     model_id = item.get("model")
     if not isinstance(model_id, str):
         raise Invalid(f"twin {twin_id!r}: 'model' is required", twin=twin_id, field="model", rule="required")
-    model = model_for(model_id, twin_id)
-    payload: dict[str, Any] = {"model": model_id, "metadata": {}}
-    attrs = item.get("attributes") or {}
-    check_json(attrs, field="attributes")
-    payload["attributes"] = dict(attrs)
-    stamp = {"time": now.isoformat().replace("+00:00", "Z"), "quality": "good", "source": actor}
-    for section in ("reported", "desired"):
+    sections: dict[str, dict[str, Any]] = {}
+    for section in ("attributes", "reported", "desired"):
         values = item.get(section) or {}
         if not isinstance(values, Mapping):
             raise Invalid(f"twin {twin_id!r}: '{section}' must be an object", twin=twin_id, field=section,
                           rule="type")
-        check_json(values, field=section)
-        clean = {k: v for k, v in validate_section(model, service.models.modelset, twin_id, section,
-                                                   values).items() if v is not None}
-        payload[section] = clean
-        payload["metadata"][section] = {k: stamp for k in clean}
-    out = [Event(twin=twin_id, revision=1, time=now, actor=actor, type=ev.TWIN_CREATED, payload=payload)]
-    counts: dict[str, int] = {}
+        sections[section] = dict(values)
+    out: list[Command] = [CreateTwin(twin=twin_id, model=model_id, stamp=stamp, attributes=sections["attributes"],
+                                     reported=sections["reported"], desired=sections["desired"])]
     for rel in item.get("relationships") or ():
         if not isinstance(rel, Mapping) or not all(isinstance(rel.get(k), str) for k in ("id", "name", "target")):
             raise Invalid(f"twin {twin_id!r}: a relationship needs 'id', 'name' and 'target' strings",
                           twin=twin_id, field="relationships", rule="required")
-        target_model = target_models.get(rel["target"])
-        if target_model is None:
-            raise Invalid(f"twin {twin_id!r}: relationship {rel['id']!r} targets {rel['target']!r}, which does "
-                          "not exist (import targets first)", twin=twin_id,
-                          field=f"relationships.{rel['id']}.target", rule="target_exists")
-        props = validate_relationship(service.models.modelset, model_id, twin_id, rel["name"], rel["target"],
-                                      target_model, rel.get("properties") or {}, counts.get(rel["name"], 0))
-        counts[rel["name"]] = counts.get(rel["name"], 0) + 1
-        out.append(Event(twin=twin_id, revision=len(out) + 1, time=now, actor=actor, type=ev.RELATIONSHIP_SET,
-                         payload={"id": rel["id"], "name": rel["name"], "target": rel["target"],
-                                  "properties": dict(props)}))
+        props = rel.get("properties") or {}
+        if not isinstance(props, Mapping):
+            raise Invalid(f"twin {twin_id!r}: relationship {rel['id']!r}: 'properties' must be an object",
+                          twin=twin_id, field=f"relationships.{rel['id']}.properties", rule="type")
+        out.append(SetRelationship(twin=twin_id, id=rel["id"], name=rel["name"], target=rel["target"],
+                                   properties=dict(props)))
     return out

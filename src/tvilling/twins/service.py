@@ -9,18 +9,45 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, NamedTuple
+
+import msgspec
 
 from tvilling.core import events as ev
-from tvilling.core.errors import Conflict, Invalid, Malformed, NotFound, PreconditionFailed, TooLarge
+from tvilling.core.commands import (
+    Command,
+    CreateTwin,
+    DeleteRelationship,
+    DeleteTwin,
+    MigrateTwin,
+    PatchTwin,
+    PutTwin,
+    RecordReported,
+    SetDesired,
+    SetRelationship,
+)
+from tvilling.core.decide import decide, stale
+from tvilling.core.errors import (
+    Conflict,
+    Invalid,
+    Malformed,
+    NotFound,
+    PreconditionFailed,
+    TooLarge,
+    TvillingError,
+)
 from tvilling.core.events import Event, apply, fold
 from tvilling.core.ids import check_twin_id
 from tvilling.core.patch import check_json
+from tvilling.core.principal import Principal
 from tvilling.core.twin import Relationship, Twin
+from tvilling.models.modelset import ResolvedModel
 from tvilling.models.service import ModelRegistry
 from tvilling.models.validate import migration_report, validate_relationship, validate_section
+from tvilling.twins.hooks import OpenHooks, WriteHooks
 from tvilling.twins.ports import Page, TwinStore
 from tvilling.twins.query import Query, parse_query
 
@@ -29,15 +56,24 @@ PATCH_KEYS = frozenset({"attributes", "reported", "desired", "source", "quality"
 QUALITIES = frozenset({"good", "uncertain", "bad"})
 MAX_RETRIES = 25
 HISTORY_PAGE = 10_000
+EAGER_REVISIONS = 8  # batches this small look up deleted twins' last revisions before the first try
+
+
+class Executed(NamedTuple):
+    """What a batch of commands did: the stored events (feed positions set) and each twin's state after."""
+
+    events: list[Event]
+    states: dict[str, Twin | None]
 
 
 class TwinService:
     """Create, read, patch, relate, query and time-travel twins."""
 
     def __init__(self, store: TwinStore, models: ModelRegistry, *, default_limit: int = 100,
-                 max_limit: int = 1000) -> None:
+                 max_limit: int = 1000, hooks: WriteHooks | None = None) -> None:
         self.store = store
         self.models = models
+        self.hooks: WriteHooks = hooks if hooks is not None else OpenHooks()
         self.default_limit = default_limit
         self.max_limit = max_limit
 
@@ -98,8 +134,78 @@ class TwinService:
         )
         return self.store.query(Query(steps=steps, limit=q.limit, after=q.after))
 
-    # -- writes ---------------------------------------------------------------------------
-    def put(self, twin_id: str, body: Mapping[str, Any], *, actor: str = "api",
+    # -- writes: the one path ---------------------------------------------------------------
+    def execute(self, commands: Sequence[Command], actor: Principal | str = "api", *,
+                known: Mapping[str, Twin] | None = None, states: bool = True) -> Executed:
+        """Check, decide and commit a batch of commands atomically; the ONLY caller of the store's commit.
+
+        For every batch, from every caller: the hooks authorise (before deciding), guard (before
+        committing) and audit (after). Values are checked against each twin's model (except
+        :class:`~tvilling.core.commands.RecordReported`, whose values the ingest stages checked
+        per series). When another writer commits first, the batch is decided again on the new
+        state — unless a command carries ``if_match``, which then fails (``PreconditionFailed``).
+        An error in one command fails the batch; it carries the command's place as ``index``.
+        ``known`` are the live twins among the batch's the caller has just read (the first try
+        uses them instead of reading again: the ingest pipeline's batches). ``states=False``
+        leaves the twins' new states out of the result (the store folds them anyway).
+        """
+        principal = Principal.of(actor)
+        if not commands:
+            return Executed([], {})
+        ids = list(dict.fromkeys(c.twin for c in commands))
+        targets = sorted({c.target for c in commands if isinstance(c, SetRelationship)} - set(ids))
+        conditional = [c for c in commands if c.if_match is not None]
+        again = {t for t, n in Counter(c.twin for c in commands).items() if n > 1}  # later commands see earlier
+        last: dict[str, int] = {}
+        for attempt in range(MAX_RETRIES):
+            _backoff(attempt)
+            read = known if attempt == 0 and known is not None and not targets else self.store.get_many(ids + targets)
+            current: dict[str, Twin | None] = {t: read.get(t) for t in ids}
+            if attempt or len(ids) <= EAGER_REVISIONS:  # a deleted twin's log goes on: creates continue its count
+                last = {t: self.store.last_revision(t) for t in ids if current[t] is None
+                        and any(c.twin == t and isinstance(c, CreateTwin | PutTwin) for c in commands)}
+            self.hooks.authorize(principal, commands, current)
+            checked = _Checker(self, read, current)
+            when = _now()
+            events: list[Event] = []
+            for i, command in enumerate(commands):
+                state = current.get(command.twin)
+                try:
+                    decided = decide(state, checked(command, state), actor=principal.actor, time=when,
+                                     last_revision=last.get(command.twin, 0))
+                except TvillingError as exc:
+                    exc.index = i  # type: ignore[attr-defined]
+                    raise
+                if decided:
+                    if states or command.twin in again:
+                        for e in decided:
+                            state = apply(state, e)
+                        current[command.twin] = state
+                    last[command.twin] = decided[-1].revision
+                events.extend(decided)
+            if not events:
+                return Executed([], current)
+            self.hooks.guard(principal, commands, events)
+            try:
+                stored = self.store.commit(events)
+            except Conflict as exc:
+                if exc.fields.get("rule") not in (None, "stale_revision", "exists"):
+                    raise
+                for c in conditional:
+                    actual = self.store.last_revision(c.twin)
+                    if c.if_match is not None and actual != c.if_match:
+                        raise stale(c.twin, c.if_match, actual) from exc
+                if conditional:
+                    raise Conflict(f"twin {conditional[0].twin!r} was changed by someone else at the same time; "
+                                   "read it and retry", twin=conditional[0].twin, rule="stale_revision") from exc
+                continue
+            self.hooks.audit(principal, commands, stored)
+            return Executed(stored, current if states else {})
+        raise Conflict(f"twin {ids[0]!r} changed {MAX_RETRIES} times while writing; try again", twin=ids[0],
+                       rule="contention")
+
+    # -- writes: the request forms of the API and CLI -------------------------------------
+    def put(self, twin_id: str, body: Mapping[str, Any], *, actor: Principal | str = "api",
             if_match: int | None = None, create_only: bool = False) -> tuple[Twin, bool]:
         """Create the twin, or replace its state; returns (twin, created).
 
@@ -116,42 +222,24 @@ class TwinService:
         if not isinstance(model_id, str):
             raise Invalid(f"twin {twin_id!r}: 'model' (a DTMI) is required", twin=twin_id, field="model",
                           rule="required")
-        model = self.models.ensure_usable(model_id, twin_id)
-        when, source, quality = self._provenance(twin_id, body)
-        payload: dict[str, Any] = {"model": model_id, "metadata": {}}
-        attributes = _object(body.get("attributes"), twin_id, "attributes")
-        check_json(attributes, field="attributes")
-        payload["attributes"] = attributes
-        for section in ("reported", "desired"):
-            values = _object(body.get(section), twin_id, section)
-            check_json(values, field=section)
-            clean = validate_section(model, self.models.modelset, twin_id, section, values)
-            clean = {k: v for k, v in clean.items() if v is not None}
-            payload[section] = clean
-            payload["metadata"][section] = _meta(clean, when, source, quality)
-        last = self.store.last_revision(twin_id)
+        stamp = self._provenance(twin_id, body)
+        kind = CreateTwin if create_only else PutTwin
+        command = kind(twin=twin_id, if_match=if_match, model=model_id, stamp=stamp,
+                       attributes=_object(body.get("attributes"), twin_id, "attributes"),
+                       reported=_object(body.get("reported"), twin_id, "reported"),
+                       desired=_object(body.get("desired"), twin_id, "desired"))
         try:
-            current = self.store.get(twin_id)
-        except NotFound:
-            current = None
-        if create_only and current is not None:
-            raise PreconditionFailed(f"twin {twin_id!r} exists already (If-None-Match: *)", twin=twin_id,
-                                     revision=current.revision, rule="if_none_match")
-        if if_match is not None and (current is None or current.revision != if_match):
-            raise _stale(twin_id, if_match, 0 if current is None else current.revision)
-        kind = ev.TWIN_CREATED if current is None else ev.TWIN_REPLACED
-        if current is not None and current.model != model_id:
-            raise Conflict(
-                f"twin {twin_id!r} has model {current.model}; change it with a migration, not a replace",
-                twin=twin_id, field="model", rule="model_change",
-            )
-        event = Event(twin=twin_id, revision=last + 1, time=_now(), actor=actor, type=kind, payload=payload)
-        self._commit(event, if_match)
-        state = apply(current, event)
+            done = self.execute([command], actor)
+        except Conflict as exc:
+            if create_only and exc.fields.get("rule") == "exists":
+                raise PreconditionFailed(f"twin {twin_id!r} exists already (If-None-Match: *)", twin=twin_id,
+                                         revision=exc.fields.get("revision"), rule="if_none_match") from None
+            raise
+        state = done.states[twin_id]
         assert state is not None  # a create/replace always yields a twin
-        return state, current is None
+        return state, done.events[0].type == ev.TWIN_CREATED
 
-    def patch(self, twin_id: str, body: Mapping[str, Any], *, actor: str = "api",
+    def patch(self, twin_id: str, body: Mapping[str, Any], *, actor: Principal | str = "api",
               if_match: int | None = None) -> Twin:
         """Apply a merge patch of attributes/reported/desired, validated against the model."""
         check_twin_id(twin_id)
@@ -163,57 +251,20 @@ class TwinService:
                 f"twin {twin_id!r}: a patch may hold {sorted(PATCH_KEYS)}, not {extra}",
                 twin=twin_id, field=extra[0], rule="unknown_key",
             )
-        when, source, quality = self._provenance(twin_id, body)
-        for attempt in range(MAX_RETRIES):
-            _backoff(attempt)
-            twin = self.get(twin_id)
-            if if_match is not None and twin.revision != if_match:
-                raise _stale(twin_id, if_match, twin.revision)
-            model = self.models.resolve(twin.model)
-            payload: dict[str, Any] = {}
-            meta: dict[str, Any] = {}
-            if "attributes" in body:
-                attrs = _object(body["attributes"], twin_id, "attributes")
-                check_json(attrs, field="attributes")
-                payload["attributes"] = attrs
-            for section in ("reported", "desired"):
-                if section in body:
-                    values = _object(body[section], twin_id, section)
-                    check_json(values, field=section)
-                    clean = validate_section(model, self.models.modelset, twin_id, section, values)
-                    payload[section] = clean
-                    meta[section] = _meta(clean, when, source, quality)
-            if meta:
-                payload["metadata"] = meta
-            if not payload:
-                return twin  # nothing to change: no new revision
-            event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                          type=ev.TWIN_PATCHED, payload=payload)
-            if self._commit(event, if_match, retry=True):
-                state = apply(twin, event)
-                assert state is not None
-                return state
-        raise Conflict(f"twin {twin_id!r} changed {MAX_RETRIES} times while patching; try again",
-                       twin=twin_id, rule="contention")
+        stamp = self._provenance(twin_id, body)
+        sections = {k: _object(body[k], twin_id, k) for k in ("attributes", "reported", "desired") if k in body}
+        done = self.execute([PatchTwin(twin=twin_id, if_match=if_match, stamp=stamp, **sections)], actor)
+        state = done.states.get(twin_id)
+        if state is None:
+            raise NotFound(f"twin {twin_id!r} does not exist", twin=twin_id)
+        return state
 
-    def delete(self, twin_id: str, *, actor: str = "api", if_match: int | None = None) -> None:
-        twin = self.get(twin_id)
-        if if_match is not None and twin.revision != if_match:
-            raise _stale(twin_id, if_match, twin.revision)
-        incoming = self.store.incoming(twin_id)
-        if incoming:
-            names = ", ".join(f"{src}/{rel.id}" for src, rel in incoming[:5])
-            raise Conflict(
-                f"twin {twin_id!r} is the target of {len(incoming)} relationship(s) ({names}); "
-                "delete them first",
-                twin=twin_id, rule="has_incoming", relationships=[f"{s}/{r.id}" for s, r in incoming],
-            )
-        event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                      type=ev.TWIN_DELETED, payload={})
-        self._commit(event, if_match)
+    def delete(self, twin_id: str, *, actor: Principal | str = "api", if_match: int | None = None) -> None:
+        self.execute([DeleteTwin(twin=check_twin_id(twin_id), if_match=if_match)], actor)
 
     def set_relationship(self, twin_id: str, rel_id: str, body: Mapping[str, Any], *,
-                         actor: str = "api", if_match: int | None = None) -> Relationship:
+                         actor: Principal | str = "api", if_match: int | None = None) -> Relationship:
+        check_twin_id(twin_id)
         check_twin_id(rel_id, field="relationship id")
         if not isinstance(body, Mapping):
             raise Malformed("a relationship must be a JSON object", twin=twin_id)
@@ -231,90 +282,49 @@ class TwinService:
                           rule="required")
         check_twin_id(target_id, field="target")
         props = _object(body.get("properties"), twin_id, "properties")
-        check_json(props, field="properties")
-        for attempt in range(MAX_RETRIES):
-            _backoff(attempt)
-            twin = self.get(twin_id)
-            if if_match is not None and twin.revision != if_match:
-                raise _stale(twin_id, if_match, twin.revision)
-            try:
-                target = self.store.get(target_id)
-            except NotFound:
-                raise Invalid(
-                    f"twin {twin_id!r}: relationship {rel_id!r} targets twin {target_id!r}, which does not exist",
-                    twin=twin_id, field=f"relationships.{rel_id}.target", rule="target_exists",
-                ) from None
-            same_name = sum(1 for r in twin.relationships.values() if r.name == name and r.id != rel_id)
-            clean = validate_relationship(self.models.modelset, twin.model, twin_id, name, target_id,
-                                          target.model, props, same_name)
-            rel = Relationship(id=rel_id, name=name, target=target_id, properties=dict(clean))
-            event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                          type=ev.RELATIONSHIP_SET,
-                          payload={"id": rel_id, "name": name, "target": target_id,
-                                   "properties": rel.properties})
-            if self._commit(event, if_match, retry=True):
-                return rel
-        raise Conflict(f"twin {twin_id!r} changed {MAX_RETRIES} times; try again", twin=twin_id,
-                       rule="contention")
+        done = self.execute([SetRelationship(twin=twin_id, if_match=if_match, id=rel_id, name=name,
+                                             target=target_id, properties=props)], actor)
+        state = done.states[twin_id]
+        assert state is not None
+        return state.relationships[rel_id]
 
-    def delete_relationship(self, twin_id: str, rel_id: str, *, actor: str = "api",
+    def delete_relationship(self, twin_id: str, rel_id: str, *, actor: Principal | str = "api",
                             if_match: int | None = None) -> None:
-        for attempt in range(MAX_RETRIES):
-            _backoff(attempt)
-            twin = self.get(twin_id)
-            if if_match is not None and twin.revision != if_match:
-                raise _stale(twin_id, if_match, twin.revision)
-            if rel_id not in twin.relationships:
-                raise NotFound(f"twin {twin_id!r} has no relationship {rel_id!r}", twin=twin_id,
-                               relationship=rel_id)
-            event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                          type=ev.RELATIONSHIP_DELETED, payload={"id": rel_id})
-            if self._commit(event, if_match, retry=True):
-                return
-        raise Conflict(f"twin {twin_id!r} changed {MAX_RETRIES} times; try again", twin=twin_id,
-                       rule="contention")
+        self.execute([DeleteRelationship(twin=check_twin_id(twin_id), if_match=if_match, id=rel_id)], actor)
 
-    def migrate(self, twin_id: str, new_model: str, *, actor: str = "api", dry_run: bool = False,
+    def migrate(self, twin_id: str, new_model: str, *, actor: Principal | str = "api", dry_run: bool = False,
                 if_match: int | None = None) -> dict[str, Any]:
         """Move a twin to another model version; returns the validation report."""
         twin = self.get(twin_id)
         if if_match is not None and twin.revision != if_match:
-            raise _stale(twin_id, if_match, twin.revision)
-        self.models.ensure_usable(new_model, twin_id)
+            raise stale(twin_id, if_match, twin.revision)
+        out = self.migration_report(twin, new_model)
+        if out["problems"] and not dry_run:
+            raise Invalid(
+                f"twin {twin_id!r} cannot migrate to {new_model}: {out['problems'][0]['message']}",
+                twin=twin_id, field="model", rule="migration", report=out,
+            )
+        if dry_run:
+            return out
+        done = self.execute([MigrateTwin(twin=twin_id, if_match=if_match, to=new_model)], actor)
+        out["applied"] = True
+        out["revision"] = done.events[-1].revision
+        return out
+
+    def migration_report(self, twin: Twin, new_model: str) -> dict[str, Any]:
+        """What moving ``twin`` to ``new_model`` would do: problems, dropped values (nothing is changed)."""
+        self.models.ensure_usable(new_model, twin.id)
         rels = []
         for rel in twin.relationships.values():
             try:
                 rels.append((rel.id, rel.name, self.store.get(rel.target).model))
             except NotFound:
                 continue
-        report = migration_report(self.models.modelset, twin_id, twin.reported, twin.desired, rels, new_model,
+        report = migration_report(self.models.modelset, twin.id, twin.reported, twin.desired, rels, new_model,
                                   current_model=twin.model)
-        problems = list(report.problems) + self._incoming_problems(twin_id, new_model)
-        out = {"twin": twin_id, "from": twin.model, "to": new_model, "ok": not problems,
-               "problems": problems, "dropped": list(report.dropped), "applied": False}
-        if problems:
-            if dry_run:
-                return out
-            raise Invalid(
-                f"twin {twin_id!r} cannot migrate to {new_model}: {problems[0]['message']}",
-                twin=twin_id, field="model", rule="migration", report=out,
-            )
-        if dry_run:
-            return out
-        dropped = {name: None for name in report.dropped}
-        payload = {
-            "from": twin.model,
-            "to": new_model,
-            "reported": {k: None for k in dropped if k in twin.reported},
-            "desired": {k: None for k in dropped if k in twin.desired},
-            "report": {"problems": out["problems"], "dropped": out["dropped"]},
-        }
-        event = Event(twin=twin_id, revision=twin.revision + 1, time=_now(), actor=actor,
-                      type=ev.TWIN_MIGRATED, payload=payload)
-        self._commit(event, if_match)
-        out["applied"] = True
-        out["revision"] = event.revision
-        return out
+        problems = list(report.problems) + self._incoming_problems(twin.id, new_model)
+        return {"twin": twin.id, "from": twin.model, "to": new_model, "ok": not problems,
+                "problems": problems, "dropped": list(report.dropped), "applied": False}
 
     def _incoming_problems(self, twin_id: str, new_model: str) -> list[dict[str, Any]]:
         """Relationships of other twins that point here and would no longer accept the new model."""
@@ -335,23 +345,8 @@ class TwinService:
         return problems
 
     # -- helpers --------------------------------------------------------------------------
-    def _commit(self, event: Event, if_match: int | None, *, retry: bool = False) -> bool:
-        try:
-            self.store.commit([event])
-            return True
-        except Conflict as exc:
-            if exc.fields.get("rule") not in (None, "stale_revision", "exists"):
-                raise
-            if if_match is not None:
-                raise _stale(event.twin, if_match, self.store.last_revision(event.twin)) from exc
-            if retry:
-                return False
-            raise Conflict(
-                f"twin {event.twin!r} was changed by someone else at the same time; read it and retry",
-                twin=event.twin, rule="stale_revision",
-            ) from exc
-
-    def _provenance(self, twin_id: str, body: Mapping[str, Any]) -> tuple[datetime, str | None, str]:
+    def _provenance(self, twin_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The stamp each written value's metadata records: time, quality and (when given) source."""
         source = body.get("source")
         if source is not None and (not isinstance(source, str) or len(source) > 256):
             raise Invalid(f"twin {twin_id!r}: 'source' must be a string of at most 256 characters",
@@ -363,7 +358,10 @@ class TwinService:
         when = _now()
         if body.get("time") is not None:
             when = parse_time(body["time"], field="time")
-        return when, source, quality
+        stamp: dict[str, Any] = {"time": when.isoformat().replace("+00:00", "Z"), "quality": quality}
+        if source is not None:
+            stamp["source"] = source
+        return stamp
 
     def _limit(self, limit: int | None) -> int:
         if limit is None:
@@ -400,8 +398,6 @@ def parse_time(value: Any, *, field: str) -> datetime:
 
 
 def _with_models(step: Any, models: frozenset[str]) -> Any:
-    import msgspec
-
     return msgspec.structs.replace(step, models=models)
 
 
@@ -414,18 +410,87 @@ def _object(value: Any, twin_id: str, field: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _meta(values: Mapping[str, Any], when: datetime, source: str | None, quality: str) -> dict[str, Any]:
-    stamp: dict[str, Any] = {"time": when.isoformat().replace("+00:00", "Z"), "quality": quality}
-    if source is not None:
-        stamp["source"] = source
-    return {k: (None if v is None else stamp) for k, v in values.items()}
+class _Checker:
+    """Checks each command's values against its twin's model (models resolved once per batch)."""
+
+    def __init__(self, service: TwinService, read: Mapping[str, Twin], states: Mapping[str, Twin | None]) -> None:
+        self.models = service.models
+        self.store = service.store
+        self.read = read
+        self.states = states  # the batch's twins as the earlier commands of the batch left them
+        self._usable: dict[str, ResolvedModel] = {}
+
+    def __call__(self, command: Command, state: Twin | None) -> Command:
+        twin = command.twin
+        if isinstance(command, RecordReported | DeleteRelationship):
+            return command
+        if isinstance(command, CreateTwin | PutTwin):
+            model = self._usable.get(command.model)
+            if model is None:
+                model = self._usable[command.model] = self.models.ensure_usable(command.model, twin)
+            check_json(command.attributes, field="attributes")
+            return msgspec.structs.replace(
+                command, attributes=dict(command.attributes),
+                reported=self._section(model, twin, "reported", command.reported, drop_none=True),
+                desired=self._section(model, twin, "desired", command.desired, drop_none=True))
+        if state is None:
+            return command  # deciding says it does not exist
+        if isinstance(command, PatchTwin | SetDesired):
+            model = self.models.resolve(state.model)
+            changes: dict[str, Any] = {}
+            if isinstance(command, PatchTwin) and command.attributes is not None:
+                check_json(command.attributes, field="attributes")
+            if isinstance(command, PatchTwin) and command.reported is not None:
+                changes["reported"] = self._section(model, twin, "reported", command.reported)
+            if command.desired is not None:
+                changes["desired"] = self._section(model, twin, "desired", command.desired)
+            return msgspec.structs.replace(command, **changes) if changes else command
+        if isinstance(command, SetRelationship):
+            target = self.states.get(command.target) if command.target in self.states else \
+                self.read.get(command.target)
+            if target is None:
+                raise Invalid(f"twin {twin!r}: relationship {command.id!r} targets twin {command.target!r}, "
+                              "which does not exist", twin=twin, field=f"relationships.{command.id}.target",
+                              rule="target_exists")
+            check_json(command.properties, field="properties")
+            same_name = sum(1 for r in state.relationships.values() if r.name == command.name and r.id != command.id)
+            props = validate_relationship(self.models.modelset, state.model, twin, command.name, command.target,
+                                          target.model, command.properties, same_name)
+            return msgspec.structs.replace(command, properties=dict(props))
+        if isinstance(command, DeleteTwin):
+            incoming = self.store.incoming(twin)
+            return msgspec.structs.replace(command, incoming=tuple(f"{src}/{rel.id}" for src, rel in incoming))
+        if isinstance(command, MigrateTwin):
+            self.models.ensure_usable(command.to, twin)
+            rels = []
+            for rel in state.relationships.values():
+                target = self.read.get(rel.target) or _get_or_none(self.store, rel.target)
+                if target is not None:
+                    rels.append((rel.id, rel.name, target.model))
+            report = migration_report(self.models.modelset, twin, state.reported, state.desired, rels, command.to,
+                                      current_model=state.model)
+            if report.problems:
+                raise Invalid(f"twin {twin!r} cannot migrate to {command.to}: {report.problems[0]['message']}",
+                              twin=twin, field="model", rule="migration")
+            return msgspec.structs.replace(command, dropped=tuple(report.dropped),
+                                           report={"problems": list(report.problems),
+                                                   "dropped": list(report.dropped)})
+        raise Invalid(f"unknown command {type(command).__name__}", twin=twin, rule="command_type")
+
+    def _section(self, model: ResolvedModel, twin: str, section: Literal["reported", "desired"],
+                 values: Mapping[str, Any], *, drop_none: bool = False) -> dict[str, Any]:
+        if not isinstance(values, Mapping):
+            raise Invalid(f"twin {twin!r}: '{section}' must be a JSON object", twin=twin, field=section, rule="type")
+        check_json(values, field=section)
+        clean = validate_section(model, self.models.modelset, twin, section, values)
+        return {k: v for k, v in clean.items() if v is not None} if drop_none else dict(clean)
 
 
-def _stale(twin_id: str, expected: int, actual: int) -> PreconditionFailed:
-    return PreconditionFailed(
-        f"twin {twin_id!r} is at revision {actual}, not {expected} (If-Match); read it again",
-        twin=twin_id, expected=expected, revision=actual, rule="if_match",
-    )
+def _get_or_none(store: TwinStore, twin_id: str) -> Twin | None:
+    try:
+        return store.get(twin_id)
+    except NotFound:
+        return None
 
 
 def _not_yet(twin_id: str, revision: int | None, at: datetime | None) -> str:
