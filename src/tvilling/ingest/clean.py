@@ -150,6 +150,8 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
         if text is not None:
             eq_prev &= text[1:] == text[:-1]
         dup[1:] |= same_prev & eq_prev
+        if (same_prev[1:] & same_prev[:-1]).any():  # three or more at one (series, time): look past the neighbour
+            dup |= _repeats(same_prev, val, text)
     window = int(settings.reorder_window_s * 1e6)
     too_late = (last_ts != NO_TS) & (ts < last_ts - window) & ~dup
     if too_late.any():
@@ -199,6 +201,29 @@ def clean(r: Readings, sid: npt.NDArray[np.int64], state: SeriesState, now_us: i
     return Cleaned(out, s, idx, rejected, duplicates, n_flagged, newest, apply)
 
 
+def _repeats(same_prev: npt.NDArray[np.bool_], val: npt.NDArray[np.float64],
+             text: npt.NDArray[np.object_] | None) -> npt.NDArray[np.bool_]:
+    """Rows equal to an earlier row of their (series, time) group, in groups of three or more.
+
+    ``same_prev[i]`` says row ``i + 1`` has row ``i``'s series and time. Pairs are caught by
+    comparing neighbours; a group like ``1, 2, 1`` (rare: a device repeating itself at one
+    instant) needs this look back.
+    """
+    out = np.zeros(len(val), dtype=bool)
+    starts = np.flatnonzero(np.concatenate([[True], ~same_prev]))
+    ends = np.append(starts[1:], len(val))
+    big = ends - starts >= 3
+    for lo, hi in zip(starts[big].tolist(), ends[big].tolist(), strict=True):
+        seen: set[tuple[float | str, object]] = set()
+        for i in range(lo, hi):
+            x = float(val[i])
+            key = ("nan" if x != x else x, None if text is None else text[i])
+            if key in seen:
+                out[i] = True
+            seen.add(key)
+    return out
+
+
 def _update_gaps(state: SeriesState, s: npt.NDArray[np.int64], gaps: npt.NDArray[np.float64],
                  valid: npt.NDArray[np.bool_]) -> None:
     """Move each series' usual interval towards the median-ish (mean of the batch's) gaps."""
@@ -234,7 +259,7 @@ def _spikes(s: npt.NDArray[np.int64], x: npt.NDArray[np.float64], first: npt.NDA
     k, sx, sxx = exclusive(csum_w), exclusive(csum_x), exclusive(csum_xx)
     n0, mean0, m20 = state.n[s], state.mean[s], state.m2[s]
     n = n0 + k
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # (values left out of the statistics)
         mean = (n0 * mean0 + sx) / n
         ex2 = (m20 + n0 * mean0 * mean0 + sxx) / n
         var = np.maximum(ex2 - mean * mean, 0.0)

@@ -1,0 +1,1 @@
+"""Contract suites: every port's behaviour, run over every adapter of it."""
