@@ -1,0 +1,28 @@
+"""The ``tvilling`` command: thin entry points over the library, one module per capability.
+
+* :mod:`.root` — the root group (``--version``, ``--help``);
+* :mod:`.common` — the store/server options, settings, the platform, errors and output every module shares;
+* :mod:`.serve` — ``serve``, ``plant``, ``demo``: the long-running processes;
+* :mod:`.models` — ``models …``; :mod:`.twins` — ``twins …``;
+* :mod:`.ingest` — ``replay`` and ``dead-letters``;
+* :mod:`.alarms` — ``alarms …``; :mod:`.analytics` — ``analytics …``; :mod:`.evaluation` — ``eval …``.
+
+``main`` (the entry point ``tvilling = "tvilling.cli:main"``) is the root group with every command added.
+"""
+
+from __future__ import annotations
+
+from tvilling.cli.alarms import alarms_group
+from tvilling.cli.analytics import analytics_group
+from tvilling.cli.evaluation import eval_group
+from tvilling.cli.ingest import dead_letters, replay
+from tvilling.cli.models import models
+from tvilling.cli.root import main
+from tvilling.cli.serve import demo, plant, serve
+from tvilling.cli.twins import twins
+
+for _command in (serve, replay, dead_letters, eval_group, models, twins, alarms_group, analytics_group, plant,
+                 demo):
+    main.add_command(_command)
+
+__all__ = ["main"]
