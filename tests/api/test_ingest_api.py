@@ -135,7 +135,7 @@ def test_retention_rules_are_set_listed_and_applied(client):
     setup(client)
     import time
 
-    from tvilling.api.app import apply_retention
+    from tvilling.runtime import apply_retention
 
     now_ms = int(time.time() * 1000)
     old, recent = now_ms - 40 * 86_400_000, now_ms - 3_600_000
@@ -161,3 +161,33 @@ def test_http_dead_letters_keep_the_item_its_id_size_and_hash_and_a_repeat_is_co
     [letter] = client.get("/api/dead-letters").json()["items"]
     assert (letter["message_id"], letter["deliveries"], letter["truncated"]) == ("gw-9", 2, False)
     assert letter["size"] == len(letter["payload"]) and len(letter["digest"]) == 64
+
+
+def test_columnar_items_of_one_body_keep_their_own_source_and_rejections(client):
+    setup(client)
+    t = 1793534400000
+    r = client.post("/api/ingest", json=[
+        {"twin": "B1", "ts": [t, t + 1000], "values": {"temperature": [70.0, 71.0]}, "source": "gw-1"},
+        {"twin": "B1", "ts": [t + 1000], "values": {"vibration": [1.5]}, "source": "gw-2"},
+        {"twin": "B1", "ts": [t + 2000], "values": {"vibration": [2**53 + 1]}},
+    ])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (3, 1)
+    assert [x["rule"] for x in body["rejections"]] == ["range"]
+    stamps = client.get("/api/twins/B1").json()["metadata"]["reported"]
+    assert stamps["temperature"]["source"] == "gw-1" and stamps["vibration"]["source"] == "gw-2"
+
+
+def test_a_large_numeric_columnar_body_is_stored_whole(client):
+    setup(client)
+    t, n = 1793534400000, 5000
+    r = client.post("/api/ingest", content=("[" + ",".join(
+        f'{{"twin": "B1", "ts": [{",".join(str(t + 1000 * i) for i in range(k, k + 100))}], '
+        f'"values": {{"temperature": [{",".join(f"{60 + i % 7}.5" for i in range(k, k + 100))}]}}}}'
+        for k in range(0, n, 100)) + "]").encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == n
+    (b,) = client.get(f"/api/twins/B1/history?property=temperature&from={t}&to={t + 1000 * n}&every=2h&agg=count,max"
+                      ).json()["items"]
+    assert (b["count"], b["max"]) == (n, 66.5)

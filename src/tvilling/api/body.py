@@ -16,6 +16,11 @@ async def read_json(request: Request, *, limit: int | None = None, setting: str 
 
     ``setting`` names the setting that holds the limit, so that a 413 says what to change.
     """
+    return decode_json(await read_bytes(request, limit=limit, setting=setting))
+
+
+async def read_bytes(request: Request, *, limit: int | None = None, setting: str = "max_body_bytes") -> bytes:
+    """The request's body as bytes, refusing more than ``limit`` (default: the configured) bytes (413)."""
     if limit is None:
         limit = int(request.app.state.platform.settings.max_body_bytes)
     declared = request.headers.get("content-length")
@@ -28,7 +33,11 @@ async def read_json(request: Request, *, limit: int | None = None, setting: str 
         if size > limit:
             raise _too_large(f"the request body exceeds {limit:,} bytes", limit, setting)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_json(raw: bytes) -> Any:
+    """A body's JSON value: 400 for an empty body or invalid JSON, 413 past the nesting limit."""
     if not raw.strip():
         raise Malformed("the request needs a JSON body")
     try:

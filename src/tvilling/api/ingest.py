@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from tvilling.api.body import read_json
+from tvilling.api.body import decode_json, read_bytes
 from tvilling.api.openapi import json_body, problems
 from tvilling.config import Settings
+from tvilling.core.readings import Readings
 from tvilling.ingest import forms
 from tvilling.ingest.deadletter import DeadLetter, summarise
 
@@ -59,10 +61,17 @@ async def ingest(request: Request) -> dict[str, Any]:
     platform = request.app.state.platform
     limit = ingest_limit(platform.settings)
     setting = "max_ingest_bytes" if "max_ingest_bytes" in platform.settings.model_fields_set else "max_body_bytes"
-    body = await read_json(request, limit=limit, setting=setting)
-    parsed = forms.parse_body(body)
+    raw = await read_bytes(request, limit=limit, setting=setting)
     received = datetime.now(UTC)
-    return await run_in_threadpool(_run, platform, parsed, received)
+    return await run_in_threadpool(_read_and_run, platform, raw, received)
+
+
+def _read_and_run(platform: Any, raw: bytes, received: datetime) -> dict[str, Any]:
+    """Numeric columnar bodies straight to columns; any other body decoded and read item by item."""
+    parsed = forms.parse_numeric_columns(raw)
+    if parsed is None:
+        parsed = forms.parse_body(decode_json(raw))
+    return _run(platform, parsed, received)
 
 
 def _text(item: Any, key: str) -> str | None:
@@ -86,13 +95,27 @@ def _run(platform: Any, parsed: forms.Parsed, received: datetime) -> dict[str, A
     results = []
     if parsed.envelopes:
         results.append(pipeline.ingest_envelopes(parsed.envelopes, transport="http", now=received))
-    for readings, source in parsed.columns:
-        results.append(pipeline.ingest_readings(readings, source=source, transport="http", now=received))
+    if parsed.columns:  # every columnar item of the body in one batch: one transaction, not one per item
+        readings, sources = _merged(parsed.columns)
+        results.append(pipeline.ingest_readings(readings, source=sources, transport="http", now=received))
     for res in results:
         for key in ("accepted", "rejected", "duplicates", "flagged"):
             totals[key] += getattr(res, key)
     totals["rejections"] = summarise([*letters, *(d for res in results for d in res.letters)])
     return totals
+
+
+def _merged(columns: list[tuple[Readings, str | None]]) -> tuple[Readings, Any]:
+    """The columnar items as one batch, with their source: one for all, or one per reading."""
+    if len(columns) == 1:
+        return columns[0]
+    readings = Readings.concat([r for r, _ in columns])
+    sources = {s for _, s in columns}
+    if len(sources) == 1:
+        return readings, sources.pop()
+    per_row = np.empty(len(columns), dtype=object)
+    per_row[:] = [s for _, s in columns]
+    return readings, np.repeat(per_row, [len(r) for r, _ in columns])
 
 
 @router.get("/api/dead-letters", responses=problems(400), summary="Rejected input, with the raw payload and the reason")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,30 @@ def prepare(readings: Readings, sid: npt.NDArray[np.int64]) -> Prepared:
     rollups = {name: batch_partials(sid[numeric], readings.ts[numeric], readings.value[numeric], res)
                for name, res in TIERS}
     return Prepared(readings, sid, rollups, order)
+
+
+class Staged:
+    """An append begun and not yet durable: ``commit`` makes it so (returns how many readings, or raises what
+    storing raised); ``abort`` drops it. Exactly one of the two is called, once.
+
+    >>> done = []
+    >>> staged = Staged(lambda: done.append(1) or 1)
+    >>> staged.commit(), done
+    (1, [1])
+    """
+
+    def __init__(self, commit: Callable[[], int], abort: Callable[[], None] | None = None) -> None:
+        self._commit = commit
+        self._abort = abort
+
+    def commit(self) -> int:
+        """Make the append durable; returns how many readings it stored."""
+        return self._commit()
+
+    def abort(self) -> None:
+        """Store nothing of it."""
+        if self._abort is not None:
+            self._abort()
 
 
 class StoreBase(ABC):
@@ -125,17 +149,27 @@ class StoreBase(ABC):
             return sum(self.append(readings.take(np.arange(i, min(i + MAX_BATCH, len(readings)))),
                                    message_ids=message_ids if i == 0 else ())
                        for i in range(0, len(readings), MAX_BATCH))
+        batch = self._batch_of(readings)
+        if batch is not None or message_ids:
+            self._store(batch, message_ids)
+        return len(readings)
+
+    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> Staged:
+        """An append to finish later: begun now (an adapter may write the rows while the caller does other
+        work), durable only once :meth:`Staged.commit` returns; :meth:`Staged.abort` leaves nothing stored.
+        This default does all of it in ``commit``."""
+        return Staged(lambda: self.append(readings, message_ids=message_ids))
+
+    def _batch_of(self, readings: Readings) -> Prepared | None:
+        """The batch checked, its series registered, sorted and rolled up (None for no readings)."""
         if not len(readings):
-            if message_ids:
-                self._store(None, message_ids)
-            return 0
+            return None
         readings = checked(readings)
         ids, new = self.series.lookup(readings.twin, readings.prop)
         if new:
             self._register(new)
             ids = self.series.encode(readings.twin, readings.prop)
-        self._store(prepare(readings, ids), message_ids)
-        return len(readings)
+        return prepare(readings, ids)
 
     def recent_message_ids(self, limit: int) -> list[tuple[str, str]]:
         """The (twin, message id) pairs journaled last, oldest first, at most ``limit``."""
@@ -157,16 +191,35 @@ class StoreBase(ABC):
 
     def aggregate(self, twin: str, prop: str, start_us: int, end_us: int, every_us: int,
                   aggs: Sequence[str] = DEFAULT_AGGS, *, tier: str | None = None) -> list[Bucket]:
+        planned = self._plan(twin, prop, start_us, end_us, every_us, aggs, tier)
+        if planned is None:
+            return []
+        parts = self._pieces(*planned, every_us)
+        return to_buckets(combine(parts, every_us), aggs)
+
+    def aggregate_now(self, twin: str, prop: str, start_us: int, end_us: int, every_us: int,
+                      aggs: Sequence[str] = DEFAULT_AGGS) -> dict[str, list[Any]] | None:
+        """What :meth:`aggregate` answers, as columns (``start_us`` and each of ``aggs``), when the adapter
+        holds it in memory and can give it at once (no lock to wait for, nothing to read: safe to call on
+        an event loop); otherwise None (call ``aggregate``)."""
+        return None
+
+    def _plan(self, twin: str, prop: str, start_us: int, end_us: int, every_us: int, aggs: Sequence[str],
+              tier: str | None = None) -> tuple[int, list[tuple[str, int, int]]] | None:
+        """The series id and the planned pieces of an aggregate (None: no such series); Invalid for bad input."""
         check_aggs(aggs, every_us, start_us, end_us)
         tiers = {None: TIERS, "1h": TIERS, "1m": TIERS[1:], "raw": ()}.get(tier)
         if tiers is None:
             raise Invalid("tier must be None, 'raw', '1m' or '1h'", field="tier", rule="aggregate")
         sid = self._series_id(twin, prop)
         if sid is None:
-            return []
-        parts = [self._partials(sid, source, lo, hi, every_us)
-                 for source, lo, hi in plan(start_us, end_us, every_us, tiers)]
-        return to_buckets(combine(parts, every_us), aggs)
+            return None
+        return sid, plan(start_us, end_us, every_us, tiers)
+
+    def _pieces(self, sid: int, pieces: Sequence[tuple[str, int, int]], every: int) -> list[Partials]:
+        """Partials of each planned piece (source, start, end), in the order of arrival within a bucket;
+        an adapter may override this to answer every piece in one round trip."""
+        return [self._partials(sid, source, lo, hi, every) for source, lo, hi in pieces]
 
     def last(self, twin: str, prop: str) -> Point | None:
         sid = self._series_id(twin, prop)

@@ -13,10 +13,12 @@ when it returns.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,20 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Invalid, TvillingError, Unavailable
-from tvilling.history.base import MESSAGE_IDS_KEPT, SEQ_BITS, Prepared, SqlStoreBase, rule_from_row, rule_to_row
-from tvilling.history.ports import Point, RetentionRule
-from tvilling.history.rollup import Partials
+from tvilling.core.readings import Readings
+from tvilling.history.base import (
+    MAX_BATCH,
+    MESSAGE_IDS_KEPT,
+    SEQ_BITS,
+    Prepared,
+    SqlStoreBase,
+    Staged,
+    rule_from_row,
+    rule_to_row,
+)
+from tvilling.history.pages import MAX_ROWS, PageCache, Rows, rows_of
+from tvilling.history.ports import DEFAULT_AGGS, Point, RetentionRule
+from tvilling.history.rollup import Partials, combine, to_columns
 from tvilling.history.series import SeriesIndex
 
 SCHEMA_VERSION = 1
@@ -55,7 +68,18 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS message_ids (twin VARCHAR NOT NULL, id VARCHAR NOT NULL, seq BIGINT NOT NULL)",
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
+RAW_FETCH = 2_000  # raw points of one aggregate piece fetched and merged in NumPy; more are grouped by DuckDB
+STAGE_ROWS = 1_000  # smaller staged appends are done in the caller's thread, at commit (a thread hop costs more)
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (a staged append's thread only pays where it gets one of its own)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class _Withdrawn(Exception):
+    """A staged append its caller aborted: the transaction rolls back."""
 
 
 def bucket_of(col: str, every: int) -> str:
@@ -77,10 +101,13 @@ class DuckDBHistoryStore(SqlStoreBase):
     """
 
     def __init__(self, path: str | Path, *, checkpoint_mb: int = CHECKPOINT_MB,
-                 memory_mb: int = MEMORY_MB) -> None:
+                 memory_mb: int = MEMORY_MB, cache_rows: int = MAX_ROWS) -> None:
         self.path = Path(path)
         self.series = SeriesIndex()
+        # aggregates read their rows from memory (kept up to date by appends); 0 rows: always from the file
+        self._cache = PageCache(max_rows=cache_rows, raw_limit=RAW_FETCH) if cache_rows > 0 else None
         self._lock = threading.RLock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvilling-history")  # staged appends
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._conn: duckdb.DuckDBPyConnection | None = duckdb.connect(
@@ -145,7 +172,42 @@ class DuckDBHistoryStore(SqlStoreBase):
             c.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
         self.series.add(rows)
 
-    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
+    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> Staged:
+        """A batch of at least ``STAGE_ROWS`` readings is prepared and inserted by the store's writer thread
+        (DuckDB works without the GIL) while the caller goes on (the ingest pipeline commits the twins'
+        state meanwhile); its transaction commits only when ``commit`` is called, and rolls back on
+        ``abort``. The store's lock is held from the start until then. On one core (a process pinned
+        to it) the thread would only add switches: the append is then done at commit, in the caller."""
+        if len(readings) < STAGE_ROWS or len(readings) > MAX_BATCH or _cores() < 2:
+            return super().stage(readings, message_ids=message_ids)
+        decision: Future[bool] = Future()
+        done = self._writer.submit(self._append_decided, readings, message_ids, decision)
+
+        def commit() -> int:
+            decision.set_result(True)
+            return done.result()
+
+        def abort() -> None:
+            decision.set_result(False)
+            with suppress(_Withdrawn, TvillingError):  # nothing was stored, as asked
+                done.result()
+
+        return Staged(commit, abort)
+
+    def _append_decided(self, readings: Readings, message_ids: Sequence[tuple[str, str]],
+                        decision: Future[bool]) -> int:
+        """``append``, with the commit waiting for ``decision`` (False: roll back)."""
+        with self._lock:
+            try:
+                batch = self._batch_of(readings)
+            except BaseException:
+                decision.result()  # the caller's decision still ends this append: wait for it, then fail
+                raise
+            self._store(batch, message_ids, decision.result)
+        return len(readings)
+
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = (),
+               decide: Callable[[], bool] | None = None) -> None:
         with self._tx("appending readings") as c:
             base = self._batch << SEQ_BITS
             if message_ids:
@@ -155,7 +217,12 @@ class DuckDBHistoryStore(SqlStoreBase):
                 c.execute("INSERT INTO message_ids SELECT twin, id, seq FROM _tvilling_ids")
             if batch is not None:
                 self._store_rows(c, batch, base)
+            if decide is not None and not decide():
+                raise _Withdrawn("the append was aborted by its caller")
         self._batch += 1
+        if batch is not None and self._cache is not None:  # committed: the cached pages take the rows too
+            r = batch.readings
+            self._cache.appended(batch.sid, r.ts, r.value, batch.rollups, base)
 
     @staticmethod
     def _store_rows(c: duckdb.DuckDBPyConnection, batch: Prepared, base: int) -> None:
@@ -204,6 +271,76 @@ class DuckDBHistoryStore(SqlStoreBase):
             cols = c.execute(sql, [sid, lo, hi]).fetchnumpy()
         return Partials.from_columns([np.asarray(v) for v in cols.values()])
 
+    def _pieces(self, sid: int, pieces: Sequence[tuple[str, int, int]], every: int) -> list[Partials]:
+        """Every piece in one query: the rollup rows and up to ``RAW_FETCH`` raw points each, merged in NumPy.
+
+        Fetching the rows and merging them here takes a third of the time of DuckDB's grouped
+        aggregates (measured on 2M points, 1,000 series: 1.3 ms against 3.9 ms for 33 minutes of one
+        series). A raw piece with more points than that is aggregated by DuckDB instead.
+        """
+        if not pieces:
+            return []
+        if self._cache is not None:
+            with self._lock:  # the pages and the file seen at one moment
+                cached = self._cache.partials(sid, pieces, self._load_pages)
+            if cached is not None:
+                return cached
+        selects, args = [], []
+        for k, (source, lo, hi) in enumerate(pieces):
+            if source == "raw":
+                selects.append(f"(SELECT ts, value, value, value, 1::BIGINT, value, ts, seq, {k} FROM raw "
+                               "WHERE series = ? AND ts >= ? AND ts < ? AND NOT isnan(value) LIMIT ?)")
+                args += [sid, lo, hi, RAW_FETCH + 1]
+            else:
+                selects.append(f"(SELECT bucket, min, max, sum, count, last, last_ts, seq, {k} "
+                               f"FROM {TABLE[source]} WHERE series = ? AND bucket >= ? AND bucket < ?)")
+                args += [sid, lo, hi]
+        with self._db("aggregating history") as c:
+            cols = [np.asarray(v) for v in c.execute(" UNION ALL ".join(selects), args).fetchnumpy().values()]
+        piece = cols[8]
+        out = []
+        over = [k for k, (source, _, _) in enumerate(pieces)
+                if source == "raw" and np.count_nonzero(piece == k) > RAW_FETCH]
+        if over:
+            keep = ~np.isin(piece, over)
+            cols = [c[keep] for c in cols]
+            out = [self._partials(sid, "raw", pieces[k][1], pieces[k][2], every) for k in over]
+        order = np.argsort(cols[7], kind="stable")  # arrival order: a later row wins a tie of 'last'
+        out.append(Partials.from_columns([c[order] for c in cols[:7]]))
+        return out
+
+    def aggregate_now(self, twin: str, prop: str, start_us: int, end_us: int, every_us: int,
+                      aggs: Sequence[str] = DEFAULT_AGGS) -> dict[str, list[Any]] | None:
+        """The aggregate from the cache's pages alone, if they hold it and no append holds the store."""
+        if self._cache is None or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            planned = self._plan(twin, prop, start_us, end_us, every_us, aggs)
+            if planned is None:
+                return to_columns(Partials.empty(), aggs)
+            parts = self._cache.partials(*planned, None)
+        finally:
+            self._lock.release()
+        return None if parts is None else to_columns(combine(parts, every_us), aggs)
+
+    def _load_pages(self, sid: int, ranges: Sequence[tuple[str, int, int]]) -> list[Rows]:
+        """The cache's pages read: per (source, lo, hi) range, its rows (raw: numeric points, at most
+        ``RAW_FETCH + 1``), with their arrival order (seq), in one query."""
+        selects, args = [], []
+        for k, (source, lo, hi) in enumerate(ranges):
+            if source == "raw":
+                selects.append(f"(SELECT ts, value, value, value, 1::BIGINT, value, ts, seq, {k} FROM raw "
+                               "WHERE series = ? AND ts >= ? AND ts < ? AND NOT isnan(value) LIMIT ?)")
+                args += [sid, lo, hi, RAW_FETCH + 1]
+            else:
+                selects.append(f"(SELECT bucket, min, max, sum, count, last, last_ts, seq, {k} "
+                               f"FROM {TABLE[source]} WHERE series = ? AND bucket >= ? AND bucket < ?)")
+                args += [sid, lo, hi]
+        with self._db("reading history into the cache") as c:
+            cols = [np.asarray(v) for v in c.execute(" UNION ALL ".join(selects), args).fetchnumpy().values()]
+        tag = cols[8]
+        return [rows_of([col[tag == k] for col in cols[:8]]) for k in range(len(ranges))]
+
     def _last(self, sids: Sequence[int]) -> dict[int, Point]:
         if not sids:
             return {}
@@ -228,6 +365,8 @@ class DuckDBHistoryStore(SqlStoreBase):
     def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int:
         col = "ts" if table == "raw" else "bucket"
         with self._tx("applying retention") as c:
+            if self._cache is not None:  # under the lock: no page is read again until the rows are gone
+                self._cache.clear()
             c.register("_cut", {"s": sids.astype(np.int32), "c": cutoffs})
             try:
                 row = c.execute(f"DELETE FROM {TABLE[table]} t USING _cut WHERE t.series = _cut.s "
@@ -246,6 +385,8 @@ class DuckDBHistoryStore(SqlStoreBase):
         merged = 0
         for table in ("r1m", "r1h"):
             with self._tx("compacting rollups") as c:
+                if self._cache is not None:  # rollup rows are merged: their pages are read again when asked for
+                    self._cache.clear()  # (under the lock: nothing is read into it before the merge commits)
                 c.execute(
                     "CREATE TEMP TABLE _merged AS SELECT series, bucket, min(min) AS min, max(max) AS max, "
                     "sum(sum) AS sum, sum(count)::BIGINT AS count, arg_max(last, {'t': last_ts, 's': seq}) AS last, "
@@ -270,6 +411,7 @@ class DuckDBHistoryStore(SqlStoreBase):
             c.execute("CHECKPOINT")
 
     def close(self) -> None:
+        self._writer.shutdown(wait=True)
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -13,7 +13,9 @@ appends plus raw points at the ends of a range.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -119,21 +121,22 @@ def combine(parts: Sequence[Partials], every: int) -> Partials:
     return _reduce(starts, len(bucket), bucket, *cols)
 
 
+def to_columns(p: Partials, aggs: Sequence[str]) -> dict[str, list[Any]]:
+    """The asked-for aggregates as columns (``start_us`` first), plain Python numbers."""
+    cols: dict[str, list[Any]] = {"start_us": p.bucket.tolist()}
+    for name in ("count", "min", "max", "sum", "avg", "last"):
+        if name in aggs:
+            cols[name] = (p.sum / p.count).tolist() if name == "avg" else getattr(p, name).tolist()
+    return cols
+
+
 def to_buckets(p: Partials, aggs: Sequence[str]) -> list[Bucket]:
     """Buckets with the asked-for aggregates (one Python object per bucket, not per reading)."""
-    want = set(aggs)
-    cols: dict[str, list[float] | list[int]] = {}
-    if "count" in want:
-        cols["count"] = p.count.tolist()
-    for name in ("min", "max", "sum", "last"):
-        if name in want:
-            cols[name] = getattr(p, name).tolist()
-    if "avg" in want:
-        cols["avg"] = (p.sum / p.count).tolist()
-    starts = p.bucket.tolist()
-    names = list(cols)
-    return [Bucket(start_us=s, **{k: v for k, v in zip(names, row, strict=True)})
-            for s, *row in zip(starts, *cols.values(), strict=True)]
+    cols = to_columns(p, aggs)
+    return [Bucket(*row) for row in zip(*(cols.get(f, repeat(None)) for f in _BUCKET_FIELDS))]  # noqa: B905  # type: ignore[misc]
+
+
+_BUCKET_FIELDS = tuple(f.name for f in fields(Bucket))
 
 
 def check_aggs(aggs: Sequence[str], every_us: int, start_us: int, end_us: int) -> None:

@@ -1,9 +1,11 @@
 """Series ids: each (twin, property) pair is stored as a small integer.
 
-Turning the batch's two string columns into ids is the one pass over a batch that touches
-every row from Python: a C-level ``map`` of ``dict.get`` over the pairs. It was measured
-faster than the vectorised alternatives on 100k rows (9–11 ms, against 52 ms for
-``np.unique`` on the string columns, and 35 ms for letting DuckDB join the strings).
+Turning the batch's two string columns into ids: telemetry arrives in runs of one series
+(a device's message, a columnar item), so the rows are compared with their neighbours in
+NumPy (identical strings compare by identity) and the dictionary is asked once per run —
+1.4 ms for 100k rows in runs of 100, against 7.7 ms for a C-level ``map`` of ``dict.get``
+over every pair (and 52 ms for ``np.unique`` on the string columns, 35 ms for letting
+DuckDB join the strings). Short runs take the per-row ``map``.
 New pairs are handed to the adapter to be given ids, once per pair, not per reading.
 
 >>> idx = SeriesIndex()
@@ -52,7 +54,16 @@ class SeriesIndex:
                prop: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.int64], list[tuple[str, str]]]:
         """Ids per row (-1 where unknown) and the distinct unknown pairs, in first-seen order."""
         n = len(twin)
-        ids = np.fromiter(map(self._ids.get, zip(twin, prop, strict=True), repeat(-1)), dtype=np.int64, count=n)
+        if not n:
+            return np.empty(0, dtype=np.int64), []
+        # telemetry comes in runs of one series: one dictionary look-up per run, not per row
+        starts = np.flatnonzero(np.concatenate([[True], (twin[1:] != twin[:-1]) | (prop[1:] != prop[:-1])]))
+        if len(starts) * 4 < n:
+            run_ids = np.fromiter(map(self._ids.get, zip(twin[starts].tolist(), prop[starts].tolist(), strict=True),
+                                      repeat(-1)), dtype=np.int64, count=len(starts))
+            ids = np.repeat(run_ids, np.diff(np.append(starts, n)))
+        else:
+            ids = np.fromiter(map(self._ids.get, zip(twin, prop, strict=True), repeat(-1)), dtype=np.int64, count=n)
         unknown = np.flatnonzero(ids < 0)
         if not len(unknown):
             return ids, []

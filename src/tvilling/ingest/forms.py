@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from tvilling.core.envelope import Envelope, parse_envelope, parse_ts
@@ -28,12 +29,100 @@ MIN_EPOCH_MS, MAX_EPOCH_MS = -62_135_596_800_000, 253_402_300_799_999
 
 @dataclass
 class Parsed:
+    """A body read: its envelopes, its columnar items (readings and their source), what could not be read."""
+
     envelopes: list[Envelope] = field(default_factory=list)
     columns: list[tuple[Readings, str | None]] = field(default_factory=list)
     rejects: list[tuple[Any, str, str]] = field(default_factory=list)  # (item, reason, rule)
 
 
+class _Columnar(msgspec.Struct, forbid_unknown_fields=True):
+    """A columnar item whose times are epoch milliseconds and whose values are all numbers or null."""
+
+    twin: str
+    ts: list[float]
+    values: dict[str, list[float | None]]
+    source: str | None = None
+
+
+_NUMERIC_COLUMNS = msgspec.json.Decoder(list[_Columnar] | _Columnar)
+
+
+def parse_numeric_columns(raw: bytes) -> Parsed | None:
+    """The body read straight into columns, when it is columnar items of numbers only; else None.
+
+    This is the fast path of ``POST /api/ingest``: no Python object per reading beyond the
+    decoder's floats, no per-value checks in Python. Any body it does not take whole (an
+    envelope, a string value, an integer beyond ±2**53, a time out of range, a length that
+    does not match, invalid JSON …) is left to :func:`parse_body` over the decoded JSON,
+    which gives every rejection its reason, so what the caller answers is the same.
+    """
+    try:
+        decoded = _NUMERIC_COLUMNS.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    items = decoded if isinstance(decoded, list) else [decoded]
+    if not items or len(items) > MAX_ITEMS:
+        return None
+    # every column of every item (per source) joined into flat lists first: NumPy is asked once per body,
+    # not once per item and column (which cost more than the decoding for 1,000 columns of 100 values)
+    by_source: dict[str | None, _Flat] = {}
+    for item in items:
+        if not item.twin or "\x00" in item.twin or (item.source is not None and "\x00" in item.source):
+            return None
+        if not item.ts or not item.values:
+            return None
+        flat = by_source.get(item.source)
+        if flat is None:
+            flat = by_source[item.source] = _Flat()
+        n = len(item.ts)
+        for prop, column in item.values.items():
+            if len(column) != n or "\x00" in prop:
+                return None
+            flat.twins.append(item.twin)
+            flat.props.append(prop)
+            flat.counts.append(n)
+            flat.ts.extend(item.ts)
+            flat.values.extend(column)
+    columns = []
+    for source, flat in by_source.items():
+        readings = flat.readings()
+        if readings is None:
+            return None
+        columns.append((readings, source))
+    return Parsed(columns=columns)
+
+
+@dataclass
+class _Flat:
+    """The columns of one source's items, joined: a twin and property per column, a time and value per row."""
+
+    twins: list[str] = field(default_factory=list)
+    props: list[str] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # rows per column
+    ts: list[float] = field(default_factory=list)
+    values: list[float | None] = field(default_factory=list)
+
+    def readings(self) -> Readings | None:
+        """The readings (absent values left out), or None if a time or value needs the general reader."""
+        ms = np.array(self.ts, dtype=np.float64)
+        if not ((ms >= MIN_EPOCH_MS) & (ms <= MAX_EPOCH_MS)).all():
+            return None
+        value = np.array(self.values, dtype=np.float64)  # null → NaN (JSON has no NaN of its own)
+        if (np.abs(value) >= MAX_EXACT_INT).any():  # maybe an integer beyond ±2**53: checked the long way
+            return None
+        counts = np.array(self.counts, dtype=np.int64)
+        twins = np.empty(len(self.twins), dtype=object)
+        props = np.empty(len(self.props), dtype=object)
+        twins[:] = self.twins
+        props[:] = self.props
+        r = Readings(np.repeat(twins, counts), np.repeat(props, counts), (ms * 1000).astype(np.int64), value)
+        present = ~np.isnan(value)
+        return r if present.all() else r.take(np.flatnonzero(present))
+
+
 def parse_body(body: Any) -> Parsed:
+    """A decoded body's items: envelopes, columnar items, and the items that cannot be read (with why)."""
     items: Sequence[Any] = body if isinstance(body, list) else [body]
     if len(items) > MAX_ITEMS:
         raise Invalid(f"a batch may hold at most {MAX_ITEMS} items", field="body", rule="max_items")
