@@ -126,6 +126,7 @@ class _Connection:
         self.reason = ""
         self.session_present = False
         self.acked_any = False
+        self.unacked: set[int] = set()  # packet ids handed to the receiver and not acknowledged yet
         self.suback: asyncio.Future[tuple[int, ...]] | None = None
         self.unsuback: asyncio.Future[None] | None = None
 
@@ -225,11 +226,16 @@ class GmqttTransport:
 
     def reconnect(self, reason: str) -> None:
         """Drop the current connection; the supervisor connects again after a backoff."""
-        conn = self._conn
-        if conn is not None and not conn.lost.is_set():
+        if self._conn is not None:
+            self._lose(self._conn, reason)
+
+    def _lose(self, conn: _Connection, reason: str) -> None:
+        """Mark ``conn`` lost (the supervisor drops it and connects again once it is the current one)."""
+        if not conn.lost.is_set():
             conn.reason = reason
             conn.lost.set()
-            self._up.clear()
+            if conn is self._conn:
+                self._up.clear()
 
     # -------------------------------------------------------------- connections
 
@@ -386,6 +392,7 @@ class GmqttTransport:
         package_handler = conn.client._package_handler
         base = conn.generation << 16
         client_id = self.options.client_id
+        unacked = conn.unacked
 
         def parse(cmd: int, data: bytes, start: int, end: int) -> tuple[bytes, bytes, int] | None:
             qos = (cmd >> 1) & 3
@@ -398,7 +405,9 @@ class GmqttTransport:
                 if qos == 2:  # never delivered: the subscriptions ask for at most QoS 1
                     log.error("MQTT %s: QoS 2 message on %r ignored", client_id, topic)
                     return None
-                token = base | (data[pos] << 8) | data[pos + 1]
+                mid = (data[pos] << 8) | data[pos + 1]
+                unacked.add(mid)
+                token = base | mid
                 pos += 2
             if not conn.v5:
                 return topic, data[pos:end], token
@@ -482,11 +491,12 @@ class GmqttTransport:
         conn = self._newest
         if conn is None or conn.lost.is_set():
             return 0
-        gen = conn.generation
-        mids = [t & 0xFFFF for t in tokens if t >> 16 == gen]
+        gen, unacked = conn.generation, conn.unacked
+        mids = [t & 0xFFFF for t in tokens if t >> 16 == gen and t & 0xFFFF in unacked]
         connection = conn.client._connection
         if not mids or connection is None:
             return 0
+        unacked.difference_update(mids)  # a token counts once: the broker may reuse its packet id later
         connection.send_package(pubacks(mids))
         conn.acked_any = True
         return len(mids)
@@ -509,7 +519,10 @@ class GmqttTransport:
             conn.acked_any = True
             return 0  # gmqtt sends PUBACK(success) now
         if not self._closing:
-            self.reconnect("message not stored; reconnecting for redelivery")
+            # the connection that delivered it, which may be one still connecting (a resumed session's
+            # messages arrive before connect() returns): dropping the previous one would leave this one up,
+            # and the broker does not send a message again on the connection it is unacknowledged on
+            self._lose(conn, "message not stored; reconnecting for redelivery")
         raise NotAcknowledged(topic)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,

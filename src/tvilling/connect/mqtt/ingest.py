@@ -52,6 +52,7 @@ from tvilling.connect.mqtt.telemetry import TELEMETRY_TOPIC, Translator
 from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Invalid, TvillingError
 from tvilling.ingest.ports import IngestSink, RawMessage
+from tvilling.streams.waiting import wait_set
 
 log = logging.getLogger("tvilling.connect.mqtt.ingest")
 RETRY_INITIAL_S = 0.1  # a failed store is retried after this, doubling ...
@@ -225,8 +226,7 @@ class MqttIngest:
             if not self._sealed and self._open is not None and self.batch_s > 0 and self._accepting:
                 remaining = self._open.first_at + self.batch_s - loop.time()
                 if remaining > 0:  # the store is idle: give a young batch a moment to fill
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), remaining)
+                    await wait_set(self._wake, remaining)
                     self._wake.clear()
             batch = self._next_batch()
             if batch is None:
