@@ -19,10 +19,11 @@ from tvilling.cli.ingest import dead_letters, replay
 from tvilling.cli.models import models
 from tvilling.cli.root import main
 from tvilling.cli.serve import demo, plant, serve
+from tvilling.cli.simulation import sim_group
 from tvilling.cli.twins import twins
 
 for _command in (serve, replay, dead_letters, eval_group, models, twins, alarms_group, analytics_group, plant,
-                 demo):
+                 demo, sim_group):
     main.add_command(_command)
 
 __all__ = ["main"]
