@@ -280,3 +280,115 @@ def test_a_failed_append_journals_no_message_id(store):
     with pytest.raises(Invalid):
         store.append(bad, message_ids=[("B1", "bad")])
     assert store.recent_message_ids(10) == [("B1", "ok")]
+
+
+# ----- the readings feed (positions for consumers such as the analytics) -----
+def _rows_of(batch) -> list[tuple]:
+    r = batch.readings
+    text = r.text if r.text is not None else [None] * len(r)
+    return [(str(t), str(p), int(ts), None if math.isnan(v) else float(v), tx, int(q), int(f))
+            for t, p, ts, v, tx, q, f in zip(r.twin, r.prop, r.ts, r.value, text, r.quality, r.flags, strict=True)]
+
+
+def test_feed_gives_each_batch_once_in_append_order_with_increasing_positions(store):
+    assert store.head() == 0 and store.batches_after(0) == []
+    first = Readings.from_rows([("B2", "t", T0 + 5, 1.0), ("B1", "t", T0 + 1, 2.0), ("B1", "s", T0 + 1, "on")])
+    store.append(first)
+    store.append(Readings.from_rows([]), message_ids=[("B1", "m")])  # no readings: not in the feed
+    store.append(series("B1", "t", [T0 + 9, T0 + 2], [3.0, 4.0], quality=[UNCERTAIN, 0], flags=[SPIKE, 0]))
+    store.append(Readings.from_rows([("B1", "anomaly_score", T0 + 1, 0.5)]), derived=True)
+    got = store.batches_after(0)
+    assert [b.derived for b in got] == [False, False, True]
+    positions = [b.position for b in got]
+    assert positions == sorted(set(positions)) and positions[0] >= 1 and store.head() == positions[-1]
+    assert _rows_of(got[0]) == [("B2", "t", T0 + 5, 1.0, None, 0, 0), ("B1", "t", T0 + 1, 2.0, None, 0, 0),
+                                ("B1", "s", T0 + 1, None, '"on"', 0, 0)]
+    assert _rows_of(got[1]) == [("B1", "t", T0 + 9, 3.0, None, UNCERTAIN, SPIKE), ("B1", "t", T0 + 2, 4.0, None, 0, 0)]
+    assert [b.position for b in store.batches_after(positions[0])] == positions[1:]
+    assert store.batches_after(positions[-1]) == []
+
+
+def test_feed_pages_by_whole_batches_and_refuses_bad_arguments(store):
+    for k in range(4):
+        store.append(series("B1", "t", T0 + np.arange(3) + 10 * k, np.arange(3.0)))
+    pages, after = [], 0
+    while page := store.batches_after(after, max_rows=7):
+        pages.append([len(b.readings) for b in page])
+        after = page[-1].position
+    assert pages == [[3, 3], [3, 3]]
+    assert [len(b.readings) for b in store.batches_after(0, max_rows=1)] == [3]  # a batch is never split
+    with pytest.raises(Invalid, match="after"):
+        store.batches_after(-1)
+    with pytest.raises(Invalid, match="max_rows"):
+        store.batches_after(0, max_rows=0)
+
+
+def test_deriving_block_marks_this_threads_appends_derived(store):
+    import threading
+
+    with store.deriving():
+        store.append(Readings.from_rows([("B1", "health", T0, 0.9)]))
+        other = threading.Thread(target=lambda: store.append(Readings.from_rows([("B1", "t", T0, 1.0)])))
+        other.start()
+        other.join()
+    store.append(Readings.from_rows([("B1", "t", T0 + 1, 1.0)]))
+    got = {str(b.readings.prop[0]) + str(int(b.readings.ts[0]) - T0): b.derived for b in store.batches_after(0)}
+    assert got == {"health0": True, "t0": False, "t1": False}
+
+
+def test_feed_positions_survive_reopen_and_the_feed_is_read_back_from_storage(opener):
+    if opener.kind == "memory":
+        pytest.skip("the memory store keeps nothing after close")
+    store = opener()
+    store.append(series("B1", "t", [T0, T0 + 1], [1.0, 2.0]))
+    store.append(series("B1", "t", [T0 + 2], [3.0]), derived=True)
+    before = [(b.position, b.derived, _rows_of(b)) for b in store.batches_after(0)]
+    head = store.head()
+    store.close()
+    again = opener()
+    assert again.head() == head
+    assert [(b.position, b.derived, _rows_of(b)) for b in again.batches_after(0)] == before
+    again.append(series("B1", "t", [T0 + 3], [4.0]))
+    assert again.head() > head and [b.position for b in again.batches_after(head)] == [again.head()]
+
+
+def test_feed_read_from_storage_matches_the_one_from_memory(store):
+    from tvilling.history.base import Recent
+
+    for k in range(5):
+        store.append(series(f"B{k % 2}", "t", T0 + np.arange(4) + k, np.arange(4.0) * k))
+    live = [(b.position, _rows_of(b)) for b in store.batches_after(0, max_rows=8)]
+    if getattr(store, "_recent", None) is not None:  # push the batches out of memory: storage answers
+        store._recent = Recent(floor=store.head())
+    assert [(b.position, _rows_of(b)) for b in store.batches_after(0, max_rows=8)] == live
+
+
+def test_retention_keeps_the_feed_positions_increasing(opener):
+    store = opener()
+    store.append(series("B1", "t", [T0], [1.0]))
+    first = store.head()
+    store.set_retention(RetentionRule(raw_us=HOUR_US, minute_us=HOUR_US, hour_us=HOUR_US))
+    store.apply_retention(T0 + 10 * DAY_US)
+    assert store.count() == 0
+    if opener.kind != "memory":
+        store.close()
+        store = opener()
+    store.append(series("B1", "t", [T0 + 11 * DAY_US], [2.0]))
+    assert store.head() > first
+    assert [len(b.readings) for b in store.batches_after(first)] == [1]
+
+
+def test_a_store_from_before_the_feed_is_migrated_and_its_rows_count_as_read(opener):
+    if opener.kind == "memory":
+        pytest.skip("the memory store keeps nothing after close")
+    store = opener()
+    store.append(series("B1", "t", [T0, T0 + 1], [1.0, 2.0]))
+    with store._tx("dropping the feed") as c:  # as a store written before the feed existed
+        c.execute("DROP TABLE feed")
+    store.close()
+    again = opener()
+    assert again.count() == 2 and again.batches_after(0) == [] and again.head() == 0
+    again.append(series("B1", "t", [T0 + 2], [3.0]))
+    [batch] = again.batches_after(0)
+    assert _rows_of(batch) == [("B1", "t", T0 + 2, 3.0, None, 0, 0)]
+    assert [p.value for p in again.range("B1", "t", T0, T0 + 10)] == [1.0, 2.0, 3.0]

@@ -8,8 +8,11 @@ adapter answers the same way.
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +21,7 @@ import numpy.typing as npt
 
 from tvilling.core.errors import Invalid
 from tvilling.core.readings import Readings
-from tvilling.history.ports import DEFAULT_AGGS, TIERS, Bucket, Point, RetentionRule
+from tvilling.history.ports import DEFAULT_AGGS, TIERS, Bucket, FeedBatch, Point, RetentionRule
 from tvilling.history.rollup import Partials, batch_partials, check_aggs, combine, plan, to_buckets
 from tvilling.history.series import SeriesIndex
 
@@ -28,6 +31,10 @@ SEQ_BITS = 24
 MAX_BATCH = 1 << SEQ_BITS
 MESSAGE_IDS_KEPT = 500_000  # journaled message ids kept by compact(): the newest
 TABLES = ("raw", "1m", "1h")
+FEED_ROWS = 100_000  # rows the readings feed returns at most, by default (whole batches)
+RECENT_ROWS = 200_000  # rows of the newest batches a single-writer store keeps to answer the feed from memory
+FEED_PLAN = 1_000  # journal entries read at most to plan one answer of the feed
+_deriving = threading.local()  # ids of the stores whose appends in this thread are derived
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,78 @@ def prepare(readings: Readings, sid: npt.NDArray[np.int64]) -> Prepared:
     rollups = {name: batch_partials(sid[numeric], readings.ts[numeric], readings.value[numeric], res)
                for name, res in TIERS}
     return Prepared(readings, sid, rollups, order)
+
+
+class Recent:
+    """The newest committed batches of a store that is the only writer of its data, to answer the readings
+    feed without reading them back (the analytics read each batch right after it is stored).
+
+    Complete after ``floor``: every batch with a position above it is held, until it is pushed out by
+    newer ones (``max_rows`` rows in all, the newest batch always kept), which moves the floor up.
+
+    >>> from tvilling.core.readings import Readings
+    >>> recent = Recent(floor=3, max_rows=2)
+    >>> for pos in (4, 5):
+    ...     recent.add(pos, Readings.from_rows([("a", "x", pos, 1.0)]), derived=pos == 5)
+    >>> [(b.position, b.derived) for b in recent.after(3, 10)], recent.after(2, 10)
+    ([(4, False), (5, True)], None)
+    """
+
+    def __init__(self, floor: int, max_rows: int = RECENT_ROWS) -> None:
+        self.floor = floor
+        self.max_rows = max_rows
+        self._batches: deque[FeedBatch] = deque()
+        self._rows = 0
+
+    def add(self, position: int, readings: Readings, derived: bool) -> None:
+        """A batch just committed (positions increase)."""
+        self._batches.append(FeedBatch(position, readings, derived))
+        self._rows += len(readings)
+        while self._rows > self.max_rows and len(self._batches) > 1:
+            gone = self._batches.popleft()
+            self._rows -= len(gone.readings)
+            self.floor = gone.position
+
+    def after(self, after: int, max_rows: int) -> list[FeedBatch] | None:
+        """The held batches after ``after`` (whole, at most ``max_rows`` rows but at least one); None when
+        batches after ``after`` may have been pushed out (read them from storage)."""
+        if after < self.floor:
+            return None
+        out: list[FeedBatch] = []
+        rows = 0
+        for b in self._batches:
+            if b.position <= after:
+                continue
+            if out and rows + len(b.readings) > max_rows:
+                break
+            out.append(b)
+            rows += len(b.readings)
+        return out
+
+
+def plan_feed(entries: Sequence[tuple[int, int, bool]], max_rows: int) -> list[tuple[int, int, bool]]:
+    """The first journal entries (position, rows, derived) that hold at most ``max_rows`` rows (at least one).
+
+    >>> plan_feed([(1, 5, False), (2, 5, False), (3, 5, True)], 10)
+    [(1, 5, False), (2, 5, False)]
+    """
+    out: list[tuple[int, int, bool]] = []
+    rows = 0
+    for entry in entries:
+        if out and rows + entry[1] > max_rows:
+            break
+        out.append(entry)
+        rows += entry[1]
+    return out
+
+
+def check_feed_args(after: int, max_rows: int) -> None:
+    """Invalid unless ``after`` is a position (≥ 0) and ``max_rows`` a positive number of rows."""
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise Invalid(f"after must be a feed position (a whole number ≥ 0); got {after!r}", field="after",
+                      rule="feed")
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        raise Invalid(f"max_rows must be a whole number ≥ 1; got {max_rows!r}", field="max_rows", rule="feed")
 
 
 class Staged:
@@ -111,8 +190,18 @@ class StoreBase(ABC):
         return self.series.items()
 
     @abstractmethod
-    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
-        """Readings (if any) and the message-id journal in one transaction."""
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = (),
+               derived: bool = False) -> None:
+        """Readings (if any), their feed journal entry (marked ``derived``) and the message-id journal in one
+        transaction; then ``_fed`` for the batch, in commit order."""
+
+    @abstractmethod
+    def _head(self) -> int:
+        """The feed position of the newest committed batch with readings (0: none)."""
+
+    @abstractmethod
+    def _feed_rows(self, after: int, max_rows: int) -> list[FeedBatch]:
+        """``batches_after`` read from storage."""
 
     @abstractmethod
     def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
@@ -141,24 +230,68 @@ class StoreBase(ABC):
     @abstractmethod
     def _delete_older(self, table: str, sids: npt.NDArray[np.int64], cutoffs: npt.NDArray[np.int64]) -> int: ...
 
+    _recent: Recent | None = None  # single-writer adapters: the newest batches, for the feed
+
+    def _fed(self, position: int, batch: Prepared | None, derived: bool) -> None:
+        """A batch committed at ``position`` (called by the adapter in commit order)."""
+        if batch is not None and self._recent is not None:
+            self._recent.add(position, batch.readings, derived)
+
     # ----- the port -----
-    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> int:
+    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = (),
+               derived: bool = False) -> int:
         """Store the readings; ``message_ids`` ((twin, id) of the messages they came from) are journaled in the
-        same transaction, so that after a crash a redelivered message is known exactly when its readings are."""
+        same transaction, so that after a crash a redelivered message is known exactly when its readings are.
+        ``derived`` (or an append inside :meth:`deriving`) marks the batch derived in the readings feed."""
+        derived = derived or self.is_deriving()
         if len(readings) > MAX_BATCH:
             return sum(self.append(readings.take(np.arange(i, min(i + MAX_BATCH, len(readings)))),
-                                   message_ids=message_ids if i == 0 else ())
+                                   message_ids=message_ids if i == 0 else (), derived=derived)
                        for i in range(0, len(readings), MAX_BATCH))
         batch = self._batch_of(readings)
         if batch is not None or message_ids:
-            self._store(batch, message_ids)
+            self._store(batch, message_ids, derived)
         return len(readings)
 
-    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> Staged:
+    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = (),
+              derived: bool = False) -> Staged:
         """An append to finish later: begun now (an adapter may write the rows while the caller does other
         work), durable only once :meth:`Staged.commit` returns; :meth:`Staged.abort` leaves nothing stored.
         This default does all of it in ``commit``."""
-        return Staged(lambda: self.append(readings, message_ids=message_ids))
+        derived = derived or self.is_deriving()
+        return Staged(lambda: self.append(readings, message_ids=message_ids, derived=derived))
+
+    @contextmanager
+    def deriving(self) -> Iterator[None]:
+        """Within the block, this thread's appends to this store are marked derived in the readings feed
+        (the analytics write their outputs so, through writers that do not know the store)."""
+        held: set[int] = getattr(_deriving, "stores", set())
+        _deriving.stores = held
+        mine = id(self) not in held
+        held.add(id(self))
+        try:
+            yield
+        finally:
+            if mine:
+                held.discard(id(self))
+
+    def is_deriving(self) -> bool:
+        """True inside :meth:`deriving`, in this thread."""
+        return id(self) in getattr(_deriving, "stores", ())
+
+    def batches_after(self, after: int, max_rows: int = FEED_ROWS) -> list[FeedBatch]:
+        """The batches appended after feed position ``after``, oldest first (see the port)."""
+        check_feed_args(after, max_rows)
+        recent = self._recent
+        if recent is not None:
+            got = recent.after(after, max_rows)
+            if got is not None:
+                return got
+        return self._feed_rows(after, max_rows)
+
+    def head(self) -> int:
+        """The feed position of the newest committed batch with readings (0: none yet)."""
+        return self._head()
 
     def _batch_of(self, readings: Readings) -> Prepared | None:
         """The batch checked, its series registered, sorted and rolled up (None for no readings)."""
@@ -269,6 +402,40 @@ class SqlStoreBase(StoreBase, ABC):
         return _points(self._rows("reading history",
                                   f"SELECT ts, value, text, quality, flags FROM raw WHERE series = {p} AND ts = {p} "
                                   "ORDER BY seq", [sid, ts]))
+
+
+    def _feed_rows(self, after: int, max_rows: int) -> list[FeedBatch]:
+        p = self.PARAM
+        entries = [(int(b), int(n), bool(d)) for b, n, d in self._rows(
+            "reading the readings feed", f"SELECT batch, rows, derived FROM feed WHERE batch > {p} "
+            f"ORDER BY batch LIMIT {FEED_PLAN}", [after])]
+        planned = plan_feed(entries, max_rows)
+        if not planned:
+            return []
+        rows = self._rows("reading the readings feed",
+                          "SELECT r.seq, s.twin, s.prop, r.ts, r.value, r.text, r.quality, r.flags FROM raw r "
+                          f"JOIN series s ON s.id = r.series WHERE r.seq >= {p} AND r.seq < {p} ORDER BY r.seq",
+                          [planned[0][0] << SEQ_BITS, (planned[-1][0] + 1) << SEQ_BITS])
+        return feed_batches(planned, rows)
+
+
+def feed_batches(planned: Sequence[tuple[int, int, bool]], rows: Sequence[tuple[Any, ...]]) -> list[FeedBatch]:
+    """Rows ``(seq, twin, prop, ts, value, text, quality, flags)`` in seq order, cut into the planned batches."""
+    seq = np.array([r[0] for r in rows], dtype=np.int64)
+    batch_of = seq >> SEQ_BITS
+    out = []
+    for position, _n, derived in planned:
+        lo, hi = np.searchsorted(batch_of, [position, position + 1])
+        part = rows[int(lo):int(hi)]
+        text = np.array([r[5] for r in part], dtype=object)
+        readings = Readings(np.array([r[1] for r in part], dtype=object), np.array([r[2] for r in part], dtype=object),
+                            np.array([r[3] for r in part], dtype=np.int64),
+                            np.array([r[4] for r in part], dtype=np.float64),
+                            np.array([r[6] for r in part], dtype=np.uint8),
+                            np.array([r[7] for r in part], dtype=np.uint16),
+                            text if any(t is not None for t in text) else None)
+        out.append(FeedBatch(position, readings, derived))
+    return out
 
 
 def _points(rows: Sequence[tuple[Any, ...]]) -> list[Point]:

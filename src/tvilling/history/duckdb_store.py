@@ -33,6 +33,7 @@ from tvilling.history.base import (
     MESSAGE_IDS_KEPT,
     SEQ_BITS,
     Prepared,
+    Recent,
     SqlStoreBase,
     Staged,
     rule_from_row,
@@ -66,10 +67,14 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS retention (kind VARCHAR, scope VARCHAR, prop VARCHAR,
         raw_us BIGINT, minute_us BIGINT, hour_us BIGINT, PRIMARY KEY (kind, scope, prop))""",
     "CREATE TABLE IF NOT EXISTS message_ids (twin VARCHAR NOT NULL, id VARCHAR NOT NULL, seq BIGINT NOT NULL)",
+    # the readings feed: one entry per appended batch (its rows carry seq >> SEQ_BITS = batch); a file from
+    # before the feed gets the table empty, so its older rows are not in the feed (analysed already)
+    "CREATE TABLE IF NOT EXISTS feed (batch BIGINT NOT NULL, rows BIGINT NOT NULL, derived BOOLEAN NOT NULL)",
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
 RAW_FETCH = 2_000  # raw points of one aggregate piece fetched and merged in NumPy; more are grouped by DuckDB
 STAGE_ROWS = 1_000  # smaller staged appends are done in the caller's thread, at commit (a thread hop costs more)
+FEED_KEPT = 1_000_000  # feed journal entries kept by compact(): the newest
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -135,8 +140,14 @@ class DuckDBHistoryStore(SqlStoreBase):
                                   f"({SCHEMA_VERSION}); upgrade Tvilling", path=str(self.path))
             self.series.add(c.execute("SELECT id, twin, prop FROM series").fetchall())
             top = c.execute("SELECT greatest((SELECT max(seq) FROM raw), (SELECT max(seq) FROM r1m), "
-                            "(SELECT max(seq) FROM r1h))").fetchone()
-        self._batch = ((top[0] if top and top[0] is not None else -1) >> SEQ_BITS) + 1
+                            "(SELECT max(seq) FROM r1h), (SELECT max(seq) FROM message_ids), "
+                            f"(SELECT max(batch) << {SEQ_BITS} FROM feed))").fetchone()
+            head = c.execute("SELECT max(batch) FROM feed").fetchone()
+        # batch numbers start at 1 (feed position 0 is "before everything") and never go back, even when
+        # retention deleted the newest rows (the feed journal keeps the newest batch numbers)
+        self._batch = max(1, ((top[0] if top and top[0] is not None else -1) >> SEQ_BITS) + 1)
+        self._head_pos = int(head[0]) if head and head[0] is not None else 0
+        self._recent = Recent(floor=self._head_pos)
 
     # ----- plumbing -----
     @contextmanager
@@ -172,16 +183,18 @@ class DuckDBHistoryStore(SqlStoreBase):
             c.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
         self.series.add(rows)
 
-    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> Staged:
+    def stage(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = (),
+              derived: bool = False) -> Staged:
         """A batch of at least ``STAGE_ROWS`` readings is prepared and inserted by the store's writer thread
         (DuckDB works without the GIL) while the caller goes on (the ingest pipeline commits the twins'
         state meanwhile); its transaction commits only when ``commit`` is called, and rolls back on
         ``abort``. The store's lock is held from the start until then. On one core (a process pinned
         to it) the thread would only add switches: the append is then done at commit, in the caller."""
+        derived = derived or self.is_deriving()
         if len(readings) < STAGE_ROWS or len(readings) > MAX_BATCH or _cores() < 2:
-            return super().stage(readings, message_ids=message_ids)
+            return super().stage(readings, message_ids=message_ids, derived=derived)
         decision: Future[bool] = Future()
-        done = self._writer.submit(self._append_decided, readings, message_ids, decision)
+        done = self._writer.submit(self._append_decided, readings, message_ids, decision, derived)
 
         def commit() -> int:
             decision.set_result(True)
@@ -195,7 +208,7 @@ class DuckDBHistoryStore(SqlStoreBase):
         return Staged(commit, abort)
 
     def _append_decided(self, readings: Readings, message_ids: Sequence[tuple[str, str]],
-                        decision: Future[bool]) -> int:
+                        decision: Future[bool], derived: bool = False) -> int:
         """``append``, with the commit waiting for ``decision`` (False: roll back)."""
         with self._lock:
             try:
@@ -203,26 +216,31 @@ class DuckDBHistoryStore(SqlStoreBase):
             except BaseException:
                 decision.result()  # the caller's decision still ends this append: wait for it, then fail
                 raise
-            self._store(batch, message_ids, decision.result)
+            self._store(batch, message_ids, derived, decision.result)
         return len(readings)
 
     def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = (),
-               decide: Callable[[], bool] | None = None) -> None:
-        with self._tx("appending readings") as c:
-            base = self._batch << SEQ_BITS
-            if message_ids:
-                _tvilling_ids = {"twin": np.array([t for t, _ in message_ids], dtype=object),  # read by DuckDB
-                                 "id": np.array([i for _, i in message_ids], dtype=object),
-                                 "seq": base + np.arange(len(message_ids), dtype=np.int64)}
-                c.execute("INSERT INTO message_ids SELECT twin, id, seq FROM _tvilling_ids")
+               derived: bool = False, decide: Callable[[], bool] | None = None) -> None:
+        with self._lock:  # the batch number, the feed and the cache move in commit order
+            with self._tx("appending readings") as c:
+                base = self._batch << SEQ_BITS
+                if message_ids:
+                    _tvilling_ids = {"twin": np.array([t for t, _ in message_ids], dtype=object),  # read by DuckDB
+                                     "id": np.array([i for _, i in message_ids], dtype=object),
+                                     "seq": base + np.arange(len(message_ids), dtype=np.int64)}
+                    c.execute("INSERT INTO message_ids SELECT twin, id, seq FROM _tvilling_ids")
+                if batch is not None:
+                    self._store_rows(c, batch, base)
+                    c.execute("INSERT INTO feed VALUES (?, ?, ?)", [self._batch, len(batch.readings), derived])
+                if decide is not None and not decide():
+                    raise _Withdrawn("the append was aborted by its caller")
             if batch is not None:
-                self._store_rows(c, batch, base)
-            if decide is not None and not decide():
-                raise _Withdrawn("the append was aborted by its caller")
-        self._batch += 1
-        if batch is not None and self._cache is not None:  # committed: the cached pages take the rows too
-            r = batch.readings
-            self._cache.appended(batch.sid, r.ts, r.value, batch.rollups, base)
+                self._head_pos = self._batch
+                self._fed(self._batch, batch, derived)
+            self._batch += 1
+            if batch is not None and self._cache is not None:  # committed: the cached pages take the rows too
+                r = batch.readings
+                self._cache.appended(batch.sid, r.ts, r.value, batch.rollups, base)
 
     @staticmethod
     def _store_rows(c: duckdb.DuckDBPyConnection, batch: Prepared, base: int) -> None:
@@ -248,6 +266,10 @@ class DuckDBHistoryStore(SqlStoreBase):
                               "last_ts": p.last_ts}
             c.execute(f"INSERT INTO {TABLE[name]} SELECT series, bucket, min, max, sum, count, last, "
                       f"last_ts, {base} FROM _tvilling_part")
+
+    def _head(self) -> int:
+        with self._lock:
+            return self._head_pos
 
     def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
         with self._db("reading the message-id journal") as c:
@@ -403,6 +425,8 @@ class DuckDBHistoryStore(SqlStoreBase):
                             [MESSAGE_IDS_KEPT]).fetchone()
             if row is not None:
                 c.execute("DELETE FROM message_ids WHERE seq <= ?", [row[0]])
+        with self._tx("pruning the readings feed journal") as c:  # the newest entries keep the batch numbers
+            c.execute("DELETE FROM feed WHERE batch <= ?", [self._head_pos - FEED_KEPT])
         return merged
 
     def checkpoint(self) -> None:

@@ -17,12 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.core.errors import Unavailable
-from tvilling.history.base import MESSAGE_IDS_KEPT, Prepared, StoreBase
-from tvilling.history.ports import TIERS, Point, RetentionRule
+from tvilling.core.readings import Readings
+from tvilling.history.base import MESSAGE_IDS_KEPT, SEQ_BITS, Prepared, Recent, StoreBase, plan_feed
+from tvilling.history.ports import TIERS, FeedBatch, Point, RetentionRule
 from tvilling.history.rollup import Partials, combine, partials_of
 from tvilling.history.series import SeriesIndex
 
-RAW_COLS = ("ts", "value", "text", "quality", "flags")
+RAW_COLS = ("ts", "value", "text", "quality", "flags", "seq")  # seq: (batch << SEQ_BITS) | row in its batch
 
 
 @dataclass
@@ -63,6 +64,9 @@ class MemoryHistoryStore(StoreBase):
         self._lock = threading.RLock()
         self._closed = False
         self._message_ids: collections.deque[tuple[str, str]] = collections.deque(maxlen=MESSAGE_IDS_KEPT)
+        self._feed: list[tuple[int, int, bool]] = []  # the feed journal: (batch, rows, derived)
+        self._batch = 1
+        self._recent = Recent(floor=0)
 
     def _check(self) -> None:
         if self._closed:
@@ -72,25 +76,69 @@ class MemoryHistoryStore(StoreBase):
         start = len(self.series) + 1
         self.series.add((start + i, t, p) for i, (t, p) in enumerate(pairs))
 
-    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = (),
+               derived: bool = False) -> None:
         with self._lock:
             self._check()
             self._message_ids.extend(message_ids)
             if batch is None:
                 return
+            position, self._batch = self._batch, self._batch + 1
             r = batch.readings
             text = r.text if r.text is not None else np.full(len(r), None, dtype=object)
             order = np.lexsort((r.ts, batch.sid))  # each chunk in (ts, arrival) order
             sid = batch.sid[order]
             bounds = np.flatnonzero(np.append(True, sid[1:] != sid[:-1]))
             cols = {"ts": r.ts[order], "value": r.value[order], "text": text[order],
-                    "quality": r.quality[order], "flags": r.flags[order]}
+                    "quality": r.quality[order], "flags": r.flags[order],
+                    "seq": (position << SEQ_BITS) + order.astype(np.int64)}
             for lo, hi in zip(bounds, np.append(bounds[1:], len(sid)), strict=True):  # per series, not per reading
                 self._data.setdefault(int(sid[lo]), _Series()).raw.append({c: v[lo:hi] for c, v in cols.items()})
             for name, (psid, parts) in batch.rollups.items():
                 pb = np.flatnonzero(np.append(True, psid[1:] != psid[:-1])) if len(psid) else np.empty(0, np.intp)
                 for lo, hi in zip(pb, np.append(pb[1:], len(psid)), strict=True):
                     self._data[int(psid[lo])].rollups[name].append(parts.take(np.arange(lo, hi)))
+            self._feed.append((position, len(r), derived))
+            self._fed(position, batch, derived)
+
+    def _head(self) -> int:
+        with self._lock:
+            self._check()
+            return self._feed[-1][0] if self._feed else 0
+
+    def _feed_rows(self, after: int, max_rows: int) -> list[FeedBatch]:
+        with self._lock:
+            self._check()
+            k = int(np.searchsorted(np.array([b for b, _, _ in self._feed], dtype=np.int64), after, side="right"))
+            planned = plan_feed(self._feed[k:k + 1000], max_rows)
+            if not planned:
+                return []
+            lo, hi = planned[0][0] << SEQ_BITS, (planned[-1][0] + 1) << SEQ_BITS
+            names = {sid: (twin, prop) for sid, twin, prop in self.series.items()}
+            parts: list[dict[str, npt.NDArray[Any]]] = []
+            for sid, s in self._data.items():
+                for chunk in s.raw:
+                    inside = (chunk["seq"] >= lo) & (chunk["seq"] < hi)
+                    if inside.any():
+                        twin, prop = names[sid]
+                        n = int(inside.sum())
+                        parts.append({"twin": np.full(n, twin, dtype=object), "prop": np.full(n, prop, dtype=object),
+                                      **{c: v[inside] for c, v in chunk.items()}})
+        cols = {c: np.concatenate([p[c] for p in parts]) if parts else np.empty(0)
+                for c in ("twin", "prop", *RAW_COLS)}
+        order = np.argsort(cols["seq"], kind="stable")
+        cols = {c: v[order] for c, v in cols.items()}
+        of = cols["seq"].astype(np.int64) >> SEQ_BITS
+        out = []
+        for position, _n, derived in planned:
+            a, b = np.searchsorted(of, [position, position + 1])
+            text = cols["text"][a:b].astype(object)
+            readings = Readings(cols["twin"][a:b].astype(object), cols["prop"][a:b].astype(object),
+                                cols["ts"][a:b].astype(np.int64), cols["value"][a:b].astype(np.float64),
+                                cols["quality"][a:b].astype(np.uint8), cols["flags"][a:b].astype(np.uint16),
+                                text if any(t is not None for t in text) else None)
+            out.append(FeedBatch(position, readings, derived))
+        return out
 
     def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
         with self._lock:

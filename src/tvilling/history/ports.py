@@ -105,16 +105,45 @@ class RetentionRule:
         return {"raw": self.raw_us, "1m": self.minute_us, "1h": self.hour_us}
 
 
+@dataclass(frozen=True, eq=False)
+class FeedBatch:
+    """One appended batch as the readings feed gives it back: its position, its rows in arrival order, and
+    whether the platform derived them (analytic outputs, which the analytics must not read again).
+
+    Positions increase with every append, in the order the batches committed; they may skip numbers.
+    A batch whose rows retention deleted comes back empty.
+    """
+
+    position: int
+    readings: Readings
+    derived: bool = False
+
+
 @runtime_checkable
 class HistoryStore(Protocol):
     """A time-series store for twin telemetry. Methods are synchronous; async callers use a thread."""
 
-    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = ()) -> int:
+    def append(self, readings: Readings, *, message_ids: Sequence[tuple[str, str]] = (),
+               derived: bool = False) -> int:
         """Store a batch (raw rows and rollups, one transaction); durable when it returns. Returns rows stored.
 
         ``message_ids``: the (twin, message id) pairs of the messages the readings came from,
-        journaled in the same transaction (see :meth:`recent_message_ids`).
+        journaled in the same transaction (see :meth:`recent_message_ids`). The batch takes the next
+        position of the readings feed (:meth:`batches_after`), marked ``derived`` when asked (or when
+        appended inside the store's ``deriving()`` block).
         """
+        ...
+
+    def batches_after(self, after: int, max_rows: int = 100_000) -> list[FeedBatch]:
+        """The readings feed: the batches appended after position ``after``, oldest first, whole batches
+        holding at most ``max_rows`` rows together (always at least one batch when there is one).
+
+        Batches appended before the store had a feed (older files and schemas) are not in it.
+        """
+        ...
+
+    def head(self) -> int:
+        """The position of the newest committed batch of the feed (0: none yet)."""
         ...
 
     def recent_message_ids(self, limit: int) -> list[tuple[str, str]]:

@@ -46,6 +46,11 @@ SCHEMA = [
         hour_us int8, PRIMARY KEY (kind, scope, prop))""",
     "CREATE TABLE IF NOT EXISTS message_ids (twin text NOT NULL, id text NOT NULL, seq int8 NOT NULL)",
     "CREATE INDEX IF NOT EXISTS message_ids_seq ON message_ids (seq)",
+    # the readings feed: one entry per appended batch (its raw rows carry seq >> SEQ_BITS = batch), read by
+    # position; a schema from before the feed gets the table empty, so its older rows are not in the feed.
+    # Raw rows are found by seq through a BRIN index (a batch's rows lie together; it costs appends ~nothing).
+    "CREATE TABLE IF NOT EXISTS feed (batch int8 PRIMARY KEY, rows int8 NOT NULL, derived bool NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS raw_seq ON raw USING brin (seq)",
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
 RAW_COPY = "COPY raw (series, flags, ts, value, seq, quality, text) FROM STDIN (FORMAT BINARY)"
@@ -145,8 +150,11 @@ class PostgresHistoryStore(SqlStoreBase):
             return c.execute("SELECT id, twin, prop FROM series").fetchall()
 
     # ----- primitives -----
-    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = ()) -> None:
+    def _store(self, batch: Prepared | None, message_ids: Sequence[tuple[str, str]] = (),
+               derived: bool = False) -> None:
         with self._tx("appending readings") as c:
+            if batch is not None:  # batches take their numbers in commit order, whichever process appends
+                c.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"tvilling-history-feed:{self.schema}"])
             row = c.execute("SELECT nextval('batches')").fetchone()
             base = int(row[0] if row else 0) << SEQ_BITS
             if message_ids:
@@ -155,6 +163,7 @@ class PostgresHistoryStore(SqlStoreBase):
                         cp.write_row((twin, msg_id, base + i))
             if batch is not None:
                 self._store_rows(c, batch, base)
+                c.execute("INSERT INTO feed VALUES (%s, %s, %s)", [base >> SEQ_BITS, len(batch.readings), derived])
 
     @staticmethod
     def _store_rows(c: psycopg.Connection, batch: Prepared, base: int) -> None:
@@ -175,6 +184,11 @@ class PostgresHistoryStore(SqlStoreBase):
                            "seq": ("i8", np.full(len(sid), base, dtype=np.int64))})
             with c.cursor().copy(f"COPY {TABLE[name]} FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(data)
+
+    def _head(self) -> int:
+        with self._tx("reading the readings feed") as c:
+            row = c.execute("SELECT max(batch) FROM feed").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def _recent_ids(self, limit: int) -> list[tuple[str, str]]:
         with self._tx("reading the message-id journal") as c:

@@ -5,7 +5,8 @@ not changed afterwards; ``async with runtime:`` starts the units in order and st
 in reverse:
 
 1. the change hub over every registered source (twin events, command lifecycle, alarms);
-2. upkeep (stale series, history rollups, analytics refresh, retention), when ingesting or analysing;
+2. the analytics' consumer of the readings feed (catch-up after a restart), when analytics are configured;
+   upkeep (stale series, history rollups, analytics refresh, retention), when ingesting or analysing;
 3. OPC UA ingest (``settings.opcua``);
 4. the data directory's MQTT identity and MQTT ingest (``settings.broker``);
 5. the command links, the command service's timeout sweeper and the desired-state reconciler,
@@ -59,6 +60,10 @@ class Runtime:
         self.hub: ChangeHub = hub_for(platform, **dict(hub_options or {}))
         self.cursors: CursorStore = platform.backend.cursors  # the backend's, closed with it
         units: list[tuple[str, AbstractAsyncContextManager[Any]]] = [("hub", self.hub)]
+        if s.analytics:  # before any transport: batches stored after a crash are analysed first, in order
+            from tvilling.runtime.analytics import AnalyticsUnit
+
+            units.append(("analytics", AnalyticsUnit(platform, wake=self.hub.advanced)))
         if s.broker or s.opcua or s.analytics:
             units.append(("upkeep", BackgroundTask("upkeep", lambda: maintain(platform))))
         opcua = opcua_config(s) if s.opcua else None

@@ -11,6 +11,15 @@ After the pipeline stores a batch, the engine
 4. writes the derived readings through the writer it was built with: reported properties (with the
    analytic's name and version as the metadata source) and history.
 
+Crash safety: given a cursor store, the engine follows the history's readings feed instead of the
+batches handed to it. It keeps the feed position of the last batch it analysed under the cursor
+``analytics``, saved after the batch's outputs are written; the observer call and the runtime's
+consumer (:mod:`tvilling.runtime.analytics`) both go through :meth:`AnalyticsEngine.take`, which
+analyses a batch only if it lies after that position, in feed order. A batch stored before a crash
+and not analysed is therefore analysed when the runtime starts again; a batch is analysed twice
+only when the process dies between writing its outputs and saving the position. Derived batches
+(the outputs, written inside the store's ``deriving()`` block) are passed over.
+
 Per-twin analytics fit themselves on the twin's first ``train_rows`` rows; the fitted model is
 registered as version 1 and promoted. Fleet analytics (``rul-fleet``) run the promoted fleet
 version and wait (writing nothing) until one is trained. The version in use is reloaded when
@@ -34,14 +43,18 @@ from tvilling.analytics.binding.runners import FleetRulRunner, Runner, make_runn
 from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
 from tvilling.analytics.binding.step import MARKER_EVERY_US, AnalyticsState, Batch, pending_start, process
 from tvilling.core.readings import Readings
+from tvilling.history.ports import FeedBatch
 from tvilling.models.service import ModelRegistry
+from tvilling.streams.offsets import CursorStore
 
 log = logging.getLogger("tvilling.analytics")
 ANALYTICS_TRANSPORT = "analytics"
+CURSOR = "analytics"  # the cursor holding the feed position + 1 of the last batch analysed (0: never saved)
+FEED_ROWS = 100_000  # rows of the feed read at a time
 Writer = Callable[[Readings, "npt.NDArray[np.object_]"], int]
 """Stores derived readings with the source of each; returns how many were stored."""
 
-__all__ = ["ANALYTICS_TRANSPORT", "MARKER_EVERY_US", "AnalyticsEngine", "Writer"]
+__all__ = ["ANALYTICS_TRANSPORT", "CURSOR", "MARKER_EVERY_US", "AnalyticsEngine", "Writer"]
 
 
 class AnalyticsEngine:
@@ -49,17 +62,26 @@ class AnalyticsEngine:
 
     ``writer`` stores the outputs (None: they are computed and dropped); ``history`` (a store, or a
     callable returning one, so that it opens only when a fleet model needs it) seeds fleet models
-    with a twin's earlier rows.
+    with a twin's earlier rows. ``cursors`` (see :meth:`follow`, which can also give it later) makes
+    the engine follow history's readings feed from a saved position; ``twins`` (a twin store) tells
+    the model of a twin in a batch read back from the feed.
     """
 
     def __init__(self, specs: Sequence[AnalyticSpec], models: ModelRegistry, registry: AnalyticRegistry,
-                 writer: Writer | None = None, history: Any = None) -> None:
+                 writer: Writer | None = None, history: Any = None, *, cursors: CursorStore | None = None,
+                 twins: Any = None) -> None:
         self.state = AnalyticsState(specs)
         self.models = models
         self.registry = registry
         self._writer = writer
         self._history = history
         self._lock = threading.RLock()
+        self._feed_lock = threading.RLock()  # one batch of the feed at a time, in order
+        self._cursors: CursorStore | None = None
+        self._twins: Any = twins
+        self._position: int | None = None
+        if cursors is not None:
+            self.follow(cursors, twins=twins)
 
     @property
     def specs(self) -> Sequence[AnalyticSpec]:
@@ -102,9 +124,89 @@ class AnalyticsEngine:
                     changed.add(name)
         return sorted(changed)
 
+    # -- following the readings feed ---------------------------------------------------------
+    def follow(self, cursors: CursorStore, *, twins: Any = None) -> None:
+        """Follow history's readings feed from the position saved in ``cursors`` (analyse what comes after).
+
+        A cursor never saved starts at the feed's head: what history held before is taken as analysed
+        (it was, by the observer of an earlier version, or never configured), and the position is saved
+        at once, so that a batch stored after this call is analysed even if the process dies first.
+        """
+        store = self._store()
+        if store is None or not hasattr(store, "batches_after"):
+            raise ValueError("following the readings feed needs a history store that has one")
+        with self._feed_lock:
+            self._cursors = cursors
+            if twins is not None:
+                self._twins = twins
+            saved = cursors.cursor(CURSOR)
+            if saved == 0:
+                self._position = int(store.head())
+                cursors.set_cursor(CURSOR, self._position + 1)
+            else:
+                self._position = saved - 1
+
+    @property
+    def following(self) -> bool:
+        """True when the engine follows the readings feed (see :meth:`follow`)."""
+        return self._cursors is not None
+
+    @property
+    def position(self) -> int | None:
+        """The feed position of the last batch analysed (None: not following the feed)."""
+        return self._position
+
+    def catch_up(self, models: Mapping[str, str] | None = None, *, max_rows: int = FEED_ROWS) -> int:
+        """Analyse every batch of the feed after the saved position; returns how many batches were taken.
+
+        ``models``: twin → model for twins the caller knows already (the rest are read from the twins).
+        """
+        store = self._store()
+        taken = 0
+        with self._feed_lock:
+            while self._position is not None:
+                page = store.batches_after(self._position, max_rows)
+                if not page:
+                    break
+                for batch in page:
+                    taken += self.take(batch, models)
+        return taken
+
+    def take(self, batch: FeedBatch, models: Mapping[str, str] | None = None) -> int:
+        """Analyse one batch of the feed if it lies after the saved position, write what the analytics
+        derive, then save its position; returns 1 if it was taken, 0 if it was analysed before.
+
+        Batches must come in feed order (positions may skip numbers). A derived batch is passed over.
+        """
+        with self._feed_lock:
+            if self._cursors is None or self._position is None:
+                raise ValueError("take() needs an engine that follows the readings feed (call follow())")
+            if batch.position <= self._position:
+                return 0
+            if not batch.derived and self.specs and len(batch.readings):
+                twins = sorted(set(batch.readings.twin.tolist()))
+                known = dict(models or {})
+                missing = [t for t in twins if t not in known]
+                if missing and self._twins is not None:
+                    known.update({k: t.model for k, t in self._twins.get_many(missing).items()})
+                derived = self.outputs(batch.readings, known).derived()
+                if derived is not None and self._writer is not None:
+                    store = self._store()
+                    with store.deriving():  # the outputs are not fed back to the analytics
+                        self._writer(*derived)
+            self._cursors.set_cursor(CURSOR, batch.position + 1)
+            self._position = batch.position
+            return 1
+
+    def _store(self) -> Any:
+        return self._history() if callable(self._history) else self._history
+
     # -- the observer ---------------------------------------------------------------------
     def __call__(self, readings: Readings, models: Mapping[str, str], transport: str) -> None:
         if transport == ANALYTICS_TRANSPORT or not self.specs:
+            return
+        if self.following:  # the batch just stored is in the feed: take it (and any before it) from there
+            self.catch_up(models)
             return
         self.handle(readings, models)
 
@@ -174,7 +276,7 @@ class AnalyticsEngine:
         return runner
 
     def _seed(self, runner: FleetRulRunner, spec: AnalyticSpec, twin: str, batch: Batch) -> None:
-        history = self._history() if callable(self._history) else self._history
+        history = self._store()
         if history is None:
             return
         start = pending_start(spec, twin, batch.readings, self.state)
