@@ -5,7 +5,8 @@ not changed afterwards; ``async with runtime:`` starts the units in order and st
 in reverse:
 
 1. the change hub over every registered source (twin events, command lifecycle, alarms);
-2. the analytics' consumer of the readings feed (catch-up after a restart), when analytics are configured;
+2. the analytics' consumer of the readings feed (catch-up after a restart), when analytics are configured
+   and this process is the one writer (memory or embedded store);
    upkeep (stale series, history rollups, analytics refresh, retention), when ingesting or analysing;
 3. OPC UA ingest (``settings.opcua``);
 4. the data directory's MQTT identity and MQTT ingest (``settings.broker``);
@@ -28,6 +29,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from tvilling.backend.stores import POSTGRES
 from tvilling.runtime.commands import CommandUnit
 from tvilling.runtime.sources import hub_for
 from tvilling.runtime.transports import IdentityClaim, MqttIngestUnit, OpcUaIngestUnit, opcua_config
@@ -60,7 +62,10 @@ class Runtime:
         self.hub: ChangeHub = hub_for(platform, **dict(hub_options or {}))
         self.cursors: CursorStore = platform.backend.cursors  # the backend's, closed with it
         units: list[tuple[str, AbstractAsyncContextManager[Any]]] = [("hub", self.hub)]
-        if s.analytics:  # before any transport: batches stored after a crash are analysed first, in order
+        # before any transport: batches stored after a crash are analysed first, in order. Only where this
+        # process is the one writer (memory, embedded): on PostgreSQL several workers share one feed and one
+        # cursor, and each analyses the batches it stores itself (one consumer per cluster comes later)
+        if s.analytics and platform.backend.kind != POSTGRES:
             from tvilling.runtime.analytics import AnalyticsUnit
 
             units.append(("analytics", AnalyticsUnit(platform, wake=self.hub.advanced)))
