@@ -307,18 +307,7 @@ class DuckDBHistoryStore(SqlStoreBase):
                 cached = self._cache.partials(sid, pieces, self._load_pages)
             if cached is not None:
                 return cached
-        selects, args = [], []
-        for k, (source, lo, hi) in enumerate(pieces):
-            if source == "raw":
-                selects.append(f"(SELECT ts, value, value, value, 1::BIGINT, value, ts, seq, {k} FROM raw "
-                               "WHERE series = ? AND ts >= ? AND ts < ? AND NOT isnan(value) LIMIT ?)")
-                args += [sid, lo, hi, RAW_FETCH + 1]
-            else:
-                selects.append(f"(SELECT bucket, min, max, sum, count, last, last_ts, seq, {k} "
-                               f"FROM {TABLE[source]} WHERE series = ? AND bucket >= ? AND bucket < ?)")
-                args += [sid, lo, hi]
-        with self._db("aggregating history") as c:
-            cols = [np.asarray(v) for v in c.execute(" UNION ALL ".join(selects), args).fetchnumpy().values()]
+        cols = self._fetch_pieces(sid, pieces, "aggregating history")
         piece = cols[8]
         out = []
         over = [k for k, (source, _, _) in enumerate(pieces)
@@ -345,11 +334,11 @@ class DuckDBHistoryStore(SqlStoreBase):
             self._lock.release()
         return None if parts is None else to_columns(combine(parts, every_us), aggs)
 
-    def _load_pages(self, sid: int, ranges: Sequence[tuple[str, int, int]]) -> list[Rows]:
-        """The cache's pages read: per (source, lo, hi) range, its rows (raw: numeric points, at most
-        ``RAW_FETCH + 1``), with their arrival order (seq), in one query."""
+    def _fetch_pieces(self, sid: int, pieces: Sequence[tuple[str, int, int]], doing: str) -> list[Any]:
+        """Per (source, lo, hi) piece of one series, in one query: its rows as partials' columns (raw: numeric
+        points, at most ``RAW_FETCH + 1``), their arrival order (seq) and the piece's index, as arrays."""
         selects, args = [], []
-        for k, (source, lo, hi) in enumerate(ranges):
+        for k, (source, lo, hi) in enumerate(pieces):
             if source == "raw":
                 selects.append(f"(SELECT ts, value, value, value, 1::BIGINT, value, ts, seq, {k} FROM raw "
                                "WHERE series = ? AND ts >= ? AND ts < ? AND NOT isnan(value) LIMIT ?)")
@@ -358,8 +347,13 @@ class DuckDBHistoryStore(SqlStoreBase):
                 selects.append(f"(SELECT bucket, min, max, sum, count, last, last_ts, seq, {k} "
                                f"FROM {TABLE[source]} WHERE series = ? AND bucket >= ? AND bucket < ?)")
                 args += [sid, lo, hi]
-        with self._db("reading history into the cache") as c:
-            cols = [np.asarray(v) for v in c.execute(" UNION ALL ".join(selects), args).fetchnumpy().values()]
+        with self._db(doing) as c:
+            return [np.asarray(v) for v in c.execute(" UNION ALL ".join(selects), args).fetchnumpy().values()]
+
+    def _load_pages(self, sid: int, ranges: Sequence[tuple[str, int, int]]) -> list[Rows]:
+        """The cache's pages read: per (source, lo, hi) range, its rows (raw: numeric points, at most
+        ``RAW_FETCH + 1``), with their arrival order (seq), in one query."""
+        cols = self._fetch_pieces(sid, ranges, "reading history into the cache")
         tag = cols[8]
         return [rows_of([col[tag == k] for col in cols[:8]]) for k in range(len(ranges))]
 

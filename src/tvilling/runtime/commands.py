@@ -8,7 +8,6 @@ when the runtime is constructed; the links connect and the loops start when it i
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from tvilling.core.events import Event
@@ -16,7 +15,7 @@ from tvilling.decisions.commands import CommandService
 from tvilling.decisions.reconcile import DesiredReconciler
 from tvilling.decisions.transport import CommandTransport, OpcUaTransport, RoutedTransport
 from tvilling.runtime.transports import IdentityClaim, MqttCommandLink
-from tvilling.runtime.units import BackgroundTask, follow
+from tvilling.runtime.units import BackgroundTask, StackUnit, follow
 from tvilling.streams.consumer import Batch, Consumer, Wake
 from tvilling.streams.offsets import CursorStore
 from tvilling.twins.feed import TwinEvents
@@ -28,7 +27,7 @@ if TYPE_CHECKING:
 RECONCILER = "reconciler"
 
 
-class CommandUnit:
+class CommandUnit(StackUnit):
     """The command side of a runtime (``service`` is what the API's command routes use)."""
 
     def __init__(self, platform: Platform, *, cursors: CursorStore, wake: Wake | None,
@@ -61,7 +60,6 @@ class CommandUnit:
         self._tasks = [BackgroundTask("command-sweeper", lambda: self.service.run_sweeper(1.0)),
                        BackgroundTask("reconciler", lambda: self.reconciler.run(1.0)),
                        BackgroundTask("reconciler-events", lambda: follow(self.follower, self._notify))]
-        self._stack: AsyncExitStack | None = None
 
     async def _on_response(self, twin: str, name: str, request_id: str, status: str, payload: Any) -> None:
         await self.service.on_response(twin, name, request_id, status, payload)
@@ -70,15 +68,6 @@ class CommandUnit:
         for event in batch.items:
             self.reconciler.notify(event)
 
-    async def __aenter__(self) -> CommandUnit:
-        async with AsyncExitStack() as stack:
-            for unit in [*self._links, *self._tasks]:
-                await stack.enter_async_context(unit)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+    async def _open(self, stack: AsyncExitStack) -> None:
+        for unit in [*self._links, *self._tasks]:
+            await stack.enter_async_context(unit)

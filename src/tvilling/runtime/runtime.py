@@ -26,14 +26,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from tvilling.backend.stores import POSTGRES
 from tvilling.runtime.commands import CommandUnit
 from tvilling.runtime.sources import hub_for
 from tvilling.runtime.transports import IdentityClaim, MqttIngestUnit, OpcUaIngestUnit, opcua_config
-from tvilling.runtime.units import BackgroundTask
+from tvilling.runtime.units import BackgroundTask, StackUnit
 from tvilling.runtime.upkeep import maintain
 from tvilling.streams.hub import ChangeHub
 from tvilling.streams.offsets import CursorStore
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
     from tvilling.decisions.commands import CommandService
 
 
-class Runtime:
+class Runtime(StackUnit):
     """The background services of a platform. ``commands`` is ``None`` when nothing reaches the devices.
 
     ``commands`` given explicitly (tests, an embedding application) is used instead of one built
@@ -95,7 +94,6 @@ class Runtime:
             driver = self.alarm_driver
             units.append(("alarms", BackgroundTask("alarms", lambda: driver.run(0.25))))
         self._units = tuple(units)
-        self._stack: AsyncExitStack | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> Runtime:
@@ -119,24 +117,15 @@ class Runtime:
         """True while entered."""
         return self._stack is not None
 
-    async def __aenter__(self) -> Runtime:
+    async def _open(self, stack: AsyncExitStack) -> None:
         if self._stack is not None:
             raise RuntimeError("the runtime is running already")
-        async with AsyncExitStack() as stack:  # a unit that fails to start stops those before it
-            if self.owns_platform:
-                stack.callback(self.platform.close)
-            for name, unit in self._units:
-                await stack.enter_async_context(unit)
-                if name == "hub":  # stream new readings at once, not at the next poll
-                    stack.callback(self.platform.on_stored(self._stored))
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+        if self.owns_platform:
+            stack.callback(self.platform.close)
+        for name, unit in self._units:
+            await stack.enter_async_context(unit)
+            if name == "hub":  # stream new readings at once, not at the next poll
+                stack.callback(self.platform.on_stored(self._stored))
 
     async def wait(self) -> None:
         """Run until cancelled (a headless worker: ``async with runtime: await runtime.wait()``)."""

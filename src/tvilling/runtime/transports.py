@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from tvilling.core.errors import Invalid, Unavailable
+from tvilling.runtime.units import StackUnit
 
 if TYPE_CHECKING:
     from tvilling.app import Platform
@@ -74,16 +75,15 @@ class IdentityClaim:
             identity.release()
 
 
-class MqttIngestUnit:
+class MqttIngestUnit(StackUnit):
     """The MQTT subscriber feeding the platform's ingest pipeline, under the identity's ingest client id."""
 
     def __init__(self, platform: Platform, identity: IdentityClaim) -> None:
         self.platform = platform
         self.identity = identity
-        self._stack: AsyncExitStack | None = None
         self.ingest: Any = None  # the connected MqttIngest while entered (its stats)
 
-    async def __aenter__(self) -> MqttIngestUnit:
+    async def _open(self, stack: AsyncExitStack) -> None:
         from tvilling.connect.mapping import load_mappings_file
         from tvilling.connect.mqtt import MqttIngest
 
@@ -93,41 +93,22 @@ class MqttIngestUnit:
         ingest = MqttIngest(self.platform.ingest, s.broker or "", client_id=self.identity.identity.ingest_client_id,
                             mappings=mappings, shared_group=s.mqtt_shared_group,
                             transport_factory=transport_factory(s))
-        async with AsyncExitStack() as stack:
-            self.ingest = await stack.enter_async_context(ingest)
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        stack, self._stack = self._stack, None
-        self.ingest = None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+        self.ingest = await stack.enter_async_context(ingest)
+        stack.callback(setattr, self, "ingest", None)
 
 
-class OpcUaIngestUnit:
+class OpcUaIngestUnit(StackUnit):
     """The OPC UA subscription feeding the platform's ingest pipeline."""
 
     def __init__(self, platform: Platform, config: OpcUaConfig) -> None:
         self.platform = platform
         self.config = config
-        self._stack: AsyncExitStack | None = None
 
-    async def __aenter__(self) -> OpcUaIngestUnit:
+    async def _open(self, stack: AsyncExitStack) -> None:
         from tvilling.connect.opcua import OpcUaIngest
 
         log.info("ingesting from %s (%d binding(s))", self.config.endpoint.url, len(self.config.bindings))
-        async with AsyncExitStack() as stack:
-            await stack.enter_async_context(OpcUaIngest(self.platform.ingest, self.config))
-            self._stack = stack.pop_all()
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
+        await stack.enter_async_context(OpcUaIngest(self.platform.ingest, self.config))
 
 
 class MqttCommandLink:

@@ -18,13 +18,36 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from tvilling.streams.consumer import Batch, Consumer
 
 log = logging.getLogger("tvilling.runtime")
 T = TypeVar("T")
+
+
+class StackUnit:
+    """A unit made of other units: :meth:`_open` enters them on a stack; leaving unwinds it in reverse
+    (and a unit that fails to start stops those entered before it)."""
+
+    _stack: AsyncExitStack | None = None
+
+    async def _open(self, stack: AsyncExitStack) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await self._open(stack)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
 
 
 class BackgroundTask:
