@@ -61,7 +61,7 @@ def _commit_batch(service: TwinService, batch: list[Mapping[str, Any]], actor: P
         commands.extend(made)
         item_of.extend([offset + n + 1] * len(made))
     try:
-        service.execute(commands, who)
+        service.execute(commands, who, states=False)
     except Conflict as exc:
         if "index" in vars(exc) and exc.fields.get("rule") == "exists":
             raise _at_item(exc, item_of[vars(exc)["index"]]) from None
@@ -91,13 +91,13 @@ def _commands_for(item: Mapping[str, Any], stamp: dict[str, Any]) -> list[Comman
     model_id = item.get("model")
     if not isinstance(model_id, str):
         raise Invalid(f"twin {twin_id!r}: 'model' is required", twin=twin_id, field="model", rule="required")
-    sections: dict[str, dict[str, Any]] = {}
+    sections: dict[str, Any] = {}
     for section in ("attributes", "reported", "desired"):
         values = item.get(section) or {}
         if not isinstance(values, Mapping):
             raise Invalid(f"twin {twin_id!r}: '{section}' must be an object", twin=twin_id, field=section,
                           rule="type")
-        sections[section] = dict(values)
+        sections[section] = values  # the service checks and copies them
     out: list[Command] = [CreateTwin(twin=twin_id, model=model_id, stamp=stamp, attributes=sections["attributes"],
                                      reported=sections["reported"], desired=sections["desired"])]
     for rel in item.get("relationships") or ():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -156,16 +156,25 @@ class TwinService:
         targets = sorted({c.target for c in commands if isinstance(c, SetRelationship)} - set(ids))
         conditional = [c for c in commands if c.if_match is not None]
         again = {t for t, n in Counter(c.twin for c in commands).items() if n > 1}  # later commands see earlier
+        # a twin whose first command creates it is taken not to exist on the first try (bulk imports): if it
+        # does, the store's revision check refuses the batch and the next try reads it
+        first: dict[str, Command] = {}
+        for c in commands:
+            first.setdefault(c.twin, c)
+        unread = [t for t in ids if type(first[t]) is not CreateTwin]
         last: dict[str, int] = {}
         for attempt in range(MAX_RETRIES):
             _backoff(attempt)
-            read = known if attempt == 0 and known is not None and not targets else self.store.get_many(ids + targets)
+            if attempt == 0 and known is not None and not targets:
+                read: Mapping[str, Twin] = known
+            else:
+                read = self.store.get_many((unread if attempt == 0 else ids) + targets)
             current: dict[str, Twin | None] = {t: read.get(t) for t in ids}
             if attempt or len(ids) <= EAGER_REVISIONS:  # a deleted twin's log goes on: creates continue its count
                 last = {t: self.store.last_revision(t) for t in ids if current[t] is None
                         and any(c.twin == t and isinstance(c, CreateTwin | PutTwin) for c in commands)}
             self.hooks.authorize(principal, commands, current)
-            checked = _Checker(self, read, current)
+            checked = _Checker(self, read, {t: None if s is None else s.model for t, s in current.items()})
             when = _now()
             events: list[Event] = []
             for i, command in enumerate(commands):
@@ -411,71 +420,103 @@ def _object(value: Any, twin_id: str, field: str) -> dict[str, Any]:
 
 
 class _Checker:
-    """Checks each command's values against its twin's model (models resolved once per batch)."""
+    """Checks each command's values against its twin's model (models resolved once per batch).
 
-    def __init__(self, service: TwinService, read: Mapping[str, Twin], states: Mapping[str, Twin | None]) -> None:
+    ``models`` holds the model of each twin of the batch as the earlier commands left it (``None``
+    when it does not exist), so a relationship may target a twin created earlier in the same batch.
+    """
+
+    def __init__(self, service: TwinService, read: Mapping[str, Twin], models: dict[str, str | None]) -> None:
         self.models = service.models
         self.store = service.store
         self.read = read
-        self.states = states  # the batch's twins as the earlier commands of the batch left them
+        self.model_of = models
         self._usable: dict[str, ResolvedModel] = {}
+        self._checks: dict[type, Callable[[Any, Twin | None], Command]] = {
+            CreateTwin: self._body, PutTwin: self._body, PatchTwin: self._patch, SetDesired: self._patch,
+            SetRelationship: self._relationship, DeleteTwin: self._delete, MigrateTwin: self._migrate,
+            RecordReported: _unchanged, DeleteRelationship: _unchanged,
+        }
 
     def __call__(self, command: Command, state: Twin | None) -> Command:
+        check = self._checks.get(type(command))
+        if check is None:
+            raise Invalid(f"unknown command {type(command).__name__}", twin=command.twin, rule="command_type")
+        checked = check(command, state)
+        if type(command) in _CREATES:
+            self.model_of[command.twin] = command.model  # type: ignore[union-attr]
+        elif type(command) is DeleteTwin:
+            self.model_of[command.twin] = None
+        elif type(command) is MigrateTwin:
+            self.model_of[command.twin] = command.to
+        return checked
+
+    def _body(self, command: CreateTwin | PutTwin, state: Twin | None) -> Command:
         twin = command.twin
-        if isinstance(command, RecordReported | DeleteRelationship):
-            return command
-        if isinstance(command, CreateTwin | PutTwin):
-            model = self._usable.get(command.model)
-            if model is None:
-                model = self._usable[command.model] = self.models.ensure_usable(command.model, twin)
-            check_json(command.attributes, field="attributes")
-            return msgspec.structs.replace(
-                command, attributes=dict(command.attributes),
-                reported=self._section(model, twin, "reported", command.reported, drop_none=True),
-                desired=self._section(model, twin, "desired", command.desired, drop_none=True))
+        model = self._usable.get(command.model)
+        if model is None:
+            model = self._usable[command.model] = self.models.ensure_usable(command.model, twin)
+        check_json(command.attributes, field="attributes")
+        return msgspec.structs.replace(
+            command, attributes=dict(command.attributes),
+            reported=self._section(model, twin, "reported", command.reported, drop_none=True),
+            desired=self._section(model, twin, "desired", command.desired, drop_none=True))
+
+    def _patch(self, command: PatchTwin | SetDesired, state: Twin | None) -> Command:
         if state is None:
             return command  # deciding says it does not exist
-        if isinstance(command, PatchTwin | SetDesired):
-            model = self.models.resolve(state.model)
-            changes: dict[str, Any] = {}
-            if isinstance(command, PatchTwin) and command.attributes is not None:
+        model = self.models.resolve(state.model)
+        changes: dict[str, Any] = {}
+        if isinstance(command, PatchTwin):
+            if command.attributes is not None:
                 check_json(command.attributes, field="attributes")
-            if isinstance(command, PatchTwin) and command.reported is not None:
-                changes["reported"] = self._section(model, twin, "reported", command.reported)
-            if command.desired is not None:
-                changes["desired"] = self._section(model, twin, "desired", command.desired)
-            return msgspec.structs.replace(command, **changes) if changes else command
-        if isinstance(command, SetRelationship):
-            target = self.states.get(command.target) if command.target in self.states else \
-                self.read.get(command.target)
-            if target is None:
-                raise Invalid(f"twin {twin!r}: relationship {command.id!r} targets twin {command.target!r}, "
-                              "which does not exist", twin=twin, field=f"relationships.{command.id}.target",
-                              rule="target_exists")
-            check_json(command.properties, field="properties")
-            same_name = sum(1 for r in state.relationships.values() if r.name == command.name and r.id != command.id)
-            props = validate_relationship(self.models.modelset, state.model, twin, command.name, command.target,
-                                          target.model, command.properties, same_name)
-            return msgspec.structs.replace(command, properties=dict(props))
-        if isinstance(command, DeleteTwin):
-            incoming = self.store.incoming(twin)
-            return msgspec.structs.replace(command, incoming=tuple(f"{src}/{rel.id}" for src, rel in incoming))
-        if isinstance(command, MigrateTwin):
-            self.models.ensure_usable(command.to, twin)
-            rels = []
-            for rel in state.relationships.values():
-                target = self.read.get(rel.target) or _get_or_none(self.store, rel.target)
-                if target is not None:
-                    rels.append((rel.id, rel.name, target.model))
-            report = migration_report(self.models.modelset, twin, state.reported, state.desired, rels, command.to,
-                                      current_model=state.model)
-            if report.problems:
-                raise Invalid(f"twin {twin!r} cannot migrate to {command.to}: {report.problems[0]['message']}",
-                              twin=twin, field="model", rule="migration")
-            return msgspec.structs.replace(command, dropped=tuple(report.dropped),
-                                           report={"problems": list(report.problems),
-                                                   "dropped": list(report.dropped)})
-        raise Invalid(f"unknown command {type(command).__name__}", twin=twin, rule="command_type")
+            if command.reported is not None:
+                changes["reported"] = self._section(model, command.twin, "reported", command.reported)
+        if command.desired is not None:
+            changes["desired"] = self._section(model, command.twin, "desired", command.desired)
+        return msgspec.structs.replace(command, **changes) if changes else command
+
+    def _relationship(self, command: SetRelationship, state: Twin | None) -> Command:
+        if state is None:
+            return command
+        twin = command.twin
+        if command.target in self.model_of:
+            target_model = self.model_of[command.target]
+        else:
+            found = self.read.get(command.target)
+            target_model = None if found is None else found.model
+        if target_model is None:
+            raise Invalid(f"twin {twin!r}: relationship {command.id!r} targets twin {command.target!r}, "
+                          "which does not exist", twin=twin, field=f"relationships.{command.id}.target",
+                          rule="target_exists")
+        same_name = sum(1 for r in state.relationships.values() if r.name == command.name and r.id != command.id)
+        props = validate_relationship(self.models.modelset, state.model, twin, command.name, command.target,
+                                      target_model, command.properties, same_name)
+        return msgspec.structs.replace(command, properties=dict(props))
+
+    def _delete(self, command: DeleteTwin, state: Twin | None) -> Command:
+        if state is None:
+            return command
+        incoming = self.store.incoming(command.twin)
+        return msgspec.structs.replace(command, incoming=tuple(f"{src}/{rel.id}" for src, rel in incoming))
+
+    def _migrate(self, command: MigrateTwin, state: Twin | None) -> Command:
+        if state is None:
+            return command
+        twin = command.twin
+        self.models.ensure_usable(command.to, twin)
+        rels = []
+        for rel in state.relationships.values():
+            target = self.read.get(rel.target) or _get_or_none(self.store, rel.target)
+            if target is not None:
+                rels.append((rel.id, rel.name, target.model))
+        report = migration_report(self.models.modelset, twin, state.reported, state.desired, rels, command.to,
+                                  current_model=state.model)
+        if report.problems:
+            raise Invalid(f"twin {twin!r} cannot migrate to {command.to}: {report.problems[0]['message']}",
+                          twin=twin, field="model", rule="migration")
+        return msgspec.structs.replace(command, dropped=tuple(report.dropped),
+                                       report={"problems": list(report.problems), "dropped": list(report.dropped)})
 
     def _section(self, model: ResolvedModel, twin: str, section: Literal["reported", "desired"],
                  values: Mapping[str, Any], *, drop_none: bool = False) -> dict[str, Any]:
@@ -484,6 +525,13 @@ class _Checker:
         check_json(values, field=section)
         clean = validate_section(model, self.models.modelset, twin, section, values)
         return {k: v for k, v in clean.items() if v is not None} if drop_none else dict(clean)
+
+
+_CREATES = (CreateTwin, PutTwin)
+
+
+def _unchanged(command: Command, state: Twin | None) -> Command:
+    return command
 
 
 def _get_or_none(store: TwinStore, twin_id: str) -> Twin | None:
