@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tvilling.history.ports import HistoryStore
     from tvilling.ingest.deadletter import DeadLetterStore
     from tvilling.ingest.pipeline import IngestService, Pipeline
+    from tvilling.simulation.shadow_engine import ShadowEngine
 
 
 @dataclass
@@ -84,10 +85,13 @@ class Platform:
         return self.backend.analytics_registry
 
     def alarm_rule_docs(self) -> list[dict[str, Any]]:
-        """The configured alarm rules plus a drift warning per configured detector."""
+        """The configured alarm rules, a drift warning per configured detector and the residual alarms of
+        the simulations that configure them."""
         from tvilling.analytics.binding.spec import drift_rules, parse_specs
+        from tvilling.simulation.spec import parse_simulations, residual_rules
 
-        return [*self.settings.alarm_rules, *drift_rules(parse_specs(self.settings.analytics))]
+        return [*self.settings.alarm_rules, *drift_rules(parse_specs(self.settings.analytics)),
+                *residual_rules(parse_simulations(self.settings.simulations))]
 
     @cached_property
     def analytics(self) -> AnalyticsEngine:
@@ -102,6 +106,16 @@ class Platform:
                                history=lambda: self.history)
 
     @cached_property
+    def simulations(self) -> ShadowEngine:
+        """The configured simulations in shadow mode; they observe every batch the pipeline stores."""
+        from tvilling.simulation.shadow_engine import ShadowEngine
+        from tvilling.simulation.spec import parse_simulations
+
+        return ShadowEngine(parse_simulations(self.settings.simulations), self.models, self.twin_store,
+                            self.analytics_registry, writer=lambda readings, sources: self.pipeline.write_derived(
+                                readings, source=sources, actor="simulation"), history=lambda: self.history)
+
+    @cached_property
     def pipeline(self) -> Pipeline:
         from tvilling.ingest.pipeline import IngestSettings, Pipeline
 
@@ -111,6 +125,8 @@ class Platform:
         pipeline = Pipeline(self.twins, self.history, self.dead_letters, settings)
         if s.analytics:
             pipeline.observers.append(self.analytics)
+        if s.simulations:
+            pipeline.observers.append(self.simulations)
         pipeline.observers.extend(self._stored_listeners)
         return pipeline
 

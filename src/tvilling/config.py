@@ -52,6 +52,9 @@ class Settings(BaseSettings):
                                          "MQTT 3.1.1 brokers (the demo's embedded broker)")
     analytics: list[dict[str, Any]] = Field(default_factory=list, description="analytics bound to twin models "
                                             "([[analytics]] tables; see tvilling.analytics.binding.spec)")
+    simulations: list[dict[str, Any]] = Field(default_factory=list, description="behaviour models bound to twin "
+                                              "models, run in shadow mode ([[simulations]] tables; see "
+                                              "tvilling.simulation.spec)")
     alarm_rules: list[dict[str, Any]] = Field(
         default_factory=list, description="alarm rules: [[alarm_rules]] tables (see tvilling.decisions.alarms.rules)")
 

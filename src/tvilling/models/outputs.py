@@ -10,7 +10,9 @@ declares one of the names itself keeps its own definition. Values are checked he
 * ``fault_family`` — string or null;
 * ``rul``, ``rul_p10``, ``rul_p90`` — numbers ≥ 0 in the analytic's time unit;
 * ``health`` — number in [0, 1], 1 = as new;
-* ``analytics`` — object {analytic name: {"version": …, …}}: which version produced the outputs.
+* ``analytics`` — object {analytic name: {"version": …, …}}: which version produced the outputs;
+* ``simulation`` — object {simulation name: {"residual": …, "score": …, "residual_norm": …, "worst": …}}:
+  shadow mode's comparison of a behaviour model with the measurements (``tvilling.simulation.shadow``).
 
 >>> check_output("health", 0.5, "reported.health").problems
 []
@@ -35,6 +37,7 @@ OUTPUTS: dict[str, str] = {
     "rul_p90": "number",
     "health": "number",
     "analytics": "other",
+    "simulation": "other",
 }
 
 
