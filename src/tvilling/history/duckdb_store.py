@@ -73,6 +73,9 @@ SCHEMA = [
 ]
 TABLE = {"raw": "raw", "1m": "r1m", "1h": "r1h"}
 RAW_FETCH = 2_000  # raw points of one aggregate piece fetched and merged in NumPy; more are grouped by DuckDB
+# a raw piece wider than this holds more than RAW_FETCH points at 1 Hz or faster: grouped by DuckDB at once, not
+# fetched first to find out (a slower series then takes the grouped path, as every series did before the cache)
+RAW_SPAN_US = RAW_FETCH * 1_000_000
 STAGE_ROWS = 1_000  # smaller staged appends are done in the caller's thread, at commit (a thread hop costs more)
 FEED_KEPT = 1_000_000  # feed journal entries kept by compact(): the newest
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.*?) \(PID (?P<pid>\d+)\)")
@@ -302,6 +305,11 @@ class DuckDBHistoryStore(SqlStoreBase):
         """
         if not pieces:
             return []
+        wide = {k for k, (source, lo, hi) in enumerate(pieces) if source == "raw" and hi - lo > RAW_SPAN_US}
+        if wide:
+            rest = [p for k, p in enumerate(pieces) if k not in wide]
+            return [self._partials(sid, "raw", pieces[k][1], pieces[k][2], every) for k in sorted(wide)] + \
+                self._pieces(sid, rest, every)
         if self._cache is not None:
             with self._lock:  # the pages and the file seen at one moment
                 cached = self._cache.partials(sid, pieces, self._load_pages)
