@@ -20,7 +20,7 @@ COMMANDS = {
     "dead-letters", "demo",
     "eval", "eval cmapss", "eval nab", "eval skab",
     "models", "models decommission", "models get", "models import", "models list",
-    "plant", "replay", "serve", "sim", "sim fmu",
+    "plant", "replay", "serve", "sim", "sim compare", "sim fmu", "sim list", "sim run", "sim show",
     "twins", "twins create", "twins delete", "twins get", "twins history", "twins import", "twins migrate",
     "twins patch", "twins query", "twins query-help", "twins relate",
 }

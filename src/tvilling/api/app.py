@@ -18,6 +18,7 @@ from tvilling import __version__
 from tvilling.api import alarms, commands, docs, errors, graph, history, ingest, models, openapi, streams, twins
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import health as health_routes
+from tvilling.api import scenarios as scenario_routes
 from tvilling.api import ui as ui_routes
 from tvilling.app import Platform
 from tvilling.config import Settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(alarms.router)
     app.include_router(streams.router)
     app.include_router(analytics_routes.router)
+    app.include_router(scenario_routes.router)
     app.include_router(ui_routes.router)
     generate = app.openapi
 

@@ -34,6 +34,7 @@ from tvilling.twins.ports import ModelStore, TwinStore
 if TYPE_CHECKING:
     from tvilling.analytics.binding.registry import AnalyticRegistry
     from tvilling.backend.postgres import PostgresDatabase
+    from tvilling.backend.scenarios import ScenarioStore
     from tvilling.backend.sqlite import SqliteDatabase
     from tvilling.config import Settings
     from tvilling.decisions.alarms.store import AlarmStore
@@ -121,6 +122,12 @@ class Backend:
     def cursors(self) -> CursorStore:
         """The stream consumers' saved positions (opened on first access); saves join :meth:`transaction`."""
         store: CursorStore = self._open("cursors")
+        return store
+
+    @cached_property
+    def scenarios(self) -> ScenarioStore:
+        """What-if scenario records and their change feed (opened on first access)."""
+        store: ScenarioStore = self._open("scenarios")
         return store
 
     @contextmanager

@@ -18,7 +18,7 @@ from tvilling.core.errors import Invalid, Unavailable
 MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
-STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors")
+STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -76,6 +76,10 @@ def _memory(name: str) -> Any:
         from tvilling.streams.offsets import MemoryCursors
 
         return MemoryCursors()
+    if name == "scenarios":
+        from tvilling.backend.scenarios import MemoryScenarios
+
+        return MemoryScenarios()
     from tvilling.analytics.binding.registry import MemoryRegistry
 
     return MemoryRegistry()
@@ -98,6 +102,10 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.cursors import SqliteCursors
 
         return SqliteCursors(target)
+    if name == "scenarios":
+        from tvilling.backend.scenarios import SqliteScenarios
+
+        return SqliteScenarios(target)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target)
@@ -120,6 +128,10 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.cursors import PostgresCursors
 
         return PostgresCursors(target, schema=schema)
+    if name == "scenarios":
+        from tvilling.backend.scenarios import PostgresScenarios
+
+        return PostgresScenarios(target, schema=schema)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target, schema=schema)

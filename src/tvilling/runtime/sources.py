@@ -13,15 +13,18 @@ if TYPE_CHECKING:
 
 def source_registry() -> SourceRegistry[Platform]:
     """The sources of a platform: twin events (``events``), command lifecycle (``commands``), alarm
-    changes (``alarms``), in that order (a bare cursor names a position in the first)."""
+    changes (``alarms``), what-if runs (``scenarios``), in that order (a bare cursor names a position in
+    the first)."""
     from tvilling.decisions import feed as command_feed
     from tvilling.decisions.alarms import feed as alarm_feed
+    from tvilling.simulation import scenario_feed
     from tvilling.twins import feed as twin_feed
 
     registry: SourceRegistry[Platform] = SourceRegistry()
     twin_feed.register(registry)
     command_feed.register(registry)
     alarm_feed.register(registry)
+    scenario_feed.register(registry)
     return registry
 
 
