@@ -145,11 +145,22 @@ export async function listAlarms(states, extra = {}) {
 }
 
 
+// -- scenarios (what-if) -----------------------------------------------------------------------
+/** What a twin's scenarios may say: {commands, maintenance, faults, parameters, outputs}. */
+export const scenarioVocabulary = (twin) => getJSON(`/api/scenarios/vocabulary?twin=${enc(twin)}`);
+/** Start a scenario; answers {id, status, progress} at once, the run goes on in the server. */
+export const runScenario = (body) => postJSON("/api/scenarios", body);
+/** A scenario with its status, progress and (when done) KPIs and series. */
+export const getScenario = (id) => getJSON(`/api/scenarios/${enc(id)}`);
+/** Earlier scenarios, newest first: {items: [{id, twin, status, created, options}]}. */
+export const listScenarios = () => getJSON("/api/scenarios");
+
 // -- live stream -------------------------------------------------------------------------------
 const EVENT_NAMES = [
   "TwinCreated", "TwinPatched", "TwinReplaced", "TwinMigrated", "TwinDeleted", "RelationshipSet",
   "RelationshipDeleted", "command", "desired", "alarm", "alarm.raised", "alarm.acknowledged", "alarm.cleared",
   "alarm.updated", "message",
+  "scenario",  // what-if progress: the scenarios source's items {kind, id, status, progress}
 ];
 
 const liveListeners = new Set();

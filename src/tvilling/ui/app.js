@@ -8,6 +8,7 @@ const routes = {
   twin: () => import("./twin.js"),
   alarms: () => import("./alarms.js"),
   graph: () => import("./graph.js"),
+  whatif: () => import("./whatif.js"),
 };
 
 const view = document.getElementById("view");
@@ -19,6 +20,7 @@ function parse(hash) {
   if (parts[0] === "twin" && parts[1]) return { page: "twin", id: parts.slice(1).join("/") };
   if (parts[0] === "alarms") return { page: "alarms" };
   if (parts[0] === "graph") return { page: "graph" };
+  if (parts[0] === "whatif") return { page: "whatif", id: parts.slice(1).join("/") || undefined };
   return { page: "fleet" };
 }
 

@@ -104,6 +104,9 @@ export async function mount(view, { id }) {
   const propsPanel = el("section", { class: "panel", id: "properties" }, el("h2", {}, "Reported vs desired"), propsBody);
   const analyticsBody = el("div", { class: "body" });
   const analyticsPanel = el("section", { class: "panel", id: "analytics" }, el("h2", {}, "Analytics"), analyticsBody);
+  const physicsBody = el("div", { class: "body" });
+  const physicsPanel = el("section", { class: "panel", id: "physics", hidden: true }, el("h2", {}, "Physics model",
+    el("span", { class: "right faint" }, "measured vs simulated")), physicsBody);
   const cmdBody = el("div", { class: "body" });
   const cmdPanel = el("section", { class: "panel", id: "commands" }, el("h2", {}, "Commands"), cmdBody);
   const alarmBody = el("div", { class: "body flush" });
@@ -117,7 +120,7 @@ export async function mount(view, { id }) {
     el("thead", {}, el("tr", {}, ["Time", "Rev", "Type", "Change"].map((c) => el("th", {}, c)))), logBody)));
   view.append(crumbs, headEl, el("div", { class: "twin-grid" },
     el("div", { class: "col" }, chartsPanel, propsPanel, logPanel),
-    el("div", { class: "col" }, analyticsPanel, cmdPanel, alarmPanel, relPanel)));
+    el("div", { class: "col" }, analyticsPanel, physicsPanel, cmdPanel, alarmPanel, relPanel)));
 
   let healthNow = null;  // this twin's entry of GET /api/health (the index rolled up from its parts)
 
@@ -244,7 +247,7 @@ export async function mount(view, { id }) {
   // -- analytics ---------------------------------------------------------------------------
   const renderAnalytics = () => {
     const r = twin.reported || {};
-    const has = [...ANALYTIC_OUTPUTS].some((k) => k in r);
+    const has = [...ANALYTIC_OUTPUTS].some((k) => k !== "simulation" && k in r);  // the physics panel shows simulation
     if (!has) {
       setChildren(analyticsBody, message("info", "No analytic outputs on this twin yet."));
       return;
@@ -274,6 +277,35 @@ export async function mount(view, { id }) {
         "Produced by ", Object.entries(r.analytics).map(([name, v], i) => [i ? ", " : "",
           el("code", {}, `${name} v${v?.version ?? "?"}`), v?.time ? ` at ${fmtTime(v.time)}` : ""])) : null,
     );
+  };
+
+  // -- physics model: shadow-mode residuals (reported.simulation.<name>), only when present ----
+  const renderPhysics = () => {
+    const sims = twin.reported?.simulation;
+    const entries = sims && typeof sims === "object"
+      ? Object.entries(sims).filter(([, v]) => v && typeof v === "object" && typeof v.residual_norm === "number") : [];
+    physicsPanel.hidden = entries.length === 0;
+    if (!entries.length) { physicsBody.replaceChildren(); return; }
+    const stat = (k, v, small) => el("div", { class: "stat" }, el("div", { class: "k" }, k),
+      el("div", { class: "v" }, v, small ? el("small", {}, ` ${small}`) : null));
+    setChildren(physicsBody, entries.map(([name, sim]) => {
+      const scores = Object.entries(flatten(sim.score || {})).filter(([, v]) => typeof v === "number")
+        .sort((a, b) => b[1] - a[1]);
+      const top = Math.max(10, ...scores.map(([, v]) => v));
+      return el("div", { class: "physics", dataset: { simulation: name } },
+        el("div", { class: "stats" },
+          stat("Residual norm", el("span", { dataset: { output: "residual_norm" } }, sim.residual_norm.toFixed(2)),
+            sim.residual_norm >= 8 ? "diverged" : sim.residual_norm >= 3 ? "drifting" : "fits"),
+          stat("Worst output", sim.worst ? el("span", { class: "mono", dataset: { output: "worst" } }, sim.worst) : "—",
+            `model ${name}`)),
+        scores.length ? el("div", { class: "contrib", dataset: { output: "scores" } },
+          el("div", { class: "faint", style: { gridColumn: "1 / -1" } }, "Score per output (residual over its usual size)"),
+          scores.slice(0, 10).map(([path, v]) => [
+            el("span", { class: "mono", dataset: { score: path } }, path),
+            el("span", { class: "bar" }, el("span", { class: v >= 8 ? "bad" : v >= 3 ? "warn" : "ok",
+              style: { width: `${Math.max(0, Math.min(1, v / top)) * 100}%` } })),
+            el("span", { class: "pct" }, v.toFixed(1))])) : null);
+    }));
   };
 
   // -- reported vs desired -----------------------------------------------------------------
@@ -358,11 +390,12 @@ export async function mount(view, { id }) {
   // -- first render, then live -------------------------------------------------------------
   renderHead();
   renderAnalytics();
+  renderPhysics();
   renderProps();
   renderAlarms();
   renderRelations();
   const drawn = drawCharts();
-  const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderProps(); cmds.twinChanged(); });
+  const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderPhysics(); renderProps(); cmds.twinChanged(); });
   const healthWatch = watchHealth((items) => {
     const had = Boolean(healthNow?.rul_unit);
     healthNow = items[twin.id] || null;

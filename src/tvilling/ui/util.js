@@ -2,7 +2,7 @@
 
 /** Reported properties the platform's analytics write on any twin (see tvilling.models.outputs). */
 export const ANALYTIC_OUTPUTS = new Set([
-  "anomaly_score", "anomaly", "contributions", "fault_family", "rul", "rul_p10", "rul_p90", "health", "analytics",
+  "anomaly_score", "anomaly", "contributions", "fault_family", "rul", "rul_p10", "rul_p90", "health", "analytics", "simulation",
 ]);
 
 export const SEVERITIES = ["critical", "major", "minor", "warning"];
