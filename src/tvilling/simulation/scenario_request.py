@@ -58,7 +58,7 @@ def parse_duration(value: Any, where: str) -> float:
     if isinstance(value, bool):
         raise _fail(f"{where} must be a duration such as '15m' or '24h', not {value!r}", where)
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _finite(value, where)
     elif isinstance(value, str) and (m := _DURATION.fullmatch(value)):
         seconds = float(m.group(1)) * _UNIT[m.group(2)]
     else:
@@ -69,9 +69,21 @@ def parse_duration(value: Any, where: str) -> float:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(f"{where} must be a finite number, not {value!r}", where)
-    return float(value)
+    return _finite(value, where)
+
+
+def _finite(value: int | float, where: str) -> float:
+    """``value`` as a finite float; an integer too large for one (or inf, NaN) is refused, not a crash."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        shown = f"{str(value)[:20]}…" if len(str(value)) > 20 else repr(value)
+        raise _fail(f"{where} must be a finite number, not {shown}", where, "range")
+    return number
 
 
 def _text(value: Any, where: str) -> str:
@@ -166,8 +178,8 @@ def parse_request(doc: Any) -> Request:
     if samples > MAX_SAMPLES:
         raise _fail(f"{samples} samples are beyond the limit of {MAX_SAMPLES}", "samples", "limit", limit=MAX_SAMPLES)
     seed = doc.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise _fail(f"seed must be an integer, not {seed!r}", "seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise _fail(f"seed must be an integer from 0 to 2**64 - 1, not {str(seed)[:24]}", "seed", "range")
     at = doc.get("at")
     when = None
     if at is not None:
