@@ -212,4 +212,10 @@ def test_a_killed_server_analyses_every_stored_reading_after_it_restarts(tmp_pat
         proc.wait(30)
     after_stored, after_scores = _counts(data)
     assert after_stored == stored  # nothing was posted meanwhile
-    assert sorted(after_scores) == sorted(after_stored - learned)  # every stored reading after training, once
+    # every stored reading after training is analysed: nothing lost. At least once, not exactly once: a kill
+    # after a batch's outputs are written and before its position is saved has that one batch analysed
+    # again on restart (the outputs and the position are in different stores), so each kill may repeat
+    # at most the one batch in flight (the bursts post 20 readings a batch)
+    assert set(after_scores) == after_stored - learned
+    kills = attempt + 2
+    assert len(after_scores) - len(set(after_scores)) <= 20 * kills, "more than one batch per kill analysed twice"
