@@ -141,6 +141,17 @@ def test_parameter_versions_live_in_the_analytic_registry_and_layer_over_the_con
         add_version(reg, spec, "*", {"nothing": 1.0}, signature=SIGNATURE)
 
 
+def test_a_version_registered_as_a_calibration_stores_it_is_read_like_a_flat_one():
+    """Calibration.to_version() keeps parameters, start values and standard errors apart; the binding reads
+    the parameters from it as from a flat version."""
+    spec = parse_simulation(spec_doc())
+    reg = MemoryRegistry()
+    calibrated = {"parameters": {"motorRise": 55.5, "tauMotor": 1050.0}, "startValues": {"wear": 0.1},
+                  "stderr": {"motorRise": 0.4, "tauMotor": None}}
+    reg.add("sim:machine", "*", b"{}", fingerprint="f", params=calibrated, metrics={}, promote=True)
+    assert parameters_for(reg, spec, "line-1-m01") == {"tauMotor": 1050.0, "motorRise": 55.5}
+
+
 def test_residual_rules_are_one_per_output_and_parse():
     from tvilling.decisions.alarms.rules import parse_rules
 

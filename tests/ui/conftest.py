@@ -78,9 +78,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, broker: str) -> Iterator[str]:
     """`tvilling serve` on a free port: embedded store in a temp dir, the broker above, alarm rules."""
-    tmp = tmp_path_factory.mktemp("serve")
+    yield from serve(tmp_path_factory, broker, ALARM_RULES.format(bearing=MODELS["bearing"]), "serve")
+
+
+def serve(tmp_path_factory: pytest.TempPathFactory, broker: str, config_text: str, name: str) -> Iterator[str]:
+    """Run `tvilling serve` with this settings file on a free port until the generator is closed."""
+    tmp = tmp_path_factory.mktemp(name)
     config = tmp / "tvilling.toml"
-    config.write_text(ALARM_RULES.format(bearing=MODELS["bearing"]), encoding="utf-8")
+    config.write_text(config_text, encoding="utf-8")
     port = free_port()
     env = {**os.environ, "TVILLING_LOG_LEVEL": "warning", "TVILLING_CONFIG": str(config)}
     log = (tmp / "server.log").open("wb")

@@ -10,19 +10,16 @@ Every request stays on this machine (``watched`` fails the test otherwise)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from serve_util import call, free_port, wait_healthy
+from serve_util import call
 from tvilling.plant import Plant
 
-from .conftest import ROOT, _stop
+from .conftest import serve
 from .plant_seed import MACHINES, seed
 
 pytestmark = pytest.mark.slow
@@ -60,26 +57,7 @@ throughput = "throughput"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, broker: str) -> Iterator[str]:
     """`tvilling serve` with the machine model bound to the machine twins (overrides conftest's server)."""
-    if not (ROOT / "src" / "tvilling" / "api" / "scenarios.py").exists():
-        pytest.fail("the scenarios API (src/tvilling/api/scenarios.py) does not exist yet", pytrace=False)
-    tmp = tmp_path_factory.mktemp("serve-whatif")
-    config = tmp / "tvilling.toml"
-    config.write_text(SIMULATION, encoding="utf-8")
-    port = free_port()
-    env = {**os.environ, "TVILLING_LOG_LEVEL": "warning", "TVILLING_CONFIG": str(config)}
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "tvilling.cli", "serve", "--data-dir", str(tmp / "data"),
-                             "--port", str(port), "--broker", broker], cwd=tmp, env=env, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_healthy(base)
-        except AssertionError:
-            raise AssertionError(f"server did not start: {(tmp / 'server.log').read_text()[-3000:]}") from None
-        yield base
-    finally:
-        _stop(proc)
-        log.close()
+    yield from serve(tmp_path_factory, broker, SIMULATION, "serve-whatif")
 
 
 @pytest.fixture(scope="module")

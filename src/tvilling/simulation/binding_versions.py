@@ -66,7 +66,15 @@ def promoted_parameters(registry: AnalyticRegistry | None, spec: SimulationSpec,
     if registry is None:
         return {}
     version = registry.promoted(spec.registry_name, scope)
-    return {} if version is None else {k: float(v) for k, v in version.params.items()}
+    return {} if version is None else version_parameters(version.params)
+
+
+def version_parameters(params: Mapping[str, Any]) -> dict[str, float]:
+    """A version's parameter values: flat (``{"name": value}``) or as a calibration registers them
+    (``{"parameters": {...}, "startValues": {...}, "stderr": {...}}``, see ``Calibration.to_version``)."""
+    nested = params.get("parameters")
+    values: Mapping[str, Any] = nested if isinstance(nested, Mapping) else params
+    return {k: float(v) for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def promoted_versions(registry: AnalyticRegistry | None, spec: SimulationSpec, twin: str) -> tuple[int | None, ...]:
@@ -83,4 +91,4 @@ def parameters_for(registry: AnalyticRegistry | None, spec: SimulationSpec, twin
             **promoted_parameters(registry, spec, twin)}
 
 
-__all__ = ["add_version", "parameters_for", "promoted_parameters", "promoted_versions"]
+__all__ = ["add_version", "parameters_for", "promoted_parameters", "promoted_versions", "version_parameters"]
