@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -28,14 +29,15 @@ log = logging.getLogger("tvilling.runtime")
 T = TypeVar("T")
 
 
-class StackUnit:
+class StackUnit(ABC):
     """A unit made of other units: :meth:`_open` enters them on a stack; leaving unwinds it in reverse
     (and a unit that fails to start stops those entered before it)."""
 
     _stack: AsyncExitStack | None = None
 
+    @abstractmethod
     async def _open(self, stack: AsyncExitStack) -> None:
-        raise NotImplementedError
+        """Enter the units this one is made of on ``stack``."""
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:

@@ -21,6 +21,7 @@ one (its index in the scenario's start), to every machine of the option.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +45,12 @@ def _machine(value: int | None) -> None:
 
 
 @dataclass(frozen=True)
-class Intervention:
+class Intervention(ABC):
     """Base of the interventions: something done at one or more times."""
 
+    @abstractmethod
     def times(self) -> list[tuple[str, float]]:
         """Each time the intervention acts, with the field that gives it (checked against the horizon)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -136,15 +136,15 @@ class StateSpaceModel:
 
     def derivatives(self, t: float, x: Values, u: Values, p: Values) -> Mapping[str, Any]:
         """The time derivative of every state (continuous models)."""
-        raise NotImplementedError
+        raise Invalid(f"{self.name}: the model defines no derivatives()", model=self.name)
 
     def update(self, t: float, dt: float, x: Values, u: Values, p: Values) -> Mapping[str, Any]:
         """Every state after a step of ``dt`` seconds from ``t`` with inputs ``u`` held (discrete models)."""
-        raise NotImplementedError
+        raise Invalid(f"{self.name}: the model defines no update()", model=self.name)
 
     def outputs(self, t: float, x: Values, u: Values, p: Values) -> Mapping[str, Any]:
         """Every output at time ``t`` from the state, the inputs and the parameters."""
-        raise NotImplementedError
+        raise Invalid(f"{self.name}: the model defines no outputs()", model=self.name)
 
     # ------------------------------------------------------------------ the port
 
