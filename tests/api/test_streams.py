@@ -323,7 +323,7 @@ def test_sse_streams_changes_live_filtered_by_twin_model_and_property(server):
         assert seen["motor"] == [("TwinCreated", "M1", 1), ("TwinPatched", "M1", 2)]
         first = got["b1"][1]
         # every feed of the platform
-        assert first["id"] == f"events:{first['data']['position']},commands:0,alarms:0,scenarios:0"
+        assert first["id"] == f"events:{first['data']['position']},commands:0,alarms:0,scenarios:0,workorders:0"
         assert first["data"]["kind"] == "event" and first["data"]["model"] == BEARING
         assert first["data"]["payload"]["reported"] == {"temperature": 51.5}
         assert "temperature" in first["data"]["payload"]["metadata"]["reported"]
@@ -355,7 +355,7 @@ def test_sse_resumes_with_last_event_id_exactly_after_what_it_saw(server):
             quiet = await sse(c, server.base + "/api/stream?twins=nobody&after=events:2",
                               until=lambda ms: any("comment" in m and m.get("id") for m in ms))
             beat = next(m for m in quiet if "comment" in m)
-            assert beat["id"] == "events:13,commands:0,alarms:0,scenarios:0" and not items(quiet)
+            assert beat["id"] == "events:13,commands:0,alarms:0,scenarios:0,workorders:0" and not items(quiet)
 
     run(main())
 
@@ -370,15 +370,15 @@ def test_websocket_streams_with_query_filters_or_a_subscribe_message(server):
             await asyncio.to_thread(server.patch, "B1", {"reported": {"temperature": 21.0}})
             msgs = [json.loads(await asyncio.wait_for(live.recv(), 5)) for _ in range(2)]
             assert [(m["id"], m["item"]["type"], m["item"]["twin"]) for m in msgs] == [
-                ("events:1,commands:0,alarms:0,scenarios:0", "TwinCreated", "B1"),
-                ("events:3,commands:0,alarms:0,scenarios:0", "TwinPatched", "B1")]
+                ("events:1,commands:0,alarms:0,scenarios:0,workorders:0", "TwinCreated", "B1"),
+                ("events:3,commands:0,alarms:0,scenarios:0,workorders:0", "TwinPatched", "B1")]
         async with websockets.connect(ws_url) as resumed:
             await resumed.send(json.dumps({"subscribe": {"twins": ["B1", "L1"], "after": "events:1"}}))
             msgs = [json.loads(await asyncio.wait_for(resumed.recv(), 5)) for _ in range(2)]
             assert [m["item"]["position"] for m in msgs] == [2, 3]
             await asyncio.to_thread(server.patch, "B1", {"reported": {"temperature": 22.0}})
             resumed_id = json.loads(await asyncio.wait_for(resumed.recv(), 5))["id"]
-            assert resumed_id == "events:4,commands:0,alarms:0,scenarios:0"
+            assert resumed_id == "events:4,commands:0,alarms:0,scenarios:0,workorders:0"
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with websockets.connect(ws_url + "?types=Nope"):
                 pass

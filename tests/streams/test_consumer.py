@@ -161,7 +161,7 @@ def test_a_consumer_of_twin_events_is_woken_by_the_hub(store: str, tmp_path: Pat
 
 
 def test_the_registry_keeps_order_and_refuses_duplicates_and_mismatches() -> None:
-    assert source_registry().names == ["events", "commands", "alarms", "scenarios"]
+    assert source_registry().names == ["events", "commands", "alarms", "scenarios", "workorders"]
     registry: SourceRegistry[Any] = SourceRegistry()
     registry.register("events", lambda ctx: ctx)
     with pytest.raises(Conflict):

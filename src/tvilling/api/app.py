@@ -19,7 +19,9 @@ from tvilling.api import alarms, commands, docs, errors, graph, history, ingest,
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import health as health_routes
 from tvilling.api import scenarios as scenario_routes
+from tvilling.api import simulations as simulation_routes
 from tvilling.api import ui as ui_routes
+from tvilling.api import workorders as workorder_routes
 from tvilling.app import Platform
 from tvilling.config import Settings
 from tvilling.runtime import Runtime
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(streams.router)
     app.include_router(analytics_routes.router)
     app.include_router(scenario_routes.router)
+    app.include_router(simulation_routes.router)
+    app.include_router(workorder_routes.router)
     app.include_router(ui_routes.router)
     generate = app.openapi
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tvilling.backend.postgres import PostgresDatabase
     from tvilling.backend.scenarios import ScenarioStore
     from tvilling.backend.sqlite import SqliteDatabase
+    from tvilling.backend.workorders import WorkOrderStore
     from tvilling.config import Settings
     from tvilling.decisions.alarms.store import AlarmStore
     from tvilling.decisions.store import CommandStore
@@ -128,6 +129,12 @@ class Backend:
     def scenarios(self) -> ScenarioStore:
         """What-if scenario records and their change feed (opened on first access)."""
         store: ScenarioStore = self._open("scenarios")
+        return store
+
+    @cached_property
+    def workorders(self) -> WorkOrderStore:
+        """Maintenance work orders and their change feed (opened on first access)."""
+        store: WorkOrderStore = self._open("workorders")
         return store
 
     @contextmanager

@@ -18,7 +18,8 @@ from tvilling.core.errors import Invalid, Unavailable
 MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
-STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios")
+STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios",
+          "workorders")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -80,6 +81,10 @@ def _memory(name: str) -> Any:
         from tvilling.backend.scenarios import MemoryScenarios
 
         return MemoryScenarios()
+    if name == "workorders":
+        from tvilling.backend.workorders import MemoryWorkOrders
+
+        return MemoryWorkOrders()
     from tvilling.analytics.binding.registry import MemoryRegistry
 
     return MemoryRegistry()
@@ -106,6 +111,10 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.scenarios import SqliteScenarios
 
         return SqliteScenarios(target)
+    if name == "workorders":
+        from tvilling.backend.workorders import SqlWorkOrders
+
+        return SqlWorkOrders(target)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target)
@@ -132,6 +141,10 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.scenarios import PostgresScenarios
 
         return PostgresScenarios(target, schema=schema)
+    if name == "workorders":
+        from tvilling.backend.workorders import SqlWorkOrders
+
+        return SqlWorkOrders(target, schema=schema)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target, schema=schema)

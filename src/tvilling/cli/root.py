@@ -11,3 +11,8 @@ from tvilling import __version__
 @click.version_option(__version__, prog_name="tvilling")
 def main() -> None:
     """Tvilling: live digital twins of physical assets."""
+
+
+from tvilling.cli.maintenance import maintenance_group  # noqa: E402  (the group imports nothing of this module)
+
+main.add_command(maintenance_group)

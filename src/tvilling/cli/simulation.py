@@ -179,3 +179,105 @@ def sim_compare(data_dir: Path | None, store: str | None, config_file: str | Non
                 items = service_for(p).compare(list(ids))
     rows = {f"{item['id']}/{option}": k for item in items for option, k in (item.get("kpis") or {}).items()}
     click.echo(kpi_table(rows))
+
+
+def _percent(value: Any) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _show_calibration(doc: dict[str, Any]) -> None:
+    """Each fitted unknown as value ± standard error, then nRMSE and R² per output on the held-out window."""
+    click.echo(f"calibrated {doc['simulation']} on {doc['twin']}: version {doc['version']} ({doc['status']})")
+    click.echo(f"fit {doc['window']['from']} – {doc['window']['to']}, validated up to {doc['validation_window']['to']}"
+               f" ({doc['samples']} samples of {doc['step_s']:g} s; {doc['evaluations']} evaluations, "
+               f"{doc['seconds']:.1f} s{'' if doc['converged'] else ', NOT converged: ' + doc['status_message']})")
+    width = max([len(e["name"]) for e in doc["estimates"]] + [len(o) for o in doc["outputs"]] + [9])
+    click.echo(f"{'parameter':<{width}}  value ± standard error")
+    for e in doc["estimates"]:
+        se = "undetermined" if e["stderr"] is None else f"{e['stderr']:.4g}"
+        note = "  (at its bound)" if e["at_bound"] else ""
+        kind = "" if e["kind"] == "parameter" else "  (start value)"
+        click.echo(f"{e['name']:<{width}}  {e['estimate']:.6g} ± {se}{' ' + e['unit'] if e['unit'] else ''}"
+                   f"{kind}{note}")
+    click.echo(f"{'output':<{width}}  {'nRMSE':>8}  {'R²':>6}   (validation window)")
+    for name in doc["outputs"]:
+        m = doc["validation"].get(name) or {}
+        r2 = "—" if m.get("r2") is None else f"{m['r2']:.3f}"
+        click.echo(f"{name:<{width}}  {_percent(m.get('nrmse')):>8}  {r2:>6}")
+    if doc.get("outputs_without_data"):
+        click.echo(f"no readings (left out): {', '.join(doc['outputs_without_data'])}")
+    plot = doc.get("plot")
+    if plot:
+        click.echo(f"plot: {plot['path']}" if plot["path"] else f"plot not written: {plot['error']}")
+
+
+@sim_group.command("calibrate")
+@store_options
+@server_option
+@click.argument("name")
+@click.option("--twin", required=True, help="The twin whose stored history is fitted.")
+@click.option("--from", "start", required=True,
+              help="Start of the fit window: ISO time with a zone, epoch ms, or relative to now (-2h).")
+@click.option("--to", "end", required=True, help="End of the fit window (as --from).")
+@click.option("--validate-to", default=None,
+              help="End of the validation window after --to (default: as long as the fit window).")
+@click.option("--parameters", default=None, metavar="A,B,…",
+              help="Parameters to fit (default: the model's calibratable ones, else every parameter with bounds).")
+@click.option("--start-states", default=None, metavar="S,…",
+              help="States whose start value is fitted too (e.g. de:wear, motor.temperature).")
+@click.option("--start-values", default=None, metavar="K=V,…", help="Start values of states.")
+@click.option("--outputs", default=None, metavar="O,…", help="The bound outputs compared (default: all).")
+@click.option("--step", type=float, default=None, help="Seconds between samples (default: the readings' spacing).")
+@click.option("--promote", is_flag=True, help="Make the new version the one that runs.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save measured vs simulated per output here (PNG; needs the plot extra).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def sim_calibrate(data_dir: Path | None, store: str | None, config_file: str | None, server: str | None, name: str,
+                  twin: str, start: str, end: str, validate_to: str | None, parameters: str | None,
+                  start_states: str | None, start_values: str | None, outputs: str | None, step: float | None,
+                  promote: bool, plot_path: Path | None, as_json: bool) -> None:
+    """Fit NAME's parameters to TWIN's stored history, validate on the window after, register a new version."""
+    from contextlib import ExitStack
+
+    from tvilling.cli.common import one_writer
+    from tvilling.simulation.fmu_run import parse_start_values
+
+    body: dict[str, Any] = {"twin": twin, "from": start, "to": end, "promote": promote}
+    for key, value in (("validate_to", validate_to), ("parameters", parameters), ("start_states", start_states),
+                       ("outputs", outputs), ("step", step)):
+        if value is not None:
+            body[key] = value
+    with errors():
+        if start_values is not None:
+            body["start_values"] = parse_start_values(start_values)
+        if server is not None:
+            if plot_path is not None:
+                raise click.UsageError("--plot draws here from the data directory; with --server, draw the "
+                                       "'series' of the --json answer")
+            click.echo(f"calibrating {name} on {twin} through {server} …", err=True)
+            doc = _server(server).request("POST", f"/api/simulations/{quote(name)}/calibrations", body)[1]
+            doc.pop("series", None)
+        else:
+            from tvilling.simulation.calibrate_service import parse_request, service_for
+
+            with opened_platform(data_dir, store, config_file) as p, one_writer(), ExitStack() as bars:
+                request = parse_request(body)
+                shown: list[Any] = [None, None]  # the stage shown and its bar
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage != shown[0]:
+                        if shown[1] is not None:
+                            shown[1].update(shown[1].length - shown[1].pos)
+                            bars.close()
+                        label = "reading history" if stage == "reading" else "fitting (evaluations)"
+                        shown[0] = stage
+                        shown[1] = None if stage == "done" else bars.enter_context(
+                            click.progressbar(length=total, label=label, file=sys.stderr))
+                    if shown[1] is not None:
+                        shown[1].update(done - shown[1].pos)
+
+                doc = service_for(p).calibrate(name, request, progress=progress, plot=plot_path)
+    if as_json:
+        emit(doc)
+    else:
+        _show_calibration(doc)

@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
 def source_registry() -> SourceRegistry[Platform]:
     """The sources of a platform: twin events (``events``), command lifecycle (``commands``), alarm
-    changes (``alarms``), what-if runs (``scenarios``), in that order (a bare cursor names a position in
-    the first)."""
+    changes (``alarms``), what-if runs (``scenarios``), work orders (``workorders``), in that order (a bare
+    cursor names a position in the first)."""
     from tvilling.decisions import feed as command_feed
     from tvilling.decisions.alarms import feed as alarm_feed
+    from tvilling.planning import workorders_feed
     from tvilling.simulation import scenario_feed
     from tvilling.twins import feed as twin_feed
 
@@ -25,6 +26,7 @@ def source_registry() -> SourceRegistry[Platform]:
     command_feed.register(registry)
     alarm_feed.register(registry)
     scenario_feed.register(registry)
+    workorders_feed.register(registry)
     return registry
 
 
