@@ -153,6 +153,7 @@ class Server:
     pg_schema: str | None = None
     shared_group: str | None = None
     log_dir: Path | None = None  # where its log goes (default: beside the data directory)
+    cpu: float | None = None  # cores the server may use (a CPU cgroup's quota), None for no cap
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     peak_rss: int = 0
@@ -199,6 +200,8 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=self.data_dir.parent, env=env)
+        if self.cpu is not None:
+            cap_cpu(self.proc.pid, self.cpu)
         self.starts += 1
         self._sampler = threading.Thread(target=self._sample, args=(self.proc,), daemon=True)
         self._sampler.start()
@@ -635,15 +638,54 @@ def case_poison(messages: int, rate: float, extra: int) -> dict[str, Any]:
             broker.stop()
 
 
-def case_overload(seconds: float, publishers: int = 2) -> dict[str, Any]:
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))  # cgroup v1 cpu controller, then v2
+
+
+def cap_cpu(pid: int, cores: float) -> Path:
+    """Hold process ``pid`` (all its threads) to ``cores`` CPUs with a CPU cgroup of its own (CFS quota:
+    cgroup v1 ``cpu.cfs_quota_us``, or v2 ``cpu.max``). Needs root; raises with the reason otherwise."""
+    period = 100_000
+    quota = max(1_000, round(cores * period))
+    for root in CGROUP_ROOTS:
+        v1 = (root / "cpu.cfs_period_us").exists()
+        if not v1 and not (root / "cgroup.controllers").exists():
+            continue
+        group = root / f"tvilling-chaos-{pid}"
+        try:
+            group.mkdir(exist_ok=True)
+            if v1:
+                (group / "cpu.cfs_period_us").write_text(str(period))
+                (group / "cpu.cfs_quota_us").write_text(str(quota))
+            else:
+                (group / "cpu.max").write_text(f"{quota} {period}")
+            (group / "cgroup.procs").write_text(str(pid))
+            return group
+        except OSError as exc:
+            raise RuntimeError(f"cannot cap the server's CPU with a cgroup under {root}: {exc}") from exc
+    raise RuntimeError("cannot cap the server's CPU: no writable CPU cgroup (cgroup v1 cpu or v2) on this machine")
+
+
+def release_cgroups() -> None:
+    """Remove the (now empty) CPU cgroups :func:`cap_cpu` made."""
+    for root in CGROUP_ROOTS:
+        for group in root.glob("tvilling-chaos-*"):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+
+
+def case_overload(seconds: float, publishers: int = 2, cpu: float | None = None) -> dict[str, Any]:
     """Publishers flat out (bench/mqtt_raw.py's raw-socket QoS 1 publisher, ~35k msgs/s each on a quiet machine)
     for ``seconds``, starting before the server so that a backlog waits for it: the server's receive window
     stays full the whole run. Its RSS is sampled every second and a line fitted over the last half; what it
-    stored and what the broker still held at the end give the overload (offered / stored)."""
+    stored and what the broker still held at the end give the overload (offered / stored).
+
+    On a 2-core machine the publishers and the server share the cores, so the server stores about half of
+    what is offered; ``cpu`` (cores, e.g. 0.15) holds the server to a CPU cgroup's quota so that the same
+    publishers offer ten times what it can store."""
     with workspace("overload") as (tmp, _):
         broker = Broker(tmp)
         broker.start()
-        server = Server(tmp / "data", broker.url)
+        server = Server(tmp / "data", broker.url, cpu=cpu)
         pubs: list[subprocess.Popen[bytes]] = []
         try:
             server.setup_twins()
@@ -659,21 +701,27 @@ def case_overload(seconds: float, publishers: int = 2) -> dict[str, Any]:
                 samples.append((time.monotonic() - started, server.rss() / 2**20))
                 time.sleep(1.0)
             queued = broker_queued(broker.port)
+            received = broker_sys(broker.port, "publish/messages/received")  # every PUBLISH offered to it
             for pub in pubs:
                 pub.kill()
                 pub.wait()
             alive = (server.proc is not None and server.proc.poll() is None
                      and http("GET", f"{server.base}/health")[0] == 200)
             server.stop()
+            release_cgroups()
             with server.history() as history:
                 stored = history.count()
             tail = np.array(samples[len(samples) // 2:])
             slope = float(np.polyfit(tail[:, 0], tail[:, 1], 1)[0] * 60) if len(tail) >= 3 else float("nan")
-            result = {"case": "overload", "seconds": seconds, "stored_msgs_s": round(stored / 2 / seconds),
-                      "queued_at_end": queued, "overload": round((stored / 2 + queued) / max(stored / 2, 1), 1),
+            result = {"case": "overload", "seconds": seconds, "server_cpu": cpu, "stored_msgs_s": round(stored / 2 / seconds),
+                      "queued_at_end": queued, "offered_msgs_s": round(received / (seconds + 3)),
+                      "overload": round(received / (seconds + 3) / max(stored / 2 / seconds, 1), 1),
                       "peak_rss_mb": round(server.peak_rss / 2**20, 1),
                       "rss_end_mb": round(samples[-1][1], 1) if samples else None,
-                      "rss_slope_mb_per_min": round(slope, 2), "alive": alive}
+                      "rss_slope_mb_per_min": round(slope, 2),
+                      "rss_last_5min_slope_mb_per_min": last_slope(samples, 300.0),
+                      "rss_per_minute_mb": [round(m, 1) for t, m in samples if int(t) % 60 == 0][:120],
+                      "alive": alive}
             log(json.dumps(result))
             return result
         finally:
@@ -681,7 +729,17 @@ def case_overload(seconds: float, publishers: int = 2) -> dict[str, Any]:
                 if pub.poll() is None:
                     pub.kill()
             server.stop()
+            release_cgroups()
             broker.stop()
+
+
+def last_slope(samples: list[tuple[float, float]], window: float) -> float | None:
+    """The least-squares slope (MB/min) of the RSS samples in the last ``window`` seconds."""
+    if not samples:
+        return None
+    end = samples[-1][0]
+    tail = np.array([s for s in samples if s[0] >= end - window])
+    return round(float(np.polyfit(tail[:, 0], tail[:, 1], 1)[0] * 60), 2) if len(tail) >= 3 else None
 
 
 def broker_queued(port: int) -> int:
@@ -810,7 +868,7 @@ CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "broker_kill": lambda a: case_broker(a.messages, a.rate, signal.SIGKILL),
     "broker_kill_every_change": lambda a: case_broker(a.messages, a.rate, signal.SIGKILL, every_change=True),
     "poison": lambda a: case_poison(a.messages // 5, a.rate, a.poison_extra),
-    "overload": lambda a: case_overload(a.overload_s),
+    "overload": lambda a: case_overload(a.overload_s, cpu=a.server_cpu),
     "disk_full": lambda a: case_disk_full(a.messages, a.rate),
 }
 
@@ -822,6 +880,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5_000, help="publish rate, msgs/s")
     parser.add_argument("--poison-extra", type=int, default=2_000, help="random hostile payloads besides the corpus")
     parser.add_argument("--overload-s", type=float, default=120, help="length of the overload run")
+    parser.add_argument("--server-cpu", type=float, default=None,
+                        help="overload: hold the server to this many cores (a CPU cgroup; needs root), so that "
+                             "the publishers offer ~10x what it stores")
     args = parser.parse_args()
     results = {}
     for name in args.cases:
