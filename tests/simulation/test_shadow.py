@@ -26,7 +26,7 @@ SPEED = 60.0  # one plant minute per reading, as in the demo
 FAULT_AT = 100  # the bearing defect starts at this reading (plant minute)
 HEALTHY_BOUND = 3.0  # a healthy machine's residual_norm stays below this (scores are ~1 by construction)
 SIM: dict[str, Any] = {
-    "name": "machine", "model": "dtmi:tvilling:example:Machine;3", "kind": "python",
+    "name": "machine", "model": "dtmi:tvilling:example:Machine;4", "kind": "python",
     "class": "tvilling.simulation.machine:MachineModel", "time_scale": SPEED, "step": 60.0, "learn_rows": 40,
     "inputs": {"speedSetpoint": "speedSetpoint", "spindle:load": "hasSpindle/load",
                "running": {"path": "state", "map": {"running": 1, "idle": 0, "stopped": 0, "fault": 0}}},
@@ -147,6 +147,33 @@ def test_a_promoted_parameter_version_is_used_after_refresh():
     run(p, plant, range(5, 8))
     residual = series(p, "line-1-m01", "simulation.machine.residual.throughput")
     assert residual[-1] < -20  # the model now predicts 150 parts an hour where the plant makes 120
+
+
+def test_the_servers_upkeep_applies_a_version_another_process_promoted():
+    import asyncio
+    import contextlib
+
+    from tvilling.runtime.upkeep import maintain
+    from tvilling.simulation.binding_versions import add_version
+
+    p, plant = plant_platform(machines=1)
+    p.settings.maintenance_s = 0.01
+    run(p, plant, range(0, 5))
+    fleet = p.simulations.fleet("machine")
+    add_version(p.analytics_registry, p.simulations.specs[0], "line-1-m01", {"ratePerHour": 150.0}, promote=True)
+
+    async def one_round() -> None:
+        task = asyncio.create_task(maintain(p))
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if fleet.parameters[0] == {"ratePerHour": 150.0}:
+                break
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(one_round())
+    assert fleet.parameters[0] == {"ratePerHour": 150.0}
 
 
 def test_the_fleet_steps_every_twin_in_one_call_per_time():

@@ -16,7 +16,8 @@ RETENTION_EVERY_S = 3600.0
 
 async def maintain(platform: Platform) -> None:
     """Every ``settings.maintenance_s``: mark silent series stale, merge history rollups, reload
-    analytics whose promoted versions changed; hourly, delete history older than its retention
+    analytics whose promoted versions changed and apply simulation parameter versions promoted since;
+    hourly, delete history older than its retention
     rules allow. A failed round is logged and the next one tries again (cancel to stop)."""
     last_retention: float | None = None
     while True:
@@ -28,6 +29,10 @@ async def maintain(platform: Platform) -> None:
                 reloaded = await asyncio.to_thread(platform.analytics.refresh)
                 if reloaded:
                     log.info("analytics: promoted versions changed for %s; reloaded", ", ".join(reloaded))
+            if platform.settings.simulations:  # a version promoted by another process (tvilling sim calibrate)
+                changed = await asyncio.to_thread(platform.simulations.refresh)
+                if changed:
+                    log.info("simulations: promoted parameter versions applied to %s", ", ".join(changed))
             loop_now = asyncio.get_running_loop().time()
             if last_retention is None or loop_now - last_retention >= RETENTION_EVERY_S:
                 deleted = await asyncio.to_thread(apply_retention, platform)
