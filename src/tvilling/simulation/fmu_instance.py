@@ -7,6 +7,17 @@ CVODE (SUNDIALS) solver, which it ships, handling time, state and step events be
 are held over a step; when they change the solver is restarted at the step's start so that it does
 not integrate across the jump.
 
+Changing a running instance (what-if interventions): a tunable parameter is set in place (in event
+mode for model exchange); a model-exchange state through ``setContinuousStates``. What FMI forbids
+setting after initialisation — a fixed parameter, or any state of a co-simulation FMU — is done by
+*restarting* the instance at the current time: a fresh instance initialised with the start values
+given so far, every declared continuous state at its current value, and the change. What the FMU
+keeps beyond its declared states (hidden memory) starts over then; a state that takes no start value
+(``initial="calculated"``) makes the restart impossible, and the error names it.
+:meth:`FmuInstance.snapshot`/:meth:`FmuInstance.restore` copy an instance's whole state into another
+through FMI's serialised FMU state, where the FMU declares ``canGetAndSetFMUstate`` and
+``canSerializeFMUstate``.
+
 Errors an FMU reports (a failed FMI call, a request to terminate) become
 :class:`~tvilling.core.errors.Invalid` naming the FMU, the instance and the call.
 """
@@ -65,6 +76,8 @@ class FmuInstance:
         self._solver: Any = None
         self._inputs_changed = False
         self._next_event: float | None = None
+        self._given: dict[str, float] = {}  # start values and parameter changes: what a restart starts from
+        self._held: dict[str, float] = {}  # the inputs last set
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
@@ -87,6 +100,7 @@ class FmuInstance:
                 raise Invalid(f"FMU {d.path.name}: {name} cannot be given a start value (causality "
                               f"{v.causality}, variability {v.variability}, initial {v.initial})",
                               fmu=str(d.path), variable=name)
+        self._given = dict(start_values)
         early = {n: start_values[n] for n, v in variables.items() if settable_before_initialisation(v)}
         late = {n: start_values[n] for n in variables if n not in early}
         with self._calling("start"):
@@ -181,7 +195,160 @@ class FmuInstance:
         """Set inputs for the next step (held over it)."""
         if values:
             self.write(values)
+            self._held.update(values)
             self._inputs_changed = True
+
+    # -- changing a running instance ------------------------------------------------------------------------
+
+    @property
+    def state_names(self) -> list[str]:
+        """The continuous states, in the order of the FMU's state vector (ModelStructure/Derivatives)."""
+        md = self.description.model_description
+        return [u.variable.derivative.name for u in md.derivatives
+                if u.variable is not None and u.variable.derivative is not None]
+
+    def set_parameters(self, values: Mapping[str, float], t: float) -> None:
+        """Change parameters at ``t``: a tunable one in place, a fixed one by restarting (see the module text)."""
+        d = self.description
+        tunable: dict[str, float] = {}
+        fixed: dict[str, float] = {}
+        for name, value in values.items():
+            v = d.variable(name, "parameter")
+            if v.causality != "parameter" or v.variability not in ("fixed", "tunable"):
+                raise Invalid(f"FMU {d.path.name}: {name} is not a parameter (causality {v.causality}, variability "
+                              f"{v.variability}): it cannot be changed as one", fmu=str(d.path), variable=name)
+            (tunable if v.variability == "tunable" else fixed)[name] = value
+        if fixed:
+            self.restart(t, fixed_parameters={**fixed, **tunable})
+            return
+        if not tunable:
+            return
+        if self.interface == CO_SIMULATION:
+            self.write(tunable)
+        else:
+            with self._calling("enter event mode to set " + ", ".join(tunable)):
+                self._fmu.setTime(t)
+                self._fmu.enterEventMode()
+            self.write(tunable)
+            with self._calling("leave event mode"):
+                self._event_iteration()
+                self._fmu.enterContinuousTimeMode()
+                self._solver.reset(t)
+        self._given.update(tunable)
+
+    def set_states(self, values: Mapping[str, float], t: float) -> None:
+        """Overwrite continuous states at ``t``: through the state vector (model exchange) or by restarting
+        (co-simulation, where FMI allows no state to be set after initialisation)."""
+        d = self.description
+        order = self.state_names
+        for name in values:
+            if name not in order:
+                raise Invalid(f"FMU {d.path.name}: {name!r} is not a continuous state of the model; its states are "
+                              f"{order}", fmu=str(d.path), variable=name)
+        if not values:
+            return
+        if self.interface == CO_SIMULATION:
+            self.restart(t, states=dict(values))
+            return
+        with self._calling("set the states " + ", ".join(values)):
+            x = self._state_vector(len(order))
+            for name, value in values.items():
+                x[order.index(name)] = float(value)
+            self._set_state_vector(x, t)
+
+    def add_to_states(self, deltas: Mapping[int, float], t: float) -> None:
+        """Add to entries of the state vector (process noise; model exchange only)."""
+        with self._calling("perturb the states"):
+            x = self._state_vector(len(self.state_names))
+            for i, delta in deltas.items():
+                x[i] += delta
+            self._set_state_vector(x, t)
+
+    def _state_vector(self, nx: int) -> Any:
+        from ctypes import c_double
+
+        x = (c_double * nx)()
+        self._fmu.getContinuousStates(x, nx)
+        return x
+
+    def _set_state_vector(self, x: Any, t: float) -> None:
+        self._fmu.setTime(t)
+        self._fmu.setContinuousStates(x, len(x))
+        self._solver.reset(t)
+
+    def restart(self, t: float, *, states: Mapping[str, float] | None = None,
+                fixed_parameters: Mapping[str, float] | None = None) -> None:
+        """Replace the instance by a fresh one initialised at ``t`` from the start values given so far, the
+        current continuous states and these changes (see the module text)."""
+        d = self.description
+        names = self.state_names
+        current = dict(zip(names, self.read(names), strict=True)) if names else {}
+        for name in names:
+            if not settable_before_initialisation(d.variables[name]) and name not in (states or {}):
+                v = d.variables[name]
+                raise Invalid(f"FMU {d.path.name} ({self.interface}): cannot change "
+                              f"{', '.join([*(states or {}), *(fixed_parameters or {})])} at t={t:g}: that needs a "
+                              f"restart of the instance, and its state {name!r} takes no start value (initial "
+                              f"{v.initial}) to carry its current value over", fmu=str(d.path), variable=name)
+        for name in states or {}:
+            if not settable_before_initialisation(d.variables[name]):
+                raise Invalid(f"FMU {d.path.name} ({self.interface}): state {name!r} cannot be set at t={t:g}: "
+                              f"FMI sets a co-simulation state only as a start value, and {name!r} takes none "
+                              f"(initial {d.variables[name].initial})", fmu=str(d.path), variable=name)
+        start = {**self._given, **current, **(states or {}), **(fixed_parameters or {})}
+        held = dict(self._held)
+        self.close()
+        self.open(start, t)
+        self.set_inputs(held)
+
+    def snapshot(self) -> bytes:
+        """The instance's whole state, serialised (FMI ``getFMUstate`` + ``serializeFMUstate``)."""
+        self._require_state_capability()
+        with self._calling("get and serialise its FMU state"):
+            state = self._fmu.getFMUState()
+            try:
+                return bytes(self._fmu.serializeFMUState(state))
+            finally:
+                self._fmu.freeFMUState(state)
+
+    def restore(self, data: bytes, t: float, inputs: Mapping[str, float], given: Mapping[str, float]) -> None:
+        """Take over a state from :meth:`snapshot` (of any instance of this FMU) at ``t``."""
+        self._require_state_capability()
+        with self._calling("restore a serialised FMU state"):
+            deserialise = (self._fmu.deSerializeFMUstate if self.description.major == 2
+                           else self._fmu.deserializeFMUState)
+            state = deserialise(data)
+            try:
+                self._fmu.setFMUState(state)
+            finally:
+                self._fmu.freeFMUState(state)
+            if self.interface != CO_SIMULATION:
+                self._fmu.setTime(t)
+                self._solver.reset(t)
+        self._given = dict(given)
+        self._held = dict(inputs)
+        self._inputs_changed = True
+
+    def _require_state_capability(self) -> None:
+        d = self.description
+        md = d.model_description
+        element = md.coSimulation if self.interface == CO_SIMULATION else md.modelExchange
+        missing = [flag for flag in ("canGetAndSetFMUstate", "canSerializeFMUstate")
+                   if not getattr(element, flag, False)]
+        if missing:
+            raise Invalid(f"FMU {d.path.name} ({self.interface}) does not declare {' and '.join(missing)}: its "
+                          "instances cannot be copied (forked) from a running one", fmu=str(d.path),
+                          capability=missing[0])
+
+    @property
+    def given(self) -> dict[str, float]:
+        """The start values and parameter changes so far."""
+        return dict(self._given)
+
+    @property
+    def held(self) -> dict[str, float]:
+        """The inputs last set."""
+        return dict(self._held)
 
     # -- time ---------------------------------------------------------------------------------------------
 

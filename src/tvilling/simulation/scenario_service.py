@@ -11,6 +11,14 @@ after the start is taken, and the run touches nothing but the scenario store.
 Parameters: the model's defaults, overlaid by the configuration and the promoted versions of the
 fleet and the twin (:mod:`.binding_versions`). A calibrated version's standard errors are the
 uncertainty of its parameters; a parameter without one gets :data:`DEFAULT_RELATIVE_SE` of its value.
+
+Analytics: given the live analytics engine, the analytics bound to the twin and its parts are copied
+at the fork (:func:`.scenario_analytics.fork_analytics`) and run on each option's simulated series
+after the run (:func:`.scenario_analytics.analyse`); their KPIs (first anomaly flag, remaining life at
+the start and end, the RUL-based time to failure) join the physics' in each option's KPIs and the
+record gets an ``analytics`` section (what ran, on which state, what was left out and why, the
+sources of the two times to failure, the analytics' output bands). Should they fail, the physics'
+answer stands and the section says why.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +36,16 @@ import numpy as np
 from tvilling.core.errors import Invalid, NotFound, TooLarge
 from tvilling.simulation.binding import load_model
 from tvilling.simulation.scenario import Scenario, Uncertainty
+from tvilling.simulation.scenario_analytics import (
+    AnalyticsFork,
+    AnalyticsResult,
+    analyse,
+    analytic_kpis,
+    analytics_doc,
+    fork_analytics,
+    kpi_fields,
+)
+from tvilling.simulation.scenario_declared import DeclaredModel, declared_model, start_from_binding
 from tvilling.simulation.scenario_kpis import Kpis, bands, kpis
 from tvilling.simulation.scenario_machine import MACHINE, flatten, start_from_reported
 from tvilling.simulation.scenario_request import Request, parse_request
@@ -44,6 +62,8 @@ DEFAULT_RELATIVE_SE = 0.05
 MAX_POINTS = 500
 #: progress is saved when it has moved by this much
 PROGRESS_STEP = 0.05
+#: the share of a scenario's progress the twin's analytics take, when they run on its series
+ANALYTICS_SHARE = 0.5
 
 Record = dict[str, Any]
 
@@ -103,37 +123,52 @@ def kpi_doc(row: Kpis) -> dict[str, Any]:
             "lost_production": round(row.lost_production, 4)}
 
 
-def results_doc(result: ScenarioResult) -> dict[str, Any]:
-    """The KPIs by option and the p10/p50/p90 series (at most :data:`MAX_POINTS` per output)."""
+def results_doc(result: ScenarioResult, outputs: Sequence[str] | None = None,
+                analysed: AnalyticsResult | None = None) -> dict[str, Any]:
+    """The KPIs by option and the p10/p50/p90 series (at most :data:`MAX_POINTS` per output; ``outputs``:
+    those shown, default all recorded). With ``analysed``, each option's KPIs gain what the twin's analytics
+    said of the simulated series (:func:`.scenario_analytics.kpi_fields`) and the record an ``analytics``
+    section (:func:`.scenario_analytics.analytics_doc`)."""
     idx = _thin(len(result.times))
-    outputs: dict[str, Any] = {}
-    for output in result.series:
+    shown: dict[str, Any] = {}
+    for output in result.series if outputs is None else [o for o in outputs if o in result.series]:
         by_option = {}
         for option in result.options:
             b = bands(result, output, option)[:, idx]
             by_option[option] = {"p10": _clean(b[0]), "p50": _clean(b[1]), "p90": _clean(b[2])}
-        outputs[output] = by_option
-    return {"kpis": {row.option: kpi_doc(row) for row in kpis(result)},
-            "series": {"t_s": [float(t) for t in np.asarray(result.times)[idx]], "outputs": outputs}}
+        shown[output] = by_option
+    docs = {row.option: kpi_doc(row) for row in kpis(result)}
+    out: dict[str, Any] = {"kpis": docs,
+                           "series": {"t_s": [float(t) for t in np.asarray(result.times)[idx]], "outputs": shown}}
+    if analysed is not None:
+        for row in analytic_kpis(analysed):
+            docs[row.option].update(kpi_fields(row))
+        out["analytics"] = analytics_doc(analysed, idx, result.failure)
+    return out
 
 
 @dataclass
 class Prepared:
-    """A checked scenario, ready to run: its record (status ``running``), model and words."""
+    """A checked scenario, ready to run: its record (status ``running``), model and words; the twin's
+    analytics taken at the fork (None: none run) and the outputs the record shows (None: all recorded)."""
 
     record: Record
     scenario: Scenario
     model: ScenarioModel
     vocabulary: Vocabulary
+    analytics: AnalyticsFork | None = None
+    shown: Sequence[str] | None = None
 
 
 class ScenarioService:
     """What-if scenarios of the twins of ``backend`` with the simulations ``specs`` (see the module text)."""
 
-    def __init__(self, backend: Backend, specs: Sequence[SimulationSpec], *, registry: Any = None) -> None:
+    def __init__(self, backend: Backend, specs: Sequence[SimulationSpec], *, registry: Any = None,
+                 analytics: Any = None) -> None:
         self.backend = backend
         self.specs = [s for s in specs if s.enabled]
         self.registry = registry
+        self.analytics = analytics  # the live analytics engine: its state is copied at the fork, never changed
         self._threads: dict[str, threading.Thread] = {}
 
     # -- reading a request -------------------------------------------------------------------------
@@ -157,9 +192,12 @@ class ScenarioService:
     def _model(self, spec: SimulationSpec) -> tuple[ScenarioModel, Vocabulary]:
         model = load_model(spec)
         vocabulary = vocabulary_of(model)
+        if vocabulary is None and spec.scenario is not None:  # the words [simulations.scenario] declares
+            return declared_model(model, spec)
         if vocabulary is None:
             raise Invalid(f"scenario request: simulation {spec.name!r} ({type(model).__name__}) has no scenario "
-                          "vocabulary; what-ifs need one", field="simulation", rule="no_vocabulary")
+                          "vocabulary; what-ifs need one: declare it in [simulations.scenario]", field="simulation",
+                          rule="no_vocabulary")
         return model, vocabulary  # type: ignore[return-value]
 
     def _versions(self, spec: SimulationSpec, twin: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -215,15 +253,37 @@ class ScenarioService:
         twin, spec = self._spec(request.twin, request.simulation)
         model, vocabulary = self._model(spec)
         uncertainty, values = self._uncertainty(model, spec, twin.id)
-        start = start_from_reported(self._reported(twin.id, request.at), values)
+        reported = self._reported(twin.id, request.at)
+        start = (start_from_binding(spec, model.signature, reported) if isinstance(model, DeclaredModel)
+                 else start_from_reported(reported, values))
         scenario = self._scenario(request, start, uncertainty)
+        shown = list(scenario.record if scenario.record is not None else vocabulary.record)
+        analytics = self._analytics(twin.id, spec, model, request.at)
+        if analytics is not None and analytics.feeds:  # record what the analytics read, show what was shown
+            scenario = replace(scenario, record=[*shown, *(o for o in analytics.outputs if o not in shown)])
         check(scenario, model.signature, vocabulary)
         record: Record = {
             "id": uuid.uuid4().hex[:16], "twin": twin.id, "simulation": spec.name, "status": "running",
             "progress": 0.0, "created": _now(), "request": dict(doc),
             "at": (request.at or datetime.now(UTC)).isoformat(),
             "options": [o.name for o in scenario.all_options()]}
-        return Prepared(record, scenario, model, vocabulary)
+        return Prepared(record, scenario, model, vocabulary, analytics, shown)
+
+    def _analytics(self, twin_id: str, spec: SimulationSpec, model: ScenarioModel,
+                   at: datetime | None) -> AnalyticsFork | None:
+        """The analytics of the twin and its parts as they are at the fork (None: no analytics configured)."""
+        if self.analytics is None or not self.analytics.specs:
+            return None
+        try:
+            history = self.backend.history
+        except Exception:  # e.g. an embedded history another process holds: the reported values anchor
+            history = None
+        fork = self.backend.fork(at=at, twins=[twin_id])
+        try:
+            return fork_analytics(self.analytics, spec, model.signature, fork.twin_store, twin_id, history=history,
+                                  at_us=None if at is None else int(at.timestamp() * 1e6))
+        finally:
+            fork.close()
 
     @staticmethod
     def _scenario(request: Request, start: Any, uncertainty: Uncertainty) -> Scenario:
@@ -248,10 +308,25 @@ class ScenarioService:
                 last[0] = fraction
                 self.backend.scenarios.save({**record, "progress": round(fraction, 4)})
 
+        forked = prepared.analytics
+        share = ANALYTICS_SHARE if forked is not None and forked.feeds else 0.0
         try:
-            result = run(prepared.scenario, prepared.model, prepared.vocabulary, progress=report)
-            record = {**record, **results_doc(result), "status": "done", "progress": 1.0,
+            result = run(prepared.scenario, prepared.model, prepared.vocabulary,
+                         progress=lambda f: report(f * (1.0 - share)))
+            analysed, trouble = None, None
+            if forked is not None and forked.feeds:
+                try:  # the physics' answer stands even when the analytics fail on it
+                    analysed = analyse(result, forked, seed=prepared.scenario.seed,
+                                       progress=lambda f: report(1.0 - share + share * f))
+                except Exception as exc:
+                    trouble = f"{type(exc).__name__}: {exc}"
+            record = {**record, **results_doc(result, prepared.shown, analysed), "status": "done", "progress": 1.0,
                       "seconds": round(result.seconds, 3)}
+            if analysed is not None:
+                record["seconds_analytics"] = round(analysed.seconds, 3)
+            if trouble is not None or (forked is not None and forked.skipped and not forked.feeds):
+                record["analytics"] = {"ran": [], "skipped": dict(forked.skipped if forked else {}),
+                                       **({"error": trouble} if trouble else {})}
         except Exception as exc:  # a failed run is recorded, not raised in a worker
             record = {**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         record["finished"] = _now()
@@ -324,7 +399,8 @@ def service_for(platform: Any) -> ScenarioService:
     from tvilling.simulation.spec import parse_simulations
 
     return ScenarioService(platform.backend, parse_simulations(platform.settings.simulations),
-                           registry=platform.analytics_registry)
+                           registry=platform.analytics_registry,
+                           analytics=platform.analytics if platform.settings.analytics else None)
 
 
 __all__ = ["DEFAULT_RELATIVE_SE", "MAX_POINTS", "Prepared", "ScenarioService", "kpi_doc", "part_name",

@@ -94,19 +94,40 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _triple(k: Mapping[str, Any], key: str, missing: str) -> str:
+    return "/".join(_fmt(k.get(f"{key}_{q}_h")) if k.get(f"{key}_{q}_h") is not None else missing
+                    for q in ("p10", "p50", "p90"))
+
+
 def kpi_table(kpis: Mapping[str, Mapping[str, Any]], horizon: str = "the horizon") -> str:
-    """The KPIs of each option as a text table (``>`` time to failure: beyond the horizon)."""
-    head = ["option", "TTF p10/p50/p90 h", "P(fail) horizon", "P(fail) shift", "production", "lost", "energy kWh"]
+    """The KPIs of each option as a text table (``>`` time to failure: beyond the horizon). Where the twin's
+    analytics ran on the simulated series, the time to failure is shown by source (physics, and the
+    remaining-life analytic's), with the first anomaly flag and the remaining life at the start and end."""
+    analytics = any("ttf_rul_p50_h" in k or "p_anomaly_horizon" in k for k in kpis.values())
+    rul = any("ttf_rul_p50_h" in k for k in kpis.values())
+    anomaly = any("p_anomaly_horizon" in k for k in kpis.values())
+    head = ["option", "TTF physics p10/p50/p90 h" if analytics else "TTF p10/p50/p90 h", "P(fail) horizon",
+            "P(fail) shift", "production", "lost", "energy kWh"]
+    if rul:
+        head += ["TTF RUL p10/p50/p90 h", "RUL start/end p50 h"]
+    if anomaly:
+        head += ["anomaly p10/p50/p90 h", "P(anomaly)"]
     rows = [head]
     for option, k in kpis.items():
-        ttf = "/".join(_fmt(k.get(f"ttf_{q}_h")) if k.get(f"ttf_{q}_h") is not None else ">"
-                       for q in ("p10", "p50", "p90"))
-        rows.append([option, ttf, _fmt(k.get("p_fail_horizon"), 2), _fmt(k.get("p_fail_shift"), 2),
-                     _fmt(k.get("production")), _fmt(k.get("lost_production")), _fmt(k.get("energy_kwh"))])
+        row = [option, _triple(k, "ttf", ">"), _fmt(k.get("p_fail_horizon"), 2), _fmt(k.get("p_fail_shift"), 2),
+               _fmt(k.get("production")), _fmt(k.get("lost_production")), _fmt(k.get("energy_kwh"))]
+        if rul:
+            row += [_triple(k, "ttf_rul", "—"), f"{_fmt(k.get('rul_start_p50_h'))}/{_fmt(k.get('rul_end_p50_h'))}"]
+        if anomaly:
+            row += [_triple(k, "anomaly", ">"), _fmt(k.get("p_anomaly_horizon"), 2)]
+        rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
-    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:], f"(> : no failure within {horizon})"])
+    notes = [f"(> : no failure within {horizon}" + ("; no anomaly flagged within it" if anomaly else "") + ")"]
+    if rul:
+        notes.append("(TTF RUL: the twin's remaining-life analytic on the simulated series; — : no credible trend)")
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:], *notes])
 
 
 __all__ = ["kpi_table", "parse_item", "parse_option"]

@@ -29,6 +29,9 @@ In ``tvilling.toml``::
     [simulations.twins.line-1-m02]           # for one twin (over the above)
     motorRise = 60.0
 
+    [simulations.scenario]   # optional: the what-if words of a model that has none built in (an FMU);
+                             # see tvilling.simulation.scenario_declared
+
 A source is a property path of the simulated twin (``motor.current``), or ``relationship/path``:
 the twin at the end of the simulated twin's relationship, chosen by ``[key=value]`` when there
 are several (the relationship's own property ``key``, else the target's reported ``key``). The
@@ -49,6 +52,7 @@ from typing import Any
 
 from tvilling.core.errors import Invalid
 from tvilling.core.ids import parse_dtmi
+from tvilling.simulation.scenario_declared import DeclaredScenario, parse_declared
 
 KINDS = ("python", "fmu")
 SEVERITIES = ("critical", "major", "minor", "warning")
@@ -59,7 +63,7 @@ _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*")
 _SOURCE = re.compile(r"(?:(?P<rel>[A-Za-z_][A-Za-z0-9_\-]*)"
                      r"(?:\[(?P<key>[A-Za-z_][A-Za-z0-9_\-.]*)=(?P<value>[^\]]+)\])?/)?(?P<path>.+)")
 _TOP = {"name", "model", "kind", "class", "path", "interface", "inputs", "outputs", "parameters", "twins", "step",
-        "time_scale", "learn_rows", "alpha", "tolerance", "alarm", "enabled"}
+        "time_scale", "learn_rows", "alpha", "tolerance", "alarm", "enabled", "scenario"}
 _ALARM = {"above", "clear", "severity", "for_s"}
 
 
@@ -121,6 +125,7 @@ class SimulationSpec:
     tolerance: dict[str, float] = field(default_factory=dict)
     alarm: AlarmSpec | None = None
     enabled: bool = True
+    scenario: DeclaredScenario | None = None  # [simulations.scenario]: what-ifs of a model without built-in words
 
     @property
     def registry_name(self) -> str:
@@ -129,8 +134,9 @@ class SimulationSpec:
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the configuration: a parameter version records which configuration made it."""
-        doc = json.dumps(asdict(self), sort_keys=True, default=str)
+        """A short hash of the configuration: a parameter version records which configuration made it (the
+        scenario words, which no parameter depends on, left out)."""
+        doc = json.dumps({k: v for k, v in asdict(self).items() if k != "scenario"}, sort_keys=True, default=str)
         return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
     def prefix(self) -> str:
@@ -285,7 +291,9 @@ def parse_simulation(doc: Mapping[str, Any], where: str = "simulations") -> Simu
         time_scale=_number(doc.get("time_scale", 1.0), at, f"{where}.time_scale", positive=True),
         learn_rows=learn_rows, alpha=_number(doc.get("alpha", 0.3), at, f"{where}.alpha", positive=True, upper=1.0),
         tolerance={k: _number(v, at, f"{where}.tolerance.{k}", positive=True) for k, v in tolerance.items()},
-        alarm=_alarm(doc.get("alarm"), at, f"{where}.alarm"), enabled=enabled)
+        alarm=_alarm(doc.get("alarm"), at, f"{where}.alarm"), enabled=enabled,
+        scenario=None if doc.get("scenario") is None else parse_declared(doc["scenario"], at, f"{where}.scenario",
+                                                                         parse_source))
 
 
 def _alarm(doc: Any, at: str, where: str) -> AlarmSpec | None:
