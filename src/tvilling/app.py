@@ -103,7 +103,7 @@ class Platform:
         return AnalyticsEngine(parse_specs(self.settings.analytics), self.models, self.analytics_registry,
                                writer=lambda readings, sources: self.pipeline.write_derived(
                                    readings, source=sources, actor="analytics"),
-                               history=lambda: self.history)
+                               history=lambda: self.history, twins=self.twin_store)
 
     @cached_property
     def simulations(self) -> ShadowEngine:

@@ -9,6 +9,8 @@
   out of sample: the twins it was trained on are left out (``in_sample: true`` keeps them), and
   the report says so (``out_of_sample``, ``left_out``);
 * ``POST /api/analytics/{name}/versions/{version}/promote?scope=`` — make it the version that runs;
+* ``POST /api/analytics/reset`` — ``{"twins": [...], "reason": "...", "parts"?: true}`` → the twins' analytics
+  (and their parts') learn afresh, as after maintenance (:mod:`tvilling.analytics.binding.maintenance`);
 * ``GET /api/twins/{id}/forecast?property=&horizon=&every=&points=&coverage=`` — h steps ahead with an interval.
 """
 
@@ -26,11 +28,13 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.analytics.binding.engine import AnalyticsEngine
 from tvilling.analytics.binding.frames import newest_points
 from tvilling.analytics.binding.lifecycle import END, backtest, train
+from tvilling.analytics.binding.maintenance import MAX_REASON, MaintenanceReset, check_reason
 from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
 from tvilling.analytics.forecast import holt
 from tvilling.api.body import read_json
 from tvilling.api.history import _time, parse_every
 from tvilling.api.openapi import json_body, problems
+from tvilling.api.principal import principal
 from tvilling.core.envelope import format_ts
 from tvilling.core.errors import Invalid, NotFound
 from tvilling.ingest.normalise import to_us
@@ -193,6 +197,32 @@ async def promote_version(request: Request, name: str, version: int, scope: str 
     v = await run_in_threadpool(engine.registry.promote, name, scope, version)
     await run_in_threadpool(engine.reload, name)
     return v.to_json()
+
+
+RESET_BODY = {"type": "object", "required": ["twins", "reason"],
+              "properties": {"twins": {**_TWINS, "description": "the twins (assets) maintained"},
+                             "reason": {"type": "string", "minLength": 1, "maxLength": MAX_REASON,
+                                        "description": "what was done to them (kept with the reset)"},
+                             "parts": {"type": "boolean", "default": True,
+                                       "description": "also reset the twins their relationships point to (parts)"}}}
+
+
+@router.post("/api/analytics/reset", openapi_extra=json_body(RESET_BODY), responses=problems(400, 404, 413, 422),
+             summary="Make twins' analytics learn afresh, as after maintenance (outputs removed, status learning)")
+async def reset_analytics(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    twins = _twins(body)
+    reason = check_reason(body.get("reason"))
+    parts = body.get("parts", True)
+    if not isinstance(parts, bool):
+        raise Invalid("parts must be true or false", field="parts", rule="type")
+    reset = MaintenanceReset(_engine(request), request.app.state.platform.twins)
+    by = principal(request).actor
+
+    def run() -> dict[str, Any]:
+        return reset.reset(reset.targets(twins, parts=parts), reason=reason, by=by)
+
+    return await run_in_threadpool(run)
 
 
 @router.get("/api/twins/{twin_id}/forecast", responses=problems(400, 404, 413, 422),

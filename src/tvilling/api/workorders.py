@@ -21,6 +21,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from tvilling.analytics.binding.maintenance import maintenance_reset
+from tvilling.api.alarms import service as alarm_service
 from tvilling.api.body import if_match, read_json
 from tvilling.api.openapi import IF_MATCH, json_body, problems
 from tvilling.api.principal import principal
@@ -79,7 +81,8 @@ def workorder_service(request: Request) -> WorkOrderService:
             runtime = getattr(state, "runtime", None)
             platform = state.platform
             svc = WorkOrderService(platform.backend.workorders, platform.twins,
-                                   commands=None if runtime is None else runtime.commands)
+                                   commands=None if runtime is None else runtime.commands,
+                                   analytics_reset=maintenance_reset(platform, alarms=alarm_service(request)))
             state.workorders = svc
         return svc
 

@@ -95,7 +95,9 @@ class MemoryHistoryStore(StoreBase):
             for lo, hi in zip(bounds, np.append(bounds[1:], len(sid)), strict=True):  # per series, not per reading
                 self._data.setdefault(int(sid[lo]), _Series()).raw.append({c: v[lo:hi] for c, v in cols.items()})
             for name, (psid, parts) in batch.rollups.items():
-                pb = np.flatnonzero(np.append(True, psid[1:] != psid[:-1])) if len(psid) else np.empty(0, np.intp)
+                if not len(psid):  # a batch of text values only: no numbers to roll up
+                    continue
+                pb = np.flatnonzero(np.append(True, psid[1:] != psid[:-1]))
                 for lo, hi in zip(pb, np.append(pb[1:], len(psid)), strict=True):
                     self._data[int(psid[lo])].rollups[name].append(parts.take(np.arange(lo, hi)))
             self._feed.append((position, len(r), derived))

@@ -13,6 +13,11 @@ one configured for its task or its model (:class:`MaintenanceCommands`), else ``
 What came of it (the command's id and status, or why none was sent) is recorded in the order's
 ``completion``. The maintenance record of a twin (:meth:`WorkOrderService.record`) is folded from
 its orders and its reported state.
+
+Given an ``analytics_reset`` (:class:`~tvilling.analytics.binding.maintenance.MaintenanceReset`), the
+twin then observes the maintenance: once the command has succeeded (waited for up to ``settle_s``),
+the analytics of the asset and its parts learn afresh; a command that failed, timed out or is not
+confirmed in time resets nothing. What came of it is ``completion.analytics_reset``.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tvilling.core.errors import Conflict, Invalid, Malformed, NotFound, PreconditionFailed, TvillingError
 from tvilling.core.principal import Principal
+from tvilling.decisions.lifecycle import FINAL
 from tvilling.planning.workorders import (
     ACTIONS,
     APPROVED,
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
 
 DEFAULT_COMMAND = "maintenanceDone"
 MAX_TRIES = 5
+SETTLE_S = 10.0  # how long completion waits for the maintenance command's answer before it resets the analytics
 MAX_PARTS_LINKED = 64
 #: The fields each move's body may hold, beside ``note`` and ``version``.
 MOVE_FIELDS: dict[str, frozenset[str]] = {
@@ -58,6 +65,13 @@ MOVE_FIELDS: dict[str, frozenset[str]] = {
     IN_PROGRESS: frozenset({"actual_start"}),
     DONE: frozenset({"actual_end", "parts"}),
 }
+
+
+class AnalyticsReset(Protocol):
+    """Makes a maintained asset's analytics (and its parts') learn afresh; returns what was reset."""
+
+    def __call__(self, asset: str, *, reason: str, at: datetime | None = None, by: str = ...,
+                 parts: bool = ...) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -87,16 +101,20 @@ class WorkOrderService:
 
     ``commands`` is the command service completion sends through (``None``: nothing reaches the
     devices; orders still complete, and their completion says no command was sent).
+    ``analytics_reset`` is called once the maintenance command succeeded (see the module's docstring).
     """
 
     def __init__(self, store: WorkOrderStore, twins: TwinService, *, commands: CommandService | None = None,
                  maintenance: MaintenanceCommands | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, analytics_reset: AnalyticsReset | None = None,
+                 settle_s: float = SETTLE_S) -> None:
         self.store = store
         self.twins = twins
         self.commands = commands
         self.maintenance = maintenance or MaintenanceCommands()
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.analytics_reset = analytics_reset
+        self.settle_s = settle_s
 
     # -- proposals and reads -----------------------------------------------------------------------------------
     def propose(self, body: Any, by: Principal | str) -> WorkOrder:
@@ -158,7 +176,46 @@ class WorkOrderService:
         order = await asyncio.to_thread(self._move, order_id, DONE, actor, if_match, body or {})
         name = self.maintenance.name_for(order)
         sent = await self._send(order, name, actor)
-        return await asyncio.to_thread(self._record_command, order, sent, actor)
+        if self.analytics_reset is None:
+            return await asyncio.to_thread(self._record_command, order, sent, actor)
+        sent = await self._settled(sent)
+        reset = await asyncio.to_thread(self._reset_analytics, self.analytics_reset, order, sent, actor)
+        return await asyncio.to_thread(self._record_command, order, sent, actor, reset)
+
+    async def _settled(self, sent: dict[str, Any]) -> dict[str, Any]:
+        """The command's outcome once it is final, or as it stands after ``settle_s``."""
+        if self.commands is None or sent.get("id") is None or sent.get("status") in FINAL:
+            return sent
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settle_s
+        pause = 0.01
+        while True:
+            record = await asyncio.to_thread(self.commands.get, sent["id"])
+            if record.final or loop.time() >= deadline:
+                return {**sent, "sent": record.status not in ("failed", "timed_out"), "status": record.status,
+                        "error": record.error}
+            await asyncio.sleep(min(pause, max(deadline - loop.time(), 0.0)))
+            pause = min(pause * 2, 0.2)
+
+    def _reset_analytics(self, reset: AnalyticsReset, order: WorkOrder, sent: Mapping[str, Any],
+                         actor: str) -> dict[str, Any]:
+        """Reset the asset's analytics when its maintenance command succeeded; what came of it."""
+        status = sent.get("status")
+        if status != "succeeded":
+            if status is None:
+                why = str(sent.get("reason") or f"the maintenance command {sent.get('name')} was not sent")
+            elif status in FINAL:
+                why = f"the maintenance command {sent.get('name')} {status}"
+            else:
+                why = f"the maintenance command {sent.get('name')} was still {status} after {self.settle_s:g} s"
+            return {"done": False, "reason": f"{why}: the analytics were not reset (reset them with "
+                                             "POST /api/analytics/reset once the work is confirmed)"}
+        try:
+            report = reset(order.asset, reason=f"work order {order.id} ({order.task}) done", at=order.actual_end,
+                           by=actor)
+        except TvillingError as exc:
+            return {"done": False, "reason": exc.message}
+        return {"done": True, **report}
 
     def _move(self, order_id: str, to: str, actor: str, if_match: int | None, body: Mapping[str, Any]) -> WorkOrder:
         version, note, changes = _move_body(to, body)
@@ -222,10 +279,13 @@ class WorkOrderService:
             raise NotFound(f"twin {twin_id!r} (model {twin.model}) declares no maintenance command {name!r}; its "
                            f"commands: {', '.join(sorted(commands)) or 'none'}", twin=twin_id, command=name)
 
-    def _record_command(self, order: WorkOrder, sent: Mapping[str, Any], actor: str) -> WorkOrder:
+    def _record_command(self, order: WorkOrder, sent: Mapping[str, Any], actor: str,
+                        reset: Mapping[str, Any] | None = None) -> WorkOrder:
         for _ in range(MAX_TRIES):
             current = self.store.get(order.id)
             completion = {**(current.completion or {}), "command": dict(sent)}
+            if reset is not None:
+                completion["analytics_reset"] = dict(reset)
             new = amend(current, now=self.clock(), by=actor, completion=completion)
             try:
                 self.store.update(new, expected_version=current.version, by=actor)
@@ -294,4 +354,4 @@ def _move_body(to: str, body: Any) -> tuple[int | None, str | None, dict[str, An
     return version, note, changes
 
 
-__all__ = ["DEFAULT_COMMAND", "MaintenanceCommands", "WorkOrderService"]
+__all__ = ["DEFAULT_COMMAND", "AnalyticsReset", "MaintenanceCommands", "WorkOrderService"]

@@ -21,8 +21,9 @@ only when the process dies between writing its outputs and saving the position. 
 (the outputs, written inside the store's ``deriving()`` block) are passed over.
 
 Per-twin analytics fit themselves on the twin's first ``train_rows`` rows; the fitted model is
-registered as version 1 and promoted. Fleet analytics (``rul-fleet``) run the promoted fleet
-version and wait (writing nothing) until one is trained. The version in use is reloaded when
+registered as version 1 and promoted. After maintenance, :meth:`AnalyticsEngine.reset` makes a twin's
+analytics start again (:mod:`tvilling.analytics.binding.maintenance`). Fleet analytics (``rul-fleet``)
+run the promoted fleet version and wait (writing nothing) until one is trained. The version in use is reloaded when
 another one is promoted (``reload``, or ``refresh`` for promotions made elsewhere).
 """
 
@@ -31,12 +32,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from tvilling.analytics.binding.frames import history_rows
+from tvilling.analytics.binding.maintenance import Reset, forget, reset_after, reset_outputs
 from tvilling.analytics.binding.outputs import Key, Outputs
 from tvilling.analytics.binding.registry import AnalyticRegistry, load_artifact
 from tvilling.analytics.binding.runners import FleetRulRunner, Runner, make_runner
@@ -212,10 +215,39 @@ class AnalyticsEngine:
 
     def handle(self, readings: Readings, models: Mapping[str, str]) -> int:
         """Run the analytics over a stored batch and store what they derive; returns how many readings."""
-        derived = self.outputs(readings, models).derived()
-        if derived is None or self._writer is None:
-            return 0
-        return self._writer(*derived)
+        with self._feed_lock:  # a reset waits for a batch's outputs to be written, and a batch for a reset's
+            derived = self.outputs(readings, models).derived()
+            if derived is None or self._writer is None:
+                return 0
+            return self._writer(*derived)
+
+    # -- maintenance ----------------------------------------------------------------------
+    def reset(self, models: Mapping[str, str], *, reason: str, at: datetime | None = None,
+              by: str = "analytics") -> list[Reset]:
+        """Start the analytics bound to each twin (twin → model) again as at first start: after maintenance.
+
+        Per-twin analytics retire their promoted version and learn anew; fleet analytics start the
+        twin's history again. The twins' outputs are removed and their markers say ``learning``
+        (see :mod:`tvilling.analytics.binding.maintenance`). Returns what was reset.
+        """
+        when = at or datetime.now(UTC)
+        done: list[Reset] = []
+        with self._feed_lock, self._lock:
+            for twin, model in models.items():
+                for spec in self.state.specs_for(model, self.models.modelset):
+                    retired = self.registry.retire(spec.name, twin) if spec.per_twin else None
+                    after = forget(self.state, (spec.name, twin))
+                    done.append(Reset(spec.name, twin, None if retired is None else retired.version, after))
+            derived = reset_outputs(done, {s.name: s for s in self.specs}, reason=reason, at=when, by=by)
+            if derived is not None and self._writer is not None:
+                if self.following:
+                    with self._store().deriving():  # not analysed: the outputs of the analytics
+                        self._writer(*derived)
+                else:
+                    self._writer(*derived)
+        for r in done:
+            log.info("analytic %s on %s reset (%s): it learns again", r.analytic, r.twin, reason)
+        return done
 
     def outputs(self, readings: Readings, models: Mapping[str, str]) -> Outputs:
         """Read what the step needs, run it, register what it fitted; the outputs, not yet written."""
@@ -281,8 +313,19 @@ class AnalyticsEngine:
             return
         start = pending_start(spec, twin, batch.readings, self.state)
         if start is not None:
-            _ts, before = history_rows(history, twin, spec.inputs, 0, start)
+            after = self._reset_after(spec, twin)  # a maintained twin's history starts after its reset
+            _ts, before = history_rows(history, twin, spec.inputs, 0 if after is None else after + 1, start)
             runner.seed(before)
+
+    def _reset_after(self, spec: AnalyticSpec, twin: str) -> int | None:
+        key = (spec.name, twin)
+        after = self.state.resets.get(key)
+        if after is None and self._twins is not None:  # reset before a restart: the twin's marker keeps it
+            found = self._twins.get_many([twin]).get(twin)
+            after = None if found is None else reset_after(found.reported.get("analytics"), spec.name)
+            if after is not None:
+                self.state.resets[key] = after
+        return after
 
     # -- writes after the step ------------------------------------------------------------
     def _register(self, out: Outputs) -> None:

@@ -29,6 +29,7 @@ from tvilling.core.readings import Readings
 Key = tuple[str, str]  # (analytic name, twin id)
 MARKER = "analytics"  # the property holding each analytic's marker
 UNREGISTERED = "new"  # how a source names a fitted version the registry has not numbered (yet)
+RUNNING, LEARNING = "running", "learning"  # an analytic's status in its marker (learning: after a maintenance reset)
 
 
 @dataclass(frozen=True)

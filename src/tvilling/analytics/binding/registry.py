@@ -4,7 +4,8 @@ A version belongs to an analytic (its configured name) and a *scope*: the twin i
 fitted for (per-twin detectors) or ``*`` (a fleet model). Versions count up per
 (analytic, scope) from 1. At most one version per scope is *promoted*: that is the one
 the online engine runs; training adds a *candidate*; promoting a candidate retires the
-previous one. Stores: memory, SQLite (``tvilling.db`` in the data dir) and PostgreSQL.
+previous one; a maintenance reset retires the promoted one of a twin, so that it learns afresh.
+Stores: memory, SQLite (``tvilling.db`` in the data dir) and PostgreSQL.
 
 Artifacts are pickles of the project's own analytic objects; they are loaded with an
 unpickler that admits only NumPy's array reconstruction, a deque, a few builtin types and
@@ -89,6 +90,7 @@ class AnalyticRegistry(Protocol):
     def artifact(self, analytic: str, scope: str, version: int) -> bytes: ...
     def promoted(self, analytic: str, scope: str) -> Version | None: ...
     def promote(self, analytic: str, scope: str, version: int) -> Version: ...
+    def retire(self, analytic: str, scope: str) -> Version | None: ...
     def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> Version: ...
     def close(self) -> None: ...
@@ -150,6 +152,15 @@ class MemoryRegistry:
                     v.status = RETIRED
             target.status = PROMOTED
             return copy.deepcopy(target)
+
+    def retire(self, analytic: str, scope: str) -> Version | None:
+        """Retire the promoted version of ``scope`` (none runs until one is fitted or promoted); it, or None."""
+        with self._lock:
+            for k, (v, _) in self._rows.items():
+                if k[:2] == (analytic, scope) and v.status == PROMOTED:
+                    v.status = RETIRED
+                    return copy.deepcopy(v)
+        return None
 
     def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> Version:
@@ -276,6 +287,17 @@ class SqlRegistry:
             run(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND version=?",
                 (PROMOTED, analytic, scope, version))
         return self._version(doc, PROMOTED)
+
+    def retire(self, analytic: str, scope: str) -> Version | None:
+        """Retire the promoted version of ``scope`` (none runs until one is fitted or promoted); it, or None."""
+        with self._tx(f"{self._table}:{analytic}:{scope}") as run:
+            rows = run(f"SELECT doc FROM {self._table} WHERE analytic=? AND scope=? AND status=?",
+                       (analytic, scope, PROMOTED))
+            if not rows:
+                return None
+            run(f"UPDATE {self._table} SET status=? WHERE analytic=? AND scope=? AND status=?",
+                (RETIRED, analytic, scope, PROMOTED))
+        return self._version(rows[0][0], RETIRED)
 
     def annotate(self, analytic: str, scope: str, version: int, *, backtest: dict[str, Any] | None = None,
                  drift: dict[str, Any] | None = None) -> Version:

@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tvilling.analytics.binding.frames import new_rows, rows_of
-from tvilling.analytics.binding.outputs import Drifted, Failed, Fitted, Key, Outputs
+from tvilling.analytics.binding.outputs import RUNNING, Drifted, Failed, Fitted, Key, Outputs
 from tvilling.analytics.binding.registry import dump_artifact
 from tvilling.analytics.binding.runners import Runner, make_runner
 from tvilling.analytics.binding.spec import FLEET, AnalyticSpec
@@ -63,8 +63,8 @@ class Batch:
 @dataclass(eq=False)
 class AnalyticsState:
     """What the analytics carry from batch to batch, per (analytic, twin): runners (with their fitted
-    models), the last filled-forward row, the newest timestamp scored, the last marker written, and
-    the last failure."""
+    models), the last filled-forward row, the newest timestamp scored, the last marker written, the
+    last failure, and the data time of the last maintenance reset (see :mod:`.maintenance`)."""
 
     specs: Sequence[AnalyticSpec]
     runners: dict[Key, Runner] = field(default_factory=dict)
@@ -72,6 +72,7 @@ class AnalyticsState:
     seen: dict[Key, int] = field(default_factory=dict)
     markers: dict[Key, tuple[Any, int]] = field(default_factory=dict)
     failures: dict[Key, str] = field(default_factory=dict)
+    resets: dict[Key, int] = field(default_factory=dict)  # data time a maintenance reset cut the history at
     unavailable: set[Key] = field(default_factory=set)  # runners the shell could not load this batch
     columns: list[str] = field(init=False, default_factory=list)  # every input of every analytic
     _bound: dict[str, tuple[AnalyticSpec, ...]] = field(default_factory=dict)
@@ -228,7 +229,7 @@ def _marker(spec: AnalyticSpec, twin: str, runner: Runner, now: int, state: Anal
     """What the analytic says about itself (version, time, scoring, trend, drift), when that changed or
     ``MARKER_EVERY_US`` of data time passed since it was last written."""
     key = (spec.name, twin)
-    marker: dict[str, Any] = {"version": runner.version, "time": _iso(now)}
+    marker: dict[str, Any] = {"version": runner.version, "time": _iso(now), "status": RUNNING}
     scoring = getattr(runner, "scoring", None)
     if scoring is not None:
         marker["scoring"] = scoring
