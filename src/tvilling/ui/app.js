@@ -9,6 +9,7 @@ const routes = {
   alarms: () => import("./alarms.js"),
   graph: () => import("./graph.js"),
   whatif: () => import("./whatif.js"),
+  workorders: () => import("./workorders.js"),
 };
 
 const view = document.getElementById("view");
@@ -21,6 +22,7 @@ function parse(hash) {
   if (parts[0] === "alarms") return { page: "alarms" };
   if (parts[0] === "graph") return { page: "graph" };
   if (parts[0] === "whatif") return { page: "whatif", id: parts.slice(1).join("/") || undefined };
+  if (parts[0] === "workorders") return { page: "workorders", id: parts.slice(1).join("/") || undefined };
   return { page: "fleet" };
 }
 
@@ -76,6 +78,8 @@ refreshAlarmCount().then((ok) => {
   });
   setInterval(refreshAlarmCount, 30_000);  // shelves end by themselves, without a change on the stream
 });
+
+routes.workorders().then((m) => m.watchProposedBadge(document.getElementById("nav-workorders"))).catch(console.error);
 
 window.addEventListener("hashchange", route);
 route();

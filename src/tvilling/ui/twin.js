@@ -8,6 +8,7 @@ import { mountCommands } from "./commands.js";
 import { alarmCard, sortAlarms } from "./alarms.js";
 import { anomalyChart, extend as extendChart, purge, rulChart, signalChart } from "./charts.js";
 import { healthCell, rulText, watchHealth } from "./health.js";
+import { followWorkorders, maintenanceRecord, orderLink, shortTime, stateBadge } from "./workorders.js";
 import {
   ANALYTIC_OUTPUTS, anomalyBadge, coalesce, el, flatten, fmt, fmtTime, mergePatch, message,
   shortModel, setChildren
@@ -111,6 +112,10 @@ export async function mount(view, { id }) {
   const cmdPanel = el("section", { class: "panel", id: "commands" }, el("h2", {}, "Commands"), cmdBody);
   const alarmBody = el("div", { class: "body flush" });
   const alarmPanel = el("section", { class: "panel", id: "twin-alarms" }, el("h2", {}, "Open alarms"), alarmBody);
+  const maintBody = el("div", { class: "body" });
+  const maintPanel = el("section", { class: "panel", id: "maintenance" }, el("h2", {}, "Maintenance",
+    el("span", { class: "right" }, el("a", { href: `#/workorders/asset=${encodeURIComponent(twin.id)}` }, "work orders →"))),
+  maintBody);
   const relBody = el("div", { class: "body rels" });
   const relPanel = el("section", { class: "panel", id: "relations" }, el("h2", {}, "Structure"), relBody);
   const logBody = el("tbody");
@@ -120,7 +125,7 @@ export async function mount(view, { id }) {
     el("thead", {}, el("tr", {}, ["Time", "Rev", "Type", "Change"].map((c) => el("th", {}, c)))), logBody)));
   view.append(crumbs, headEl, el("div", { class: "twin-grid" },
     el("div", { class: "col" }, chartsPanel, propsPanel, logPanel),
-    el("div", { class: "col" }, analyticsPanel, physicsPanel, cmdPanel, alarmPanel, relPanel)));
+    el("div", { class: "col" }, analyticsPanel, physicsPanel, cmdPanel, alarmPanel, maintPanel, relPanel)));
 
   let healthNow = null;  // this twin's entry of GET /api/health (the index rolled up from its parts)
 
@@ -358,6 +363,50 @@ export async function mount(view, { id }) {
     setChildren(alarmBody, list.length ? list.map((a) => alarmCard(a, alarmErr)) : el("div", { class: "body muted" }, "None."));
   };
 
+  // -- maintenance record (GET /api/twins/{id}/maintenance), again on each of its work orders' changes --
+  const renderMaintenance = (rec) => {
+    if (!rec) {
+      setChildren(maintBody, el("span", { class: "muted" }, "No maintenance record on this server."));
+      return;
+    }
+    const stat = (k, v, small, key) => el("div", { class: "stat", dataset: { maint: key } }, el("div", { class: "k" }, k),
+      el("div", { class: "v" }, v), small ? el("div", { class: "s" }, small) : null);
+    const day = (v) => (typeof v === "string" && !Number.isNaN(Date.parse(v))
+      ? new Date(v).toLocaleDateString("en-GB", { day: "2-digit", month: "short", year: "numeric" }) : fmt(v));
+    const last = rec.last_maintenance;
+    const hours = rec.operating_hours_since_maintenance;
+    const source = String(rec.operating_hours_source || "");
+    const sub = (title, ...rows) => [el("div", { class: "maint-sub" }, title), ...rows];
+    setChildren(maintBody,
+      el("div", { class: "stats" },
+        stat("Last maintenance", last ? shortTime(last.done) : "—", last ? last.task : "none recorded", "last"),
+        stat("Hours since", typeof hours === "number" ? `${fmt(hours)} h` : "—", typeof hours === "number"
+          ? (source.startsWith("reported:") ? `running hours (${source.slice(9)})` : "since the last order") : "", "hours"),
+        stat("Orders done", String(rec.workorders_done), "", "done"),
+        stat("Open orders", String(rec.open_workorders.length), "", "open")),
+      rec.open_workorders.length ? sub("Open work orders", el("table", { class: "grid compact", id: "maint-open" }, el("tbody", {},
+        rec.open_workorders.map((o) => el("tr", { dataset: { workorder: o.id, state: o.state } },
+          el("td", {}, stateBadge(o.state)), el("td", {}, orderLink(o.id, o.task)),
+          el("td", { class: "muted nowrap", title: `${o.planned_start} → ${o.planned_end}` }, shortTime(o.planned_start))))))) : null,
+      rec.parts_replaced.length ? sub("Parts replaced", el("table", { class: "grid compact", id: "maint-parts" }, el("tbody", {},
+        rec.parts_replaced.map((p) => el("tr", { dataset: { part: p.part } }, el("td", { class: "mono" }, p.part),
+          el("td", { class: "num" }, `×${p.quantity}`), el("td", { class: "muted" }, `last ${shortTime(p.last_replaced)}`)))))) : null,
+      rec.installed.length ? sub("Installed", el("table", { class: "grid compact", id: "maint-installed" }, el("tbody", {},
+        rec.installed.map((p) => el("tr", { dataset: { twin: p.twin } },
+          el("td", { title: p.relationship || "" }, p.twin === twin.id ? el("span", { class: "faint" }, "this asset")
+            : el("a", { class: "tid", href: `#/twin/${encodeURIComponent(p.twin)}` }, p.twin)),
+          el("td", { class: "mono" }, p.part_number ?? "—"),
+          el("td", { class: "muted nowrap" }, p.install_date ? day(p.install_date) : "")))))) : null,
+      rec.history.length ? sub("Recent work", el("table", { class: "grid compact", id: "maint-history" }, el("tbody", {},
+        rec.history.slice(0, 5).map((h) => el("tr", { dataset: { workorder: h.id } },
+          el("td", { class: "muted nowrap", title: h.done }, shortTime(h.done)), el("td", {}, orderLink(h.id, h.task)),
+          el("td", { class: "mono" }, Object.entries(h.parts || {}).map(([p, q]) => `${p} ×${q}`).join(", "))))))) : null);
+  };
+  const loadMaintenance = coalesce(async () => {
+    renderMaintenance(await maintenanceRecord(twin.id).catch(() => null));
+  }, 500);
+  const hoursMoved = coalesce(loadMaintenance, 5000);  // the machine's running hours: at most every 5 s
+
   // -- structure ---------------------------------------------------------------------------
   const renderRelations = async () => {
     const incoming = await getJSON(`/api/twins/${encodeURIComponent(twin.id)}/relationships?incoming=true`)
@@ -393,6 +442,7 @@ export async function mount(view, { id }) {
   renderPhysics();
   renderProps();
   renderAlarms();
+  loadMaintenance();
   renderRelations();
   const drawn = drawCharts();
   const refresh = coalesce(() => { renderHead(); renderAnalytics(); renderPhysics(); renderProps(); cmds.twinChanged(); });
@@ -403,6 +453,7 @@ export async function mount(view, { id }) {
     if (!had && healthNow?.rul_unit) drawCharts();  // the RUL chart again, now with its unit and clock
   });
 
+  const stopMaintenance = followWorkorders((item) => { if (item.twin === twin.id) loadMaintenance(); }, loadMaintenance);
   const stop = live({ twins: twin.id }, async (item) => {
     healthWatch.kick();
     if (item.kind === "command") {
@@ -426,6 +477,7 @@ export async function mount(view, { id }) {
       if (p.metadata) twin.metadata = mergePatch(twin.metadata || {}, p.metadata);
       twin.revision = item.revision;
       twin.updated = item.time;
+      if (p.reported && "operatingHours" in p.reported) hoursMoved();
       if (p.reported) { await drawn; chartLive(p.reported, p.metadata?.reported, item.time); }
       refresh();
     } else if (item.type === "TwinDeleted") {
@@ -440,6 +492,7 @@ export async function mount(view, { id }) {
 
   return () => {
     stop();
+    stopMaintenance();
     healthWatch.stop();
     for (const d of divs) purge(d);
   };
