@@ -25,7 +25,7 @@ from tvilling.twins.importer import import_twins
 
 T0_MS = 1_790_000_000_000
 SIMULATION: dict[str, Any] = {
-    "name": "machine", "model": "dtmi:tvilling:example:Machine;3", "kind": "python",
+    "name": "machine", "model": "dtmi:tvilling:example:Machine;4", "kind": "python",
     "class": "tvilling.simulation.machine:MachineModel", "time_scale": 60.0, "step": 60.0, "learn_rows": 10,
     "inputs": {"speedSetpoint": "speedSetpoint", "spindle:load": "hasSpindle/load",
                "running": {"path": "state", "map": {"running": 1, "idle": 0, "stopped": 0, "fault": 0}}},

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
                                               "tvilling.simulation.spec)")
     alarm_rules: list[dict[str, Any]] = Field(
         default_factory=list, description="alarm rules: [[alarm_rules]] tables (see tvilling.decisions.alarms.rules)")
+    maintenance: dict[str, Any] = Field(default_factory=dict, description="maintenance planning: [maintenance] with "
+                                        "[[maintenance.tasks]], technicians, parts, windows, downtime costs and "
+                                        "decisions (see tvilling.planning.maintenance_service_config)")
 
     @field_validator("store")
     @classmethod

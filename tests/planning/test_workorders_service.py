@@ -214,7 +214,7 @@ def test_proposals_are_checked_against_the_twin_and_its_model(platform: Platform
         svc.propose(proposal(planned_end=proposal()["planned_start"]), "planner")
     assert invalid.value.fields["field"] == "planned_end"
     order = svc.propose(proposal(), "planner")
-    assert order.model == "dtmi:tvilling:example:Machine;3"
+    assert order.model == "dtmi:tvilling:example:Machine;4"
     with pytest.raises(Invalid) as invalid:
         svc.move(order.id, "approve", "alice", body={"planned_start": "2026-01-01T00:00:00Z"})
     assert invalid.value.fields["field"] == "planned_start"  # approving does not move the window

@@ -24,7 +24,7 @@ from .plant_seed import MACHINES, seed
 
 pytestmark = pytest.mark.slow
 
-MACHINE_MODEL = "dtmi:tvilling:example:Machine;3"
+MACHINE_MODEL = "dtmi:tvilling:example:Machine;4"
 SICK_MACHINE = "line-1-m02"  # its drive-end bearing has the defect (plant_seed)
 LIVE_ROWS = 60
 SIMULATION = f"""

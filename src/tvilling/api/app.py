@@ -18,6 +18,8 @@ from tvilling import __version__
 from tvilling.api import alarms, commands, docs, errors, graph, history, ingest, models, openapi, streams, twins
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import health as health_routes
+from tvilling.api import maintenance as maintenance_routes
+from tvilling.api import production as production_routes
 from tvilling.api import scenarios as scenario_routes
 from tvilling.api import simulations as simulation_routes
 from tvilling.api import ui as ui_routes
@@ -73,6 +75,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(scenario_routes.router)
     app.include_router(simulation_routes.router)
     app.include_router(workorder_routes.router)
+    app.include_router(maintenance_routes.router)
+    app.include_router(production_routes.router)
     app.include_router(ui_routes.router)
     generate = app.openapi
 

@@ -34,6 +34,7 @@ from tvilling.twins.ports import ModelStore, TwinStore
 if TYPE_CHECKING:
     from tvilling.analytics.binding.registry import AnalyticRegistry
     from tvilling.backend.postgres import PostgresDatabase
+    from tvilling.backend.production import ProductionStore
     from tvilling.backend.scenarios import ScenarioStore
     from tvilling.backend.sqlite import SqliteDatabase
     from tvilling.backend.workorders import WorkOrderStore
@@ -135,6 +136,12 @@ class Backend:
     def workorders(self) -> WorkOrderStore:
         """Maintenance work orders and their change feed (opened on first access)."""
         store: WorkOrderStore = self._open("workorders")
+        return store
+
+    @cached_property
+    def production(self) -> ProductionStore:
+        """Production orders and plans (opened on first access)."""
+        store: ProductionStore = self._open("production")
         return store
 
     @contextmanager

@@ -19,7 +19,7 @@ MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
 STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios",
-          "workorders")
+          "workorders", "production")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -85,6 +85,10 @@ def _memory(name: str) -> Any:
         from tvilling.backend.workorders import MemoryWorkOrders
 
         return MemoryWorkOrders()
+    if name == "production":
+        from tvilling.backend.production import MemoryProduction
+
+        return MemoryProduction()
     from tvilling.analytics.binding.registry import MemoryRegistry
 
     return MemoryRegistry()
@@ -115,6 +119,10 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.workorders import SqlWorkOrders
 
         return SqlWorkOrders(target)
+    if name == "production":
+        from tvilling.backend.production import SqlProduction
+
+        return SqlProduction(target)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target)
@@ -145,6 +153,10 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.workorders import SqlWorkOrders
 
         return SqlWorkOrders(target, schema=schema)
+    if name == "production":
+        from tvilling.backend.production import SqlProduction
+
+        return SqlProduction(target, schema=schema)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target, schema=schema)

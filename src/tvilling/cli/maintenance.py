@@ -285,16 +285,45 @@ def maintenance_record(server: str, actor: str, twin_id: str, as_json: bool) -> 
 
 @maintenance_group.command("plan")
 @_options
+@click.option("--horizon", "horizon_h", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Planning horizon in plant hours (default: the server's [maintenance] horizon_h).")
+@click.option("--solver", type=click.Choice(["highs", "cpsat"]), default="highs", show_default=True)
+@click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, max=600, min_open=True), default=10.0,
+              show_default=True, help="Solver time limit in seconds.")
+@click.option("--asset", "assets", multiple=True, help="Only this twin (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the server's whole answer as JSON.")
 @click.option("--problem", default=None, metavar="JSON|@FILE|-",
-              help="The planning problem for the maintenance optimiser (tvilling.planning.maintenance).")
+              help="A planning problem for the local optimiser (tvilling.planning.maintenance), not the server's.")
 @click.option("--proposals", default=None, metavar="JSON|@FILE|-",
               help="Work order proposals already made (a JSON list), instead of running the optimiser.")
-@click.option("--submit", is_flag=True, help="Store the proposals on the server as proposed work orders.")
-def maintenance_plan(server: str, actor: str, problem: str | None, proposals: str | None, submit: bool) -> None:
-    """Plan maintenance: proposals from the optimiser (or a file), printed, and stored with --submit."""
-    if (problem is None) == (proposals is None):
-        raise click.UsageError("give either --problem (run the optimiser) or --proposals (a JSON list)")
+@click.option("--submit", is_flag=True, help="With --problem/--proposals: store them as proposed work orders.")
+def maintenance_plan(server: str, actor: str, horizon_h: float | None, solver: str, time_limit_s: float,
+                     assets: tuple[str, ...], as_json: bool, problem: str | None, proposals: str | None,
+                     submit: bool) -> None:
+    """Plan maintenance on the server from the twins' predicted remaining life (proposed work orders), or from
+    --problem / --proposals."""
+    if problem is not None and proposals is not None:
+        raise click.UsageError("give --problem or --proposals, not both")
     with errors():
+        if problem is None and proposals is None:
+            body: dict[str, Any] = {"solver": solver, "time_limit_s": time_limit_s}
+            if horizon_h is not None:
+                body["horizon_h"] = horizon_h
+            if assets:
+                body["assets"] = list(assets)
+            answer = Client(server, actor).call("POST", "/api/maintenance/plan", body)
+            if as_json:
+                emit(answer)
+                return
+            for order in answer["proposed"]:
+                click.echo(_line(order))
+            for idle in answer["run_to_failure"]:
+                click.echo(f"run to failure: {idle['asset']}  {idle['why']}")
+            totals, solved = answer["totals"], answer["solver"]
+            click.echo(f"{len(answer['proposed'])} proposed, {len(answer['kept'])} kept, {len(answer['cancelled'])} "
+                       f"cancelled; expected cost {totals['expected_cost']} (all run to failure "
+                       f"{totals['all_run_to_failure_cost']}); {solved['name']} {solved['status']}", err=True)
+            return
         if proposals is not None:
             items = json_arg(proposals, "--proposals")
         else:

@@ -16,3 +16,7 @@ def main() -> None:
 from tvilling.cli.maintenance import maintenance_group  # noqa: E402  (the group imports nothing of this module)
 
 main.add_command(maintenance_group)
+
+from tvilling.cli.production import production_group  # noqa: E402  (imports nothing of this module)
+
+main.add_command(production_group)

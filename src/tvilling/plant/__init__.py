@@ -2,7 +2,8 @@
 
 One production line of N machines (motor, drive-end and non-drive-end bearings, spindle),
 stepped together on NumPy arrays with physics-informed behaviour, injectable faults, a
-seed for reproducible runs and accelerated time. :class:`PlantRunner` talks to the twin
+seed for reproducible runs and accelerated time; its machines run production jobs
+(``runJob``: :mod:`tvilling.plant.jobs`) and report the bearings fitted. :class:`PlantRunner` talks to the twin
 over MQTT (``tvilling/{twin}/telemetry``, commands, retained desired state);
 :class:`~tvilling.plant.opcua.PlantOpcUaServer` exposes the machines over OPC UA (asyncua,
 imported lazily); :class:`~tvilling.plant.broker.EmbeddedBroker` is an in-process amqtt
@@ -14,6 +15,7 @@ broker on loopback for running without Mosquitto.
 """
 
 from tvilling.plant.broker import EmbeddedBroker
+from tvilling.plant.device import PlantDevice, attach_plant
 from tvilling.plant.faults import FAULTS, Injection, Scenario, default_scenario
 from tvilling.plant.mqtt import PlantRunner, RunnerStats
 from tvilling.plant.physics import Params
@@ -32,11 +34,13 @@ __all__ = [
     "Injection",
     "Params",
     "Plant",
+    "PlantDevice",
     "PlantOptions",
     "PlantRunner",
     "RunnerStats",
     "RunningPlant",
     "Scenario",
+    "attach_plant",
     "default_scenario",
     "running_plant",
 ]

@@ -18,7 +18,9 @@ Commands arrive on ``tvilling/{twin}/commands/{name}`` as ``{"id", "request"}`` 
 :mod:`tvilling.connect.mqtt.commands`); the answer ``{"id", "status", "payload"}`` goes to
 the MQTT 5 response topic with the correlation data, or — from an MQTT 3.1.1 broker such
 as amqtt (``protocol_version=4``), which carries no properties — to
-``tvilling/{twin}/commands/{name}/response`` with the request's ``id``. A retained
+``tvilling/{twin}/commands/{name}/response`` with the request's ``id``. The commands are the
+plant's (:data:`~tvilling.plant.plant.COMMANDS`: ``setSpeed``, ``stop``, ``start``,
+``maintenanceDone``, and ``runJob`` with ``{"order", "op", "quantity"}``). A retained
 ``tvilling/{twin}/desired`` with ``speedSetpoint`` is obeyed like ``setSpeed``.
 """
 

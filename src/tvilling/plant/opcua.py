@@ -6,9 +6,12 @@ Each signal is a Double variable named by its path (``speed``, ``motor.current``
 ``vibrationBandBpfo``…) with the string node id ``ns=<ns>;s=<twin>.<path>``; the machine's
 ``state`` is a String. ``speedSetpoint`` is writable: a client's write is obeyed like
 ``setSpeed``. Methods on each machine object: ``setSpeed(rpm: Double)``, ``stop()``,
-``start()``, ``maintenanceDone()``, each returning ``(accepted: Boolean, state: String)``;
-a refused call returns ``BadInvalidArgument`` (bad rpm) or ``BadInvalidState`` (start while
-in fault).
+``start()``, ``maintenanceDone()``, ``runJob(order: String, op: Int32, quantity: Int32)``,
+each returning ``(accepted: Boolean, state: String)``; a refused call returns
+``BadInvalidArgument`` (bad rpm, bad job) or ``BadInvalidState`` (start or runJob while in
+fault, a full job queue). The machine's job (``job``, ``lastJob``: String; ``jobProgress``,
+``partsDone``, ``jobsCompleted``, ``jobsQueued``: Double) and each bearing's ``partNumber``
+(String) and ``installDate`` (DateTime) are variables too.
 
     plant = Plant(machines=2, seed=1, speed=60)
     async with PlantOpcUaServer(plant, interval=1.0) as server:   # steps the plant itself
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tvilling.plant.opcua")
 
 NAMESPACE = "urn:tvilling:plant"
+#: the machine's job properties (Machine;4) and the bearing's fitted part (Bearing;5), beside the signals
+JOB_PATHS = ("job", "jobProgress", "partsDone", "jobsCompleted", "jobsQueued", "lastJob")
+PART_PATHS = ("partNumber", "installDate")
+_TEXT = frozenset({"state", "job", "lastJob", "partNumber"})
 
 
 def _asyncua() -> Any:
@@ -139,7 +147,12 @@ class PlantOpcUaServer:
             outputs = [ua.Argument(Name="accepted", DataType=ua.NodeId(ua.ObjectIds.Boolean), ValueRank=-1),
                        ua.Argument(Name="state", DataType=ua.NodeId(ua.ObjectIds.String), ValueRank=-1)]
             rpm = [ua.Argument(Name="rpm", DataType=double, ValueRank=-1)]
-            for name, inputs in (("setSpeed", rpm), ("stop", []), ("start", []), ("maintenanceDone", [])):
+            string, int32 = ua.NodeId(ua.ObjectIds.String), ua.NodeId(ua.ObjectIds.Int32)
+            job = [ua.Argument(Name="order", DataType=string, ValueRank=-1),
+                   ua.Argument(Name="op", DataType=int32, ValueRank=-1),
+                   ua.Argument(Name="quantity", DataType=int32, ValueRank=-1)]
+            for name, inputs in (("setSpeed", rpm), ("stop", []), ("start", []), ("maintenanceDone", []),
+                                 ("runJob", job)):
                 await obj.add_method(ua.NodeId(f"{machine}.{name}", ns), ua.QualifiedName(name, ns),
                                      self._method(machine, name), inputs, outputs)
 
@@ -151,12 +164,17 @@ class PlantOpcUaServer:
             paths = ["throughput", "machinesRunning"]
         else:
             suffix = next((p for p in PARTS[1:] if twin.endswith(f"-{p}")), "")
-            paths = [path for _, path in part_columns(suffix)] + (["state"] if not suffix else [])
+            paths = [path for _, path in part_columns(suffix)]
+            paths += ["state", *JOB_PATHS] if not suffix else list(PART_PATHS) if suffix in ("de", "nde") else []
         for path in paths:
             value = values.get(path)
             if path == "state":
                 state = STATES[int(self.plant.m.state[self.plant.machine_index(twin)])]
                 variant = ua.Variant(state, ua.VariantType.String)
+            elif path in _TEXT:
+                variant = ua.Variant("", ua.VariantType.String)
+            elif path == "installDate":
+                variant = ua.Variant(datetime(1970, 1, 1), ua.VariantType.DateTime)
             else:
                 variant = ua.Variant(float(value) if value is not None else 0.0, ua.VariantType.Double)
             node = await parent.add_variable(ua.NodeId(f"{twin}.{path}", self.ns), ua.QualifiedName(path, self.ns),
@@ -167,7 +185,9 @@ class PlantOpcUaServer:
         ua = _asyncua().ua
 
         async def call(parent: Any, *args: Any) -> list[Any]:
-            request = args[0].Value if args else None
+            request: Any = args[0].Value if args else None
+            if name == "runJob":
+                request = dict(zip(("order", "op", "quantity"), (a.Value for a in args), strict=False))
             result: CommandResult = self.plant.handle(machine, name, request)
             if not result.ok:
                 code = ua.StatusCodes.BadInvalidState if result.status == 409 else ua.StatusCodes.BadInvalidArgument
@@ -197,7 +217,10 @@ class PlantOpcUaServer:
                 target = self._vars.get((twin, path))
                 if target is None:
                     continue
-                if isinstance(value, str):
+                if path == "installDate" and isinstance(value, str):
+                    variant = ua.Variant(datetime.fromisoformat(value.replace("Z", "+00:00")),
+                                         ua.VariantType.DateTime)
+                elif isinstance(value, str):
                     variant = ua.Variant(value, ua.VariantType.String)
                 elif isinstance(value, int | float) and math.isfinite(value):
                     variant = ua.Variant(float(value), ua.VariantType.Double)

@@ -14,6 +14,9 @@
 200
 >>> plant.handle("line-1-m01", "fly", None).status
 404
+>>> answer = plant.handle("line-1-m01", "runJob", {"order": "PO-7", "op": 0, "quantity": 5})
+>>> answer.status, answer.payload["job"], answer.payload["position"]
+(200, 'PO-7/0', 0)
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -29,18 +33,21 @@ import numpy as np
 
 from tvilling.core.errors import Conflict, Invalid, NotFound, TvillingError
 from tvilling.plant.faults import Injection, Scenario, default_scenario
+from tvilling.plant.jobs import IDLE_JOB, JobBook, parse_job
 from tvilling.plant.physics import F64, MachineArrays, Params
 from tvilling.plant.signals import BEARINGS, FAULT, PARTS, RUNNING, STATES, STOPPED, part_columns
 
 MODELS = {
     "line": "dtmi:tvilling:example:ProductionLine;3",
-    "machine": "dtmi:tvilling:example:Machine;3",
-    "bearing": "dtmi:tvilling:example:Bearing;4",
+    "machine": "dtmi:tvilling:example:Machine;4",
+    "bearing": "dtmi:tvilling:example:Bearing;5",
     "spindle": "dtmi:tvilling:example:Spindle;2",
 }
 #: the built-in model set holding :data:`MODELS` (``tvilling.models.builtin``)
-MODEL_SET = "plant-v4"
-COMMANDS = ("setSpeed", "stop", "start", "maintenanceDone")
+MODEL_SET = "plant-v5"
+COMMANDS = ("setSpeed", "stop", "start", "maintenanceDone", "runJob")
+#: the catalogue number of the bearings fitted at each end (a part number adds the unit's serial)
+BEARING_TYPES = {"de": "6205-2RS", "nde": "6204-2RS"}
 _PART_COLUMNS = [(part, part_columns(part)) for part in PARTS]
 _json = msgspec.json.Encoder()
 
@@ -67,6 +74,8 @@ class Frame:
     states: np.ndarray  # machines, state codes
     ids: tuple[tuple[str, ...], ...]  # per machine: the twin id of each part (PARTS order)
     line: str
+    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)  # machine → its job properties, if not idle
+    fitted: tuple[tuple[dict[str, str], dict[str, str]], ...] = ()  # machine → (de, nde) partNumber, installDate
 
     def line_values(self) -> dict[str, float | int]:
         """The line's throughput (series line: the slowest machine sets the pace) and machines running."""
@@ -81,6 +90,7 @@ class Frame:
         """``(twin, values)`` for every twin with something to report (a silent device reports nothing)."""
         rows = np.round(self.values, 4).tolist()
         states = self.states.tolist()
+        jobs, fitted = self.jobs, self.fitted
         for i, row in enumerate(rows):
             twins = self.ids[i]
             for k, (_part, cols) in enumerate(_PART_COLUMNS):
@@ -89,6 +99,9 @@ class Frame:
                     continue
                 if k == 0:
                     values["state"] = STATES[states[i]]
+                    values.update(jobs.get(i, IDLE_JOB))
+                elif k <= 2 and fitted:
+                    values.update(fitted[i][k - 1])
                 yield twins[k], values
         yield self.line, self.line_values()
 
@@ -129,6 +142,13 @@ class Plant:
         self._twins = {twin for ids in self.part_ids for twin in ids} | {line}
         self.m = MachineArrays(machines, self.rng, params)
         self.plant_time = 0.0
+        self.jobs = JobBook(machines)
+        # bearings: serial numbers of the units fitted, and when they were installed (epoch ms; -1: not stamped
+        # yet, -2: replaced, stamped by the next frame's clock)
+        self.bearing_serial = np.arange(1, 2 * machines + 1, dtype=np.int64).reshape(machines, 2)
+        self._serials_issued = 2 * machines
+        self.install_ms = np.full((machines, 2), -1, dtype=np.int64)
+        self._fitted: list[tuple[dict[str, str], dict[str, str]]] = []
         if scenario == "default":
             self.scenario = default_scenario(machines)
         elif scenario is None:
@@ -189,11 +209,43 @@ class Plant:
         plant_dt = dt * self._speed
         for inj in self.scenario.due(self.plant_time + plant_dt):
             self._apply(inj)
+        before = self.m.speed
         self.m.advance(plant_dt)
         self.plant_time += plant_dt
+        self._produce(before, plant_dt)
         values = self.m.measure()
         ts = int(time.time() * 1000) if now_ms is None else now_ms
-        return Frame(ts, self.plant_time, values, self.m.state.copy(), self.part_ids, self.line)
+        self._stamp_installs(ts)
+        return Frame(ts, self.plant_time, values, self.m.state.copy(), self.part_ids, self.line,
+                     self.jobs.snapshot(), tuple(self._fitted))
+
+    def _produce(self, speed_before: F64, plant_dt: float) -> None:
+        """Parts made in the step by the running machines (the throughput at the mean speed) go to their jobs."""
+        p = self.m.p
+        mean_speed = 0.5 * (speed_before + self.m.speed)
+        parts = np.where(self.m.state == RUNNING, p.rate_per_h * mean_speed / p.nominal_rpm * plant_dt / 3600.0, 0.0)
+        self.jobs.produce(parts)
+
+    def _stamp_installs(self, ts_ms: int) -> None:
+        """Date the bearings fitted since the last frame: a replacement by this frame's clock; the first units
+        by their running hours before it (at this plant's acceleration: the twins' time)."""
+        todo = self.install_ms < 0
+        if not todo.any():
+            return
+        first = self.install_ms == -1
+        back_ms = np.round(self.m.operating_h * 3_600_000.0 / self._speed).astype(np.int64)[:, None]
+        self.install_ms = np.where(first, ts_ms - back_ms, np.where(todo, ts_ms, self.install_ms))
+        if not self._fitted:
+            self._fitted = [(self._fitted_part(i, 0), self._fitted_part(i, 1)) for i in range(self.n)]
+            return
+        for i in np.flatnonzero(todo.any(axis=1)).tolist():
+            self._fitted[i] = (self._fitted_part(i, 0), self._fitted_part(i, 1))
+
+    def _fitted_part(self, i: int, b: int) -> dict[str, str]:
+        bearing = BEARINGS[b]
+        installed = datetime.fromtimestamp(int(self.install_ms[i, b]) / 1000, UTC)
+        return {"partNumber": f"{BEARING_TYPES[bearing]}-S{int(self.bearing_serial[i, b]):07d}",
+                "installDate": installed.isoformat(timespec="seconds").replace("+00:00", "Z")}
 
     # ------------------------------------------------------------------ faults
 
@@ -269,23 +321,55 @@ class Plant:
         return self._answer(i)
 
     def maintenance_done(self, machine: int | str) -> dict[str, Any]:
-        """Bearings replaced, mechanical faults repaired: wear resets; a faulted machine becomes stopped."""
+        """Bearings replaced, mechanical faults repaired: wear resets; a faulted machine becomes stopped.
+
+        The new bearings get new serial numbers (their part numbers) and are dated by the next frame."""
         i = self.machine_index(machine)
         self.m.reset_wear(i)
+        for b in range(len(BEARINGS)):
+            self._serials_issued += 1
+            self.bearing_serial[i, b] = self._serials_issued
+            self.install_ms[i, b] = -2
         return self._answer(i)
+
+    def run_job(self, machine: int | str, request: Any) -> dict[str, Any]:
+        """Give a machine a production job (``{"order", "op", "quantity"}``): it starts at once when the machine
+        has none, waits in the machine's FIFO queue otherwise, and is held while the machine is stopped.
+        ``Conflict`` in fault, when the queue is full or the job was completed already; ``Invalid`` for a bad
+        request. The answer says where the job stands: ``position`` (jobs ahead) and ``jobsCompleted``."""
+        i = self.machine_index(machine)
+        job = parse_job(request)
+        state = int(self.m.state[i])
+        if state == FAULT:
+            raise Conflict(f"{self.machine_ids[i]} is in fault: maintenance first", twin=self.machine_ids[i],
+                           state="fault", reason="fault")
+        info = self.jobs.submit(i, job.order, job.op, job.quantity, running=state == RUNNING)
+        reason = info.get("reason")
+        if reason == "stopped":
+            message = "the machine is stopped: the job starts when the machine is started"
+        elif reason == "queued":
+            message = f"queued behind {info['position']} job(s)"
+        else:
+            message = "running"
+        return {**self._answer(i, message=message), **info}
 
     def handle(self, twin: str, name: str, request: Any = None) -> CommandResult:
         """Run command ``name`` on ``twin``; errors become 400/404/409 results, never exceptions."""
         try:
             if name == "setSpeed":
                 return CommandResult(200, self.set_speed(twin, request))
+            if name == "runJob":
+                return CommandResult(200, self.run_job(twin, request))
             if name not in COMMANDS:
                 raise NotFound(f"no command {name!r}; the machines take {list(COMMANDS)}", command=name)
             action = {"stop": self.stop, "start": self.start, "maintenanceDone": self.maintenance_done}[name]
             return CommandResult(200, action(twin))
         except TvillingError as exc:
             status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else 400
-            return CommandResult(status, {"accepted": False, "message": exc.message})
+            payload: dict[str, Any] = {"accepted": False, "message": exc.message}
+            if name == "runJob" and status != 404:
+                payload["reason"] = str(exc.fields.get("reason", "invalid"))
+            return CommandResult(status, payload)
 
     def apply_desired(self, twin: str, desired: Mapping[str, Any]) -> CommandResult | None:
         """Obey a desired state (``speedSetpoint``); ``None`` when it asks nothing of this plant."""
@@ -307,6 +391,9 @@ class Plant:
             "imbalance": float(m.imbalance[i]), "misalignment": float(m.misalignment[i]),
             "overheat": float(m.overheat[i]), "motorTemperature": float(m.motor_temp[i]),
             "operatingHours": float(m.operating_h[i]), "plantTime": self.plant_time,
+            "jobs": {**self.jobs.reported(i), "queue": [j.label for j in self.jobs.queue.get(i, ())]},
+            "bearings": {b: {"serial": int(self.bearing_serial[i, k]), "installMs": int(self.install_ms[i, k])}
+                         for k, b in enumerate(BEARINGS)},
         }
 
     def twins(self) -> list[dict[str, Any]]:
