@@ -76,6 +76,16 @@ async def compare(request: Request, ids: str = Query(..., description="scenario 
     return {"items": await run_in_threadpool(svc.compare, wanted)}
 
 
+@router.get("/{scenario_id}/score", responses=problems(400, 404, 409, 422),
+            summary="Once its horizon has passed: a scenario's bands against what the twin measured")
+async def score_scenario(request: Request, scenario_id: str,
+                         option: str | None = Query(None, description="the option to score (default: the baseline)")
+                         ) -> dict[str, Any]:
+    svc = scenario_service(request)
+    platform = request.app.state.platform
+    return await run_in_threadpool(svc.score, scenario_id, modelset=lambda: platform.models.modelset, option=option)
+
+
 @router.get("/{scenario_id}", responses=problems(400, 404),
             summary="A scenario: status, progress, KPIs per option, p10/p50/p90 series")
 async def get_scenario(request: Request, scenario_id: str) -> dict[str, Any]:

@@ -160,6 +160,36 @@ def sim_show(data_dir: Path | None, store: str | None, config_file: str | None, 
         _show(record)
 
 
+@sim_group.command("score")
+@store_options
+@server_option
+@click.argument("scenario_id", metavar="ID")
+@click.option("--option", default=None, help="The option to score (default: the baseline, do nothing).")
+@click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
+def sim_score(data_dir: Path | None, store: str | None, config_file: str | None, server: str | None,
+              scenario_id: str, option: str | None, as_json: bool) -> None:
+    """Once its horizon has passed: a scenario's p10-p90 bands and p50 against what the twin measured."""
+    with errors():
+        if server is not None:
+            query = f"?option={quote(option)}" if option is not None else ""
+            score = _server(server).request("GET", f"/api/scenarios/{quote(scenario_id)}/score{query}")[1]
+        else:
+            with opened_platform(data_dir, store, config_file) as p:
+                from tvilling.simulation.scenario_service import service_for
+
+                score = service_for(p).score(scenario_id, modelset=lambda: p.models.modelset, option=option)
+    if as_json:
+        emit(score)
+        return
+    click.echo(f"{score['id']} ({score['twin']}), option {score['option']!r}, {score['from']} - {score['to']}")
+    click.echo(f"{'output':<28} {'points':>6} {'in p10-p90':>10} {'p50 MAE':>10} {'p50 RMSE':>10}")
+    for name, row in score["outputs"].items():
+        if not row["points"]:
+            click.echo(f"{name:<28} {0:>6}  {row.get('why', 'no reading in the span')}")
+            continue
+        click.echo(f"{name:<28} {row['points']:>6} {row['coverage']:>10.0%} {row['mae']:>10.4g} {row['rmse']:>10.4g}")
+
+
 @sim_group.command("compare")
 @store_options
 @server_option

@@ -164,8 +164,9 @@ class ScenarioService:
     """What-if scenarios of the twins of ``backend`` with the simulations ``specs`` (see the module text)."""
 
     def __init__(self, backend: Backend, specs: Sequence[SimulationSpec], *, registry: Any = None,
-                 analytics: Any = None) -> None:
+                 analytics: Any = None, modelset: Any = None) -> None:
         self.backend = backend
+        self.modelset = modelset  # the models (or a callable giving them): a twin of a model extending a spec's
         self.specs = [s for s in specs if s.enabled]
         self.registry = registry
         self.analytics = analytics  # the live analytics engine: its state is copied at the fork, never changed
@@ -177,7 +178,7 @@ class ScenarioService:
             twin = self.backend.twin_store.get(twin_id)
         except NotFound:
             raise NotFound(f"no twin {twin_id!r}", field="twin", rule="exists") from None
-        bound = [s for s in self.specs if s.model == twin.model]
+        bound = [s for s in self.specs if s.model == twin.model or self._extends(twin.model, s.model)]
         if name is not None:
             chosen = [s for s in bound if s.name == name]
             if not chosen:
@@ -188,6 +189,11 @@ class ScenarioService:
             raise Invalid(f"scenario request: twin {twin_id!r} (model {twin.model}) has no simulation bound to its "
                           "model ([[simulations]] in the configuration)", field="twin", rule="no_simulation")
         return twin, bound[0]
+
+    def _extends(self, model: str, base: str) -> bool:
+        """Whether ``model`` extends ``base`` in the models this service was given (False without them)."""
+        ms = self.modelset() if callable(self.modelset) else self.modelset
+        return ms is not None and model in ms and base in ms and bool(ms.is_a(model, base))
 
     def _model(self, spec: SimulationSpec) -> tuple[ScenarioModel, Vocabulary]:
         model = load_model(spec)
@@ -374,6 +380,20 @@ class ScenarioService:
                         "kpis": record.get("kpis", {})})
         return out
 
+    def score(self, scenario_id: str, *, modelset: Any, option: str | None = None,
+              now: datetime | None = None) -> dict[str, Any]:
+        """Once its horizon has passed, the scenario's ``option`` (default: the baseline) against what its twin
+        measured (:func:`.scenario_score.score_scenario`); ``modelset``: the models, or a callable giving them."""
+        from tvilling.simulation.scenario_score import score_scenario
+
+        record = self.get(scenario_id)
+        spec = next((s for s in self.specs if s.name == record.get("simulation")), None)
+        if spec is None:
+            raise Invalid(f"scenario {scenario_id!r}: its simulation {record.get('simulation')!r} is no longer "
+                          "configured", field="simulation", rule="unknown")
+        return score_scenario(record, spec, twins=self.backend.twin_store, modelset=modelset,
+                              history=self.backend.history, option=option, now=now)
+
     def vocabulary(self, twin_id: str, simulation: str | None = None) -> dict[str, Any]:
         """What the twin's scenarios may name: commands (``fixed``: the value a command without one sets,
         else its ``lower``/``upper`` bounds), maintenance actions with their parts, faults, parameters
@@ -400,7 +420,8 @@ def service_for(platform: Any) -> ScenarioService:
 
     return ScenarioService(platform.backend, parse_simulations(platform.settings.simulations),
                            registry=platform.analytics_registry,
-                           analytics=platform.analytics if platform.settings.analytics else None)
+                           analytics=platform.analytics if platform.settings.analytics else None,
+                           modelset=lambda: platform.models.modelset)
 
 
 __all__ = ["DEFAULT_RELATIVE_SE", "MAX_POINTS", "Prepared", "ScenarioService", "kpi_doc", "part_name",
