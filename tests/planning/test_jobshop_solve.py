@@ -254,3 +254,31 @@ def test_tabu_moves_a_critical_operation_to_another_machine() -> None:
     better = improve(problem, queued, seconds=1.0)
     assert check_schedule(problem, better) == []
     assert better.makespan == 5 and {o.job: o.machine for o in better.operations} == {0: 1, 1: 0}
+
+
+def test_a_replan_starts_from_the_plan_in_force_repaired_around_the_event() -> None:
+    from tvilling.planning.jobshop import Downtime
+    from tvilling.planning.jobshop_check import check_schedule
+    from tvilling.planning.jobshop_dispatch import repair, weighted_tardiness
+    from tvilling.planning.jobshop_solver import SolveOptions, solve
+
+    jobs = tuple(Job((Operation.on(j % 3, 5 + j), Operation.on((j + 1) % 3, 4 + j % 4)), due=30, weight=1 + j % 2)
+                 for j in range(6))
+    problem = Problem(machines=3, jobs=jobs)
+    first = solve(problem, SolveOptions(time_limit=2, objective="weighted_tardiness"))
+    down = Downtime(1, 8, 14, "breakdown")
+    after = Problem(machines=3, jobs=jobs, downtimes=(down,))
+    assert check_schedule(after, first.schedule)  # the plan in force no longer fits
+    preferred = {(o.job, o.op): (o.machine, o.start) for o in first.schedule.operations}
+    repaired = repair(after, preferred)
+    assert not check_schedule(after, repaired)
+    old = {(o.job, o.op): o for o in first.schedule.operations}
+    for o in repaired.operations:  # nothing moves earlier; what the breakdown did not touch stays where it was
+        assert o.machine == old[(o.job, o.op)].machine and o.start >= old[(o.job, o.op)].start
+        if old[(o.job, o.op)].end <= down.start and o.machine != down.machine:
+            assert o.start == old[(o.job, o.op)].start
+    hinted = solve(after, SolveOptions(time_limit=2, objective="weighted_tardiness", hint=repaired))
+    assert not check_schedule(after, hinted.schedule)
+    # tardiness first, then makespan: the re-plan is never worse than the repaired plan it started from
+    assert (weighted_tardiness(after, hinted.schedule), hinted.makespan) <= (
+        weighted_tardiness(after, repaired), repaired.makespan)

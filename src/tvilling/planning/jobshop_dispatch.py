@@ -12,7 +12,7 @@ import math
 import random
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tvilling.planning.jobshop import ObjectiveKind, Problem, Schedule, ScheduledOperation
@@ -225,3 +225,53 @@ def best_dispatch(problem: Problem, objective: ObjectiveKind = "makespan", tardi
         runs += 1
         if runs >= min_runs and time.perf_counter() >= deadline:
             return best
+
+
+def repair(problem: Problem, preferred: Mapping[tuple[int, int], tuple[int, int]]) -> Schedule:
+    """A feasible schedule that keeps an earlier plan as far as it can: each operation ``(job, op)`` on the
+    machine ``preferred`` gives it (when still eligible) and in the order of its preferred start; operations
+    placed where their predecessors, the machine and its downtimes let them, no earlier than their preferred
+    start (so what was on time stays where it was, and what an event pushed moves right as little as it must).
+    Operations without a preference (new orders) go after, each on its quickest machine, in job order.
+
+    >>> from tvilling.planning.jobshop import Downtime, Job, Operation, Problem
+    >>> p = Problem(machines=1, jobs=(Job((Operation.on(0, 3),)), Job((Operation.on(0, 2),))),
+    ...             downtimes=(Downtime(0, 2, 4),))
+    >>> [(o.job, o.start, o.end) for o in repair(p, {(0, 0): (0, 0), (1, 0): (0, 3)}).operations]
+    [(0, 4, 7), (1, 7, 9)]
+    """
+    preds = problem.predecessors()
+    locate = [(j, k) for j, job in enumerate(problem.jobs) for k in range(len(job.operations))]
+    big = 1 << 60
+    key: list[tuple[int, int, int]] = []
+    for i, (j, k) in enumerate(locate):
+        want = preferred.get((j, k))
+        key.append((want[1], 0, i) if want is not None else (big, j, k))
+    ends: dict[int, int] = {}
+    timelines = [Timeline([(d.start, d.end) for d in problem.downtimes if d.machine == m])
+                 for m in range(problem.machines)]
+    placed: list[ScheduledOperation] = []
+    pending = sorted(range(len(locate)), key=lambda i: key[i])
+    while pending:  # an operation waits for its predecessors; each round places every operation that can go
+        waiting: list[int] = []
+        for i in pending:
+            if any(p not in ends for p, _ in preds[i]):
+                waiting.append(i)
+                continue
+            j, k = locate[i]
+            op = problem.operation(j, k)
+            want = preferred.get((j, k))
+            choice = next((o for o in op.options if want is not None and o.machine == want[0]), None)
+            if choice is None:
+                choice = min(op.options, key=lambda o: (o.duration, o.machine))
+            ready = max([problem.jobs[j].release, *(ends[p] + d for p, d in preds[i])])
+            if want is not None:
+                ready = max(ready, want[1])
+            start = timelines[choice.machine].fit(ready, choice.duration)
+            timelines[choice.machine].add(start, start + choice.duration)
+            ends[i] = start + choice.duration
+            placed.append(ScheduledOperation(j, k, choice.machine, start, start + choice.duration))
+        if len(waiting) == len(pending):  # a cycle: validate() refuses those before any schedule is made
+            raise ValueError("repair: the precedences form a cycle")
+        pending = waiting
+    return Schedule(tuple(placed))

@@ -61,6 +61,9 @@ class SolveOptions:
     seed: int = 0
     warm_start: bool = True
     log: bool = False
+    #: a schedule to start from (the plan in force, when re-planning): used as the warm start when it is
+    #: feasible for this problem and no worse than dispatching, so a re-plan moves what it must and keeps the rest
+    hint: Schedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,11 @@ def solve(problem: Problem, options: SolveOptions | None = None) -> SolveResult:
         warm = Dispatched(_relabel(problem, warm.schedule, groups), warm.objective, warm.rule)
         if warm.schedule.makespan > horizon:
             warm = None  # a caller's horizon may be tighter than dispatching reaches; the solver may still fit it
+    if opts.hint is not None and not check_schedule(problem, opts.hint) and opts.hint.makespan <= horizon:
+        given = Dispatched(_relabel(problem, opts.hint, groups), 0, "hint")
+        value_given = objective_value(problem, given.schedule, opts.objective, tw, mw)
+        if warm is None or value_given <= warm.objective:
+            warm = Dispatched(given.schedule, value_given, "hint")
 
     model = _Model(problem, horizon, opts, tw, groups, warm)
     makespan_objective = opts.objective == "makespan"

@@ -19,9 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tvilling.core.errors import Invalid, NotFound, PreconditionFailed
+from tvilling.planning.jobshop import Schedule
+from tvilling.planning.jobshop_dispatch import repair
 from tvilling.planning.jobshop_solver import SolveOptions, solve
 from tvilling.planning.production import PlannedOperation, ProductionPlan
-from tvilling.planning.production_build import MachineRate, build_problem, duration_min, freeze, to_operations
+from tvilling.planning.production_build import (
+    Built,
+    MachineRate,
+    build_problem,
+    duration_min,
+    freeze,
+    to_operations,
+)
 from tvilling.planning.production_events import (
     FINAL_STATES,
     INITIAL,
@@ -185,8 +194,9 @@ class ProductionService:
             solver: dict[str, Any] = {"status": "empty", "seconds": 0.0, "optimal": True}
             planned: list[PlannedOperation] = []
             if built.problem.jobs:
+                hint = _hint_from(built, previous.operations, at) if previous is not None else None
                 result = solve(built.problem, SolveOptions(time_limit=limit, workers=self.settings.workers,
-                                                           objective="weighted_tardiness"))
+                                                           objective="weighted_tardiness", hint=hint))
                 solver = {"status": result.status, "seconds": round(result.seconds, 3), "optimal": result.optimal,
                           "objective": result.objective}
                 planned = to_operations(built, result.schedule, at, by_id, rates)
@@ -269,3 +279,21 @@ def service_for(platform: Any) -> ProductionService:
 
 
 __all__ = ["ProductionService", "Replanned", "service_for"]
+
+
+def _hint_from(built: Built, operations: Sequence[PlannedOperation], at: datetime) -> Schedule | None:
+    """The plan in force as a feasible start for the re-plan (:func:`~.jobshop_dispatch.repair`): each operation
+    still to plan on its machine, no earlier than it was planned; None when it names none of them."""
+    first = {ref.order: (j, ref.first_op) for j, ref in enumerate(built.jobs)}
+    machines = {m: i for i, m in enumerate(built.machines)}
+    preferred: dict[tuple[int, int], tuple[int, int]] = {}
+    for o in operations:
+        place = first.get(o.order)
+        if place is None or o.machine not in machines or o.op < place[1]:
+            continue
+        j, first_op = place
+        if o.op - first_op < len(built.problem.jobs[j].operations):
+            start = max(0, round((o.start - at).total_seconds() / 60.0))
+            preferred[(j, o.op - first_op)] = (machines[o.machine], start)
+    return repair(built.problem, preferred) if preferred else None
+
