@@ -361,3 +361,20 @@ def test_odd_numbers_in_events_are_refused(svc: ProductionService, event: dict[s
     with pytest.raises(Invalid) as err:
         svc.replan("line-1", "breakdown", {"machine": M1, "repair_h": event["speed_rpm"]}, now=T0)
     assert err.value.fields["field"] == "event.repair_h"
+
+
+def test_a_configured_machine_simulation_gives_the_planned_rates() -> None:
+    from tvilling.planning.production_twin import machine_parameters
+
+    sim = {"name": "machine", "model": "dtmi:tvilling:example:Machine;3", "kind": "python",
+           "class": "tvilling.simulation.machine:MachineModel", "parameters": {"ratePerHour": 150.0},
+           "outputs": {"throughput": "throughput"}}
+    p = build_platform(Settings(store="memory", simulations=[sim]))
+    try:
+        p.models.add(builtin_documents(MODEL_SET))
+        import_twins(p.twins, Plant(1, seed=1, scenario=None).twins())
+        machine = p.twins.get("line-1-m01")
+        assert machine_parameters(p, machine)["ratePerHour"] == 150.0  # Machine;4 twins, a Machine;3 simulation
+        assert throughput_per_h([{"ratePerHour": 150.0}], [1500.0])[0] == pytest.approx(150.0, rel=0.01)
+    finally:
+        p.close()

@@ -144,7 +144,7 @@ def machine_parameters(platform: Any, twin: Twin) -> dict[str, float]:
     from tvilling.simulation.spec import parse_simulations
 
     known = {v.name: v for v in PARAMETERS}
-    modelset = platform.models.modelset()
+    modelset = platform.models.modelset
     for spec in parse_simulations(docs):
         if not spec.enabled or spec.model_class != MACHINE_MODEL_CLASS:
             continue

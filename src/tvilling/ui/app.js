@@ -10,6 +10,7 @@ const routes = {
   graph: () => import("./graph.js"),
   whatif: () => import("./whatif.js"),
   workorders: () => import("./workorders.js"),
+  production: () => import("./production.js"),
 };
 
 const view = document.getElementById("view");
@@ -23,6 +24,7 @@ function parse(hash) {
   if (parts[0] === "graph") return { page: "graph" };
   if (parts[0] === "whatif") return { page: "whatif", id: parts.slice(1).join("/") || undefined };
   if (parts[0] === "workorders") return { page: "workorders", id: parts.slice(1).join("/") || undefined };
+  if (parts[0] === "production") return { page: "production", id: parts.slice(1).join("/") || undefined };
   return { page: "fleet" };
 }
 

@@ -4,8 +4,9 @@
 // If-Match, so a stale page is told instead of overwriting); a Gantt of the orders per asset with the
 // predicted failure bands; and the nav badge counting proposed orders waiting for approval.
 
-import { ApiError, getJSON, getTwin } from "./api.js";
+import { ApiError, getJSON } from "./api.js";
 import { actorName, setActorName } from "./alarms.js";
+import { failureBands } from "./failure_bands.js";
 import { renderGantt } from "./gantt.js";
 import { coalesce, el, fmt, fmtTime, message, setChildren } from "./util.js";
 
@@ -310,30 +311,6 @@ function detailView(order, act, flash) {
     historyView(order));
 }
 
-// -- predicted failure bands of the assets shown ---------------------------------------------------
-async function failureBands(assets) {
-  const health = await getJSON("/api/health").then((r) => r.items || {}).catch(() => ({}));
-  const out = [];
-  await Promise.all(assets.slice(0, MAX_BANDS).map(async (asset) => {
-    const from = [asset, health[asset]?.source].filter((t, i, a) => t && a.indexOf(t) === i);
-    for (const tid of from) {
-      const twin = await getTwin(tid).catch(() => null);
-      const r = twin?.reported || {};
-      if (typeof r.rul_p10 !== "number" || typeof r.rul_p90 !== "number") continue;
-      const unit = health[tid]?.rul_unit;
-      if (unit && unit.symbol !== "h") continue;  // cycles and the like have no place on a time axis
-      const scale = unit?.clock === "plant" && unit.time_scale > 0 ? unit.time_scale : 1;
-      const t0 = Date.parse(twin.metadata?.reported?.rul?.time || twin.updated);
-      const at = (h) => t0 + (h / scale) * 3_600_000;
-      out.push({ row: asset, kind: "failure-band", start: at(r.rul_p10), end: at(r.rul_p90),
-        mid: typeof r.rul === "number" ? at(r.rul) : undefined, label: `predicted failure of ${tid}`,
-        detail: { from: tid, "RUL p10 / p50 / p90": `${fmt(r.rul_p10)} / ${fmt(r.rul)} / ${fmt(r.rul_p90)} ${scale === 1 ? "h" : "plant h"}` } });
-      break;
-    }
-  }));
-  return out;
-}
-
 // -- the page --------------------------------------------------------------------------------------
 export async function mount(view, { id } = {}) {
   let tab = "open";
@@ -425,7 +402,7 @@ export async function mount(view, { id } = {}) {
     const key = rows.join("\n");
     if (key !== bandsFor) {
       bandsFor = key;
-      failureBands(rows).then((b) => { if (bandsFor === key) { bands = b; drawGantt(list, rows); } });
+      failureBands(rows, MAX_BANDS).then((b) => { if (bandsFor === key) { bands = b; drawGantt(list, rows); } });
     }
     drawGantt(list, rows);
 
