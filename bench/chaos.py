@@ -713,7 +713,8 @@ def case_overload(seconds: float, publishers: int = 2, cpu: float | None = None)
                 stored = history.count()
             tail = np.array(samples[len(samples) // 2:])
             slope = float(np.polyfit(tail[:, 0], tail[:, 1], 1)[0] * 60) if len(tail) >= 3 else float("nan")
-            result = {"case": "overload", "seconds": seconds, "server_cpu": cpu, "stored_msgs_s": round(stored / 2 / seconds),
+            result = {"case": "overload", "seconds": seconds, "server_cpu": cpu,
+                      "stored_msgs_s": round(stored / 2 / seconds),
                       "queued_at_end": queued, "offered_msgs_s": round(received / (seconds + 3)),
                       "overload": round(received / (seconds + 3) / max(stored / 2 / seconds, 1), 1),
                       "peak_rss_mb": round(server.peak_rss / 2**20, 1),
