@@ -5,7 +5,9 @@
 * :mod:`.serve` — ``serve``, ``plant``, ``demo``: the long-running processes;
 * :mod:`.models` — ``models …``; :mod:`.twins` — ``twins …``;
 * :mod:`.ingest` — ``replay`` and ``dead-letters``;
-* :mod:`.alarms` — ``alarms …``; :mod:`.analytics` — ``analytics …``; :mod:`.evaluation` — ``eval …``.
+* :mod:`.alarms` — ``alarms …``; :mod:`.analytics` — ``analytics …``; :mod:`.evaluation` — ``eval …``
+  (with :mod:`.jobshop` — ``eval jobshop`` — and :mod:`.maintenance_eval` — ``eval maintenance``);
+* :mod:`.simulation` — ``sim …``; :mod:`.maintenance` — ``maintenance …``; :mod:`.production` — ``production …``.
 
 ``main`` (the entry point ``tvilling = "tvilling.cli:main"``) is the root group with every command added.
 """
@@ -16,14 +18,20 @@ from tvilling.cli.alarms import alarms_group
 from tvilling.cli.analytics import analytics_group
 from tvilling.cli.evaluation import eval_group
 from tvilling.cli.ingest import dead_letters, replay
+from tvilling.cli.jobshop import eval_jobshop
+from tvilling.cli.maintenance import maintenance_group
+from tvilling.cli.maintenance_eval import eval_maintenance
 from tvilling.cli.models import models
+from tvilling.cli.production import production_group
 from tvilling.cli.root import main
 from tvilling.cli.serve import demo, plant, serve
 from tvilling.cli.simulation import sim_group
 from tvilling.cli.twins import twins
 
 for _command in (serve, replay, dead_letters, eval_group, models, twins, alarms_group, analytics_group, plant,
-                 demo, sim_group):
+                 demo, sim_group, maintenance_group, production_group):
     main.add_command(_command)
+for _command in (eval_jobshop, eval_maintenance):
+    eval_group.add_command(_command)
 
 __all__ = ["main"]

@@ -82,11 +82,3 @@ def eval_cmapss(data_dir: Path, subset: str, seeds: int, as_json: bool, plot_pat
             cmapss_run.plot(result, plot_path)
     _report(result, as_json, cmapss_run.table)
 
-
-from tvilling.cli.maintenance_eval import eval_maintenance  # noqa: E402  (a command of its own module)
-
-eval_group.add_command(eval_maintenance)
-
-from tvilling.cli.jobshop import eval_jobshop  # noqa: E402  (a command of its own module)
-
-eval_group.add_command(eval_jobshop)

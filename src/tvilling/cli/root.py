@@ -12,11 +12,3 @@ from tvilling import __version__
 def main() -> None:
     """Tvilling: live digital twins of physical assets."""
 
-
-from tvilling.cli.maintenance import maintenance_group  # noqa: E402  (the group imports nothing of this module)
-
-main.add_command(maintenance_group)
-
-from tvilling.cli.production import production_group  # noqa: E402  (imports nothing of this module)
-
-main.add_command(production_group)
