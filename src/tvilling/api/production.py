@@ -133,7 +133,7 @@ async def list_orders(
     return {"items": [o.to_json() for o in items], "next": items[-1].id if len(items) == limit else None}
 
 
-@router.get("/api/production/orders/{order_id}", responses=problems(400, 404), summary="One production order")
+@router.get("/api/production/orders/{order_id}", responses=problems(400, 404, 422), summary="One production order")
 async def get_order(request: Request, order_id: str) -> JSONResponse:
     svc = production_service(request)
     return _order(await run_in_threadpool(svc.get_order, order_id))
@@ -167,7 +167,7 @@ async def replan(request: Request) -> JSONResponse:
                                            time_limit=limit, now=at))
 
 
-@router.get("/api/production/plans/current", responses=problems(400, 404),
+@router.get("/api/production/plans/current", responses=problems(400, 404, 413, 422),
             summary="The plan in force for a line")
 async def current_plan(request: Request, line: str = Query(..., description="the line twin")) -> dict[str, Any]:
     svc = production_service(request)
@@ -186,13 +186,13 @@ async def list_plans(request: Request, line: str = Query(..., description="the l
                        "previous": p.previous, "kpis": p.kpis} for p in plans]}
 
 
-@router.get("/api/production/plans/{plan_id}", responses=problems(400, 404), summary="One production plan")
+@router.get("/api/production/plans/{plan_id}", responses=problems(400, 404, 422), summary="One production plan")
 async def get_plan(request: Request, plan_id: str) -> dict[str, Any]:
     svc = production_service(request)
     return plan_to_json(await run_in_threadpool(svc.get_plan, plan_id))
 
 
-@router.get("/api/production/compare", responses=problems(400, 404),
+@router.get("/api/production/compare", responses=problems(400, 404, 422),
             summary="Two plans compared: KPIs before, after and the delta; operations moved, added, removed")
 async def compare_plans(request: Request, before: str = Query(..., description="the earlier plan's id"),
                         after: str = Query(..., description="the later plan's id")) -> dict[str, Any]:
@@ -240,7 +240,7 @@ def _idle(platform: Any, line: str) -> dict[str, Any]:
             "detail": f"no dispatcher runs for line {line!r}: the plan's times are planned, not carried out"}
 
 
-@router.get("/api/production/dispatch", responses=problems(400, 404),
+@router.get("/api/production/dispatch", responses=problems(400, 404, 413, 422),
             summary="How the line's dispatcher carries out its plan: per operation planned and actual times, "
                     "progress, lateness")
 async def dispatch(request: Request, line: str = Query(..., min_length=1, max_length=200,
