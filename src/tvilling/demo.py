@@ -7,15 +7,16 @@ sensors over MQTT; the platform ingests them, runs the configured analytics (a
 multivariate detector and a trend-based remaining-life estimate on every bearing), raises
 alarms, and serves the dashboard and the API.
 
-The story of a default run (speed 60: one plant minute per wall second): every bearing
-learns its normal behaviour during the first minute; at 90 s a defect starts on machine
-2's drive-end bearing; a few minutes later its vibration bands rise, the detector flags
-the anomaly and names the contributing band, the remaining life and its band appear, and
-an alarm is raised on the bearing (and on its machine and the line). The demo's auto mode
-(or a person, with the dashboard's command buttons) then reduces that machine's speed; the
-plant obeys, the vibration drops and the wear slows, which the twin shows. The production
-schedule and the maintenance plan that react to this are the subject of a later release:
-the console says where they will plug in.
+The story of a default run (speed 60: one plant minute per wall second), told on the console
+(:mod:`tvilling.demo_flow`): production orders are seeded on the line, planned, and dispatched to
+the machines as jobs; every bearing learns its normal behaviour during the first minute; at 90 s
+a defect starts on machine 2's drive-end bearing; seconds later its vibration bands rise, the
+detector flags the anomaly and names the contributing band, the remaining life and its band
+appear, and an alarm is raised on the bearing (and on its machine and the line). The decision
+weighs running to failure, slowing down and preventive work in the next maintenance windows,
+proposes a work order in the best one and re-plans production around it; the auto mode approves
+it (``--manual``: a person does), the demo's crew does the work in its window, the plant replaces
+the bearing, the twin's analytics relearn and its alarms clear, and the machine goes back to work.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tvilling.api.app import create_app
 from tvilling.api.listen import check_listen
@@ -41,11 +42,15 @@ from tvilling.app import Platform, build_platform
 from tvilling.config import Settings
 from tvilling.core.errors import NotFound, Unavailable
 from tvilling.models.builtin import builtin_documents
+from tvilling.planning.demo_plan import demo_maintenance
 from tvilling.plant import EmbeddedBroker, Injection, Plant, PlantRunner
 from tvilling.plant.plant import MODEL_SET, MODELS
 from tvilling.plant.run import TickedPlant
 from tvilling.runtime import Runtime
 from tvilling.simulation.demo_whatif import WhatIf, WhatIfDesk, WhatIfSettings, narrate
+
+if TYPE_CHECKING:
+    from tvilling.demo_flow import DemoFlow
 
 log = logging.getLogger("tvilling.demo")
 BEARING = MODELS["bearing"].rsplit(";", 1)[0]
@@ -101,18 +106,19 @@ def demo_simulations(speed: float, learn_rows: int = 60) -> list[dict[str, Any]]
     }]
 
 
-def demo_alarm_rules() -> list[dict[str, Any]]:
+def demo_alarm_rules(step_s: float = 1.0) -> list[dict[str, Any]]:
+    """The demo's alarm rules; their delays count readings (``step_s`` seconds of the readings' clock apart)."""
     return [
         {"name": "bearing-anomaly", "model": BEARING, "property": "anomaly_score", "kind": "threshold",
-         "above": 1.0, "clear": 0.8, "for_s": 3, "severity": "major",
+         "above": 1.0, "clear": 0.8, "for_s": 3 * step_s, "severity": "major",
          "message": "abnormal vibration pattern on {twin}"},
         {"name": "bearing-rul", "model": BEARING, "property": "rul", "kind": "rul", "horizon": 12.0,
-         "clear_for_s": 120,  # a remaining life back above 15 h for two minutes, not one noisy estimate
+         "clear_for_s": 120 * step_s,  # a remaining life back above 15 h for two minutes, not one noisy estimate
          "severity": "critical", "message": "{twin} is predicted to fail within 12 plant hours"},
         {"name": "bearing-hot", "model": BEARING, "property": "temperature", "kind": "threshold", "above": 85.0,
-         "clear": 80.0, "for_s": 5, "severity": "minor"},
+         "clear": 80.0, "for_s": 5 * step_s, "severity": "minor"},
         {"name": "motor-hot", "model": MACHINE, "property": "motor.temperature", "kind": "threshold",
-         "above": 110.0, "clear": 100.0, "for_s": 5, "severity": "warning"},
+         "above": 110.0, "clear": 100.0, "for_s": 5 * step_s, "severity": "warning"},
     ]
 
 
@@ -126,28 +132,51 @@ class DemoOptions:
     port: int = 8000
     data_dir: Path | None = None
     broker: str | None = None  # None: an embedded broker on loopback
-    auto: bool = True  # the demo slows a machine down when a bearing of it is predicted to fail soon
+    auto: bool = True  # the demo approves the decision's work order (or sends the slow-down it chose); False: a person
     fault_at_s: float = 90.0  # wall seconds after the start when the bearing defect begins
-    learn_s: float = 60.0  # wall seconds (one reading a second) each bearing learns before it is scored
+    learn_s: float = 60.0  # wall seconds (one reading a step) each bearing learns before it is scored
     fault_machine: int = 2
     slow_rpm: float = 900.0
     shadow: bool = True  # the machine model runs beside every machine (residuals as twin properties)
     whatif: bool = True  # the twin compares keep running / slow down / replace the bearing when a bearing turns bad
+    step_s: float = 1.0  # wall seconds between the plant's steps (one reading of every sensor each)
+    # the defect's growth (× the plant's 0.2/h race spall): its true life is about a day of plant time, while the
+    # remaining-life trend, cautious on a young defect, first predicts a few plant hours: a window fits before it
+    fault_growth: float = 0.4
+    # maintenance windows on the plant clock (plant hours from the first reading): stop_h every stop_every_h from
+    # first_stop_h; the bearing's replacement takes repair_h
+    first_stop_h: float = 3.0
+    stop_every_h: float = 4.0
+    stop_h: float = 1.0
+    repair_h: float = 1.0
 
 
 def make_plant(o: DemoOptions) -> TickedPlant:
     """The demo's line: readings stamped on the plant's tick clock, so that a seed gives one run."""
     machine = min(o.fault_machine, o.machines)
-    fault = Injection(machine=machine, fault="bearing_defect", at=o.fault_at_s * o.speed, severity=1.0, growth=1.0,
-                      bearing="de")
+    fault = Injection(machine=machine, fault="bearing_defect", at=o.fault_at_s * o.speed, severity=1.0,
+                      growth=o.fault_growth, bearing="de")
     return TickedPlant(machines=o.machines, seed=o.seed, speed=o.speed, scenario=[fault])
 
 
+def learn_rows(o: DemoOptions) -> int:
+    """Readings each bearing learns from: ``learn_s`` of steps (at least 10)."""
+    return max(10, round(o.learn_s / o.step_s))
+
+
+def maintenance_for(o: DemoOptions, origin: datetime | None = None) -> dict[str, Any]:
+    """The demo's ``[maintenance]``: its windows, crews and decisions
+    (:func:`~tvilling.planning.demo_plan.demo_maintenance`), plant hour 0 at ``origin`` (the plant's first reading)."""
+    return demo_maintenance(speed=o.speed, first_stop_h=o.first_stop_h, stop_every_h=o.stop_every_h, stop_h=o.stop_h,
+                            repair_h=o.repair_h, origin=origin, slow_rpm=o.slow_rpm)
+
+
 def settings_for(o: DemoOptions, data_dir: Path, broker: str, protocol: int) -> Settings:
+    rows = learn_rows(o)
     return Settings(data_dir=data_dir, host=o.host, port=o.port, broker=broker, mqtt_protocol=protocol,
-                    analytics=demo_analytics(o.speed, max(10, int(o.learn_s))),
-                    alarm_rules=demo_alarm_rules(), maintenance_s=5.0,
-                    simulations=demo_simulations(o.speed, max(10, int(o.learn_s))) if o.shadow else [])
+                    analytics=demo_analytics(o.speed, rows), alarm_rules=demo_alarm_rules(o.step_s),
+                    maintenance_s=5.0, maintenance=maintenance_for(o),
+                    simulations=demo_simulations(o.speed, rows) if o.shadow else [])
 
 
 def whatif_settings(o: DemoOptions) -> WhatIfSettings:
@@ -180,10 +209,11 @@ class Narrator:
     when the demo runs without what-ifs)."""
 
     def __init__(self, platform: Platform, echo: Callable[[str], None], started: float,
-                 whatif: WhatIfSettings | None = None) -> None:
+                 whatif: WhatIfSettings | None = None, next_stop: Callable[[], float | None] | None = None) -> None:
         self.platform = platform
         self.echo = echo
         self.started = started
+        self.next_stop = next_stop  # plant hours to the next maintenance window, for the what-if's "next stop"
         self.position = 0
         self.whatif = None if whatif is None else WhatIfDesk(platform.twins, whatif, self._tell_whatif)
         while batch := platform.alarm_store.changes(self.position, 1000):  # earlier runs' alarms are history
@@ -229,8 +259,12 @@ class Narrator:
             return
         machine, _, suffix = bearing.rpartition("-")
         location = reported.get("location", suffix)
+        settings = None
+        stop = self.next_stop() if self.next_stop is not None else None
+        if stop is not None and stop + self.whatif.settings.repair_h <= self.whatif.settings.horizon_h:
+            settings = replace(self.whatif.settings, next_stop_h=round(stop, 1))
         try:
-            if self.whatif.request(machine, str(location)):
+            if self.whatif.request(machine, str(location), settings):
                 self.say(f"what-if: {machine} is forked from its reported state; comparing keep running, slow "
                          "down and replace the bearing at the next stop ...")
         except Exception:  # the story goes on without it
@@ -239,7 +273,7 @@ class Narrator:
     def _tell_whatif(self, answer: WhatIf) -> None:
         for line in narrate(answer):
             self.say(line)
-        self.say("the choice between these options is the maintenance and production plan's, in a later release")
+        self.say("the decision weighs these against the maintenance windows, the crews and the production plan")
 
     def _reported(self, twin: str) -> dict[str, Any]:
         try:
@@ -248,69 +282,17 @@ class Narrator:
             return {}
 
 
-STEP_S = 1.0  # wall seconds between the plant's steps (one reading of every sensor)
 SETTLE_S = 2.0  # wall seconds the platform is given after the plant's last step of a --duration run
-#: plant steps from the reading that raised an alarm to the step the auto mode's command is sent after: more
-#: than the platform takes to notice the alarm (ingest, analytics, alarm rules, this loop's poll), so the plant
-#: obeys at the same step in every run with the same seed however the process was scheduled
-COMMAND_DELAY_STEPS = 3
-
-
-def _step_of(plant: TickedPlant, alarm: dict[str, Any]) -> int:
-    """The plant step of the reading that raised ``alarm`` (its data time), or the latest step."""
-    try:
-        raised = datetime.fromisoformat(str(alarm["raised"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return plant.steps - 1
-    return plant.step_at(round(raised.timestamp() * 1000))
-
-
-async def auto_mode(runtime: Runtime, plant: TickedPlant, narrator: Narrator, o: DemoOptions) -> None:
-    """Slow down a machine once one of its bearings is predicted to fail soon (the remaining-life alarm).
-
-    The command goes out right after the plant's step :data:`COMMAND_DELAY_STEPS` after the
-    reading that raised the alarm (it reaches the plant over loopback MQTT long before the
-    next step), not whenever the alarm happened to be noticed.
-    """
-    slowed: set[str] = set()
-    due: list[tuple[int, str]] = []  # (send after this many plant steps, machine)
-    polled = 0.0
-    while True:
-        await asyncio.sleep(0.1)
-        try:
-            if time.monotonic() - polled >= 0.5:
-                polled = time.monotonic()
-                events = await asyncio.to_thread(narrator.poll)
-                if o.auto and runtime.commands is not None:
-                    for e in events:
-                        if e["type"] != "alarm.raised" or e.get("rule") != "bearing-rul":
-                            continue
-                        machine = e["twin"].rsplit("-", 1)[0]
-                        if machine in slowed or not plant.owns(machine):
-                            continue
-                        slowed.add(machine)
-                        due.append((_step_of(plant, e) + 1 + COMMAND_DELAY_STEPS, machine))
-            for when, machine in [d for d in due if plant.steps >= d[0]]:
-                due.remove((when, machine))
-                if plant.steps > when:
-                    log.warning("auto mode: the command to %s is %d step(s) late; this run may differ from another "
-                                "with the same seed", machine, plant.steps - when)
-                if runtime.commands is None:
-                    continue
-                record = await runtime.commands.invoke(machine, "setSpeed", o.slow_rpm, actor="demo-auto")
-                narrator.say(f"auto mode: setSpeed {o.slow_rpm:.0f} rpm sent to {machine} (command {record.id}); "
-                             "a maintenance and production schedule will plan around it in a later release")
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the story goes on; the server keeps running
-            log.exception("demo auto mode")
 
 
 async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
-                   on_ready: Callable[[str], None] | None = None) -> None:
+                   on_ready: Callable[[str], None] | None = None,
+                   on_flow: Callable[[DemoFlow], None] | None = None) -> None:
     """Run the demo until the plant has taken ``o.duration`` seconds of steps and the platform has
     processed them (or for good), SIGTERM (returns normally) or SIGINT (``KeyboardInterrupt`` out
     of ``asyncio.run``). The same seed and duration give the same readings and alarms.
+    ``on_flow`` is given the run's :class:`~tvilling.demo_flow.DemoFlow` once it is made (its steps, plant and
+    services: tests and tools).
 
     A taken port is a :class:`~tvilling.core.errors.Conflict` before anything starts. Without
     ``o.data_dir`` the data lives in a fresh temporary folder, removed on every way out: the
@@ -334,7 +316,7 @@ async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     data_dir = o.data_dir or Path(tempfile.mkdtemp(prefix="tvilling-demo-"))
     try:
-        await _serve_demo(o, data_dir, echo, on_ready)
+        await _serve_demo(o, data_dir, echo, on_ready, on_flow)
     except asyncio.CancelledError:
         if not terminated or main is None:
             raise
@@ -348,8 +330,10 @@ async def run_demo(o: DemoOptions, *, echo: Callable[[str], None] = print,
 
 
 async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None],
-                      on_ready: Callable[[str], None] | None) -> None:
+                      on_ready: Callable[[str], None] | None, on_flow: Callable[[DemoFlow], None] | None) -> None:
     import uvicorn
+
+    from tvilling.demo_flow import DemoFlow
 
     plant = make_plant(o)
     async with contextlib.AsyncExitStack() as stack:
@@ -384,12 +368,17 @@ async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None
                 serving.result()  # raises why it could not start
                 raise Unavailable("the demo's server stopped while starting", rule="startup_failed")
             await asyncio.sleep(0.05)
-        stepping = await stack.enter_async_context(contextlib.AsyncExitStack())  # closed first at the end
-        await stepping.enter_async_context(PlantRunner(plant, broker, interval=STEP_S, qos=0,
-                                                       protocol_version=protocol))
         url = f"http://{o.host}:{o.port}"
         narrator = Narrator(platform, echo, time.monotonic(), whatif_settings(o) if o.whatif else None)
         app.state.demo_whatif = narrator.whatif  # the seam for a planner: .answer(machine) → WhatIf
+        flow = DemoFlow(runtime, app, plant, narrator.say, speed=o.speed, step_s=o.step_s, auto=o.auto,
+                        slow_rpm=o.slow_rpm, maintenance=lambda origin: maintenance_for(o, origin), poll=narrator.poll)
+        narrator.next_stop = flow.next_stop_h
+        if on_flow is not None:
+            on_flow(flow)
+        stepping = await stack.enter_async_context(contextlib.AsyncExitStack())  # closed first at the end
+        await stepping.enter_async_context(PlantRunner(plant, broker, interval=o.step_s, qos=0,
+                                                       protocol_version=protocol, on_frame=flow.on_frame))
         narrator.say(f"Tvilling demo: {o.machines} machines ({created} twins created) at {o.speed:g}× speed, "
                      f"seed {o.seed}; broker {broker}; data in {data_dir}")
         narrator.say(f"dashboard: {url}   (API: {url}/docs; stop with Ctrl+C)")
@@ -397,11 +386,11 @@ async def _serve_demo(o: DemoOptions, data_dir: Path, echo: Callable[[str], None
                      f"{plant.machine_ids[min(o.fault_machine, o.machines) - 1]} at {o.fault_at_s:g} s")
         if on_ready is not None:
             on_ready(url)
-        auto = asyncio.create_task(auto_mode(runtime, plant, narrator, o))
-        stack.push_async_callback(_cancel, auto)
+        following = asyncio.create_task(flow.run(), name="tvilling-demo-flow")
+        stack.push_async_callback(_cancel, following)
         if o.duration is None:
             await asyncio.shield(serving)  # a cancelled demo (SIGTERM) stops the server in order, below
-        elif await _steps_done(plant, max(1, round(o.duration / STEP_S)), serving, o.duration * 1.5 + 10):
+        elif await _steps_done(plant, max(1, round(o.duration / o.step_s)), serving, o.duration * 1.5 + 10):
             await stepping.aclose()  # the plant stops after the same step in every run of this duration
             await asyncio.sleep(SETTLE_S)  # its last readings go through ingest, analytics and the alarm rules
         elif serving.done():

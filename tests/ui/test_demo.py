@@ -124,7 +124,7 @@ def test_the_flagship_story_on_the_dashboard(page: Watched, demo: str) -> None:
     p = page.open(f"#/twin/{MACHINE}", "twin")
     p.fill('#commands input[name="rpm"]', "900")
     p.click('#commands button[data-command="setSpeed"]')
-    p.wait_for_selector('#commands [data-command="setSpeed"] [data-status="succeeded"]', timeout=30_000)
+    p.wait_for_selector('#commands [data-command="setSpeed"] [data-status="succeeded"]', timeout=60_000)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and reported(demo, MACHINE)["speed"] > 1000:
         time.sleep(0.5)

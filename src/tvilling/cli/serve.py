@@ -102,8 +102,9 @@ def plant(machines: int, speed: float, seed: int, broker: str, opcua_port: int |
 @click.option("--broker", default=None, metavar="URL",
               help="Use this MQTT broker (e.g. mqtt://127.0.0.1:1883) instead of the embedded one.")
 @click.option("--auto/--manual", default=True, show_default=True,
-              help="Auto mode slows a machine down when a bearing of it is predicted to fail soon; "
-                   "--manual leaves it to you.")
+              help="Auto mode approves the work order the twin proposes when a bearing is predicted to fail "
+                   "and the crew carries it out in its window; --manual leaves the approval to you (dashboard or "
+                   "tvilling maintenance approve).")
 @click.option("--learn", "learn_s", type=click.FloatRange(min=10.0), default=60.0, show_default=True,
               help="Seconds each bearing learns its normal behaviour before it is scored.")
 @click.option("--fault-at", "fault_at_s", type=click.FloatRange(min=0.0), default=90.0, show_default=True,

@@ -102,10 +102,12 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
-def replan_production(platform: Any, line: str, work_order: str, now: datetime | None) -> dict[str, Any]:
+def replan_production(platform: Any, line: str, work_order: str, now: datetime | None,
+                      service: Any = None) -> dict[str, Any]:
     """Ask production planning to re-plan ``line`` around ``work_order``: the plan's KPIs before and after.
 
-    Calls ``tvilling.planning.production.replan(line, reason, event)`` when that module offers it, else the
+    Calls ``service.replan`` when a production service is given (the demo's, planning on its plant's clock),
+    else ``tvilling.planning.production.replan(line, reason, event)`` when that module offers it, else the
     production service's ``replan`` (:mod:`tvilling.planning.production_service`); what went wrong is
     recorded, never raised: the maintenance decision stands without a production plan.
     """
@@ -116,8 +118,10 @@ def replan_production(platform: Any, line: str, work_order: str, now: datetime |
         before = current_plan(platform, line)
         event = {"work_order": work_order}
         replan = getattr(production, "replan", None)
-        if callable(replan):
-            result: Any = replan(line, "maintenance inserted", event)
+        if service is not None:
+            result: Any = service.replan(line, "maintenance inserted", event, now=now)
+        elif callable(replan):
+            result = replan(line, "maintenance inserted", event)
         else:
             from tvilling.planning.production_service import service_for
 
@@ -158,9 +162,10 @@ class DecisionService:
     """Decides on predictive alarms for the twins of ``platform`` (see the module text)."""
 
     def __init__(self, platform: Any, workorders: WorkOrderService, *, maintenance: MaintenanceService | None = None,
-                 scenarios: Any = None, store: DecisionStore | None = None) -> None:
+                 scenarios: Any = None, store: DecisionStore | None = None, production: Any = None) -> None:
         self.platform = platform
         self.workorders = workorders
+        self.production = production  # the production service re-plans go to (None: the platform's default)
         self.maintenance = maintenance or MaintenanceService(platform, workorders)
         self.config = self.maintenance.settings.decision
         self._scenarios = scenarios
@@ -308,7 +313,7 @@ class DecisionService:
         order = orders[0]
         production = None
         if self.config.replan_production and line is not None:
-            production = replan_production(self.platform, line, order["id"], at)
+            production = replan_production(self.platform, line, order["id"], at, self.production)
         return {**record, "status": "proposed", "work_order": order["id"],
                 "work_order_window": {"start": order["planned_start"], "end": order["planned_end"]},
                 "production": production}

@@ -182,6 +182,7 @@ def solve(problem: Problem, options: SolveOptions | None = None) -> SolveResult:
         if best is not None:
             model.start_from(best, value - 1 if strict else value if makespan_objective else None)
         solver = cp_model.CpSolver()
+        solver.parameters.catch_sigint_signal = False  # Ctrl+C stays the server's (a clean shutdown), not CP-SAT's
         configure(solver.parameters, opts, max(0.05, left * share), phase)
         status = solver.solve(model.model)
         if status == cp_model.MODEL_INVALID:  # pragma: no cover - a defect of this module, not of the input

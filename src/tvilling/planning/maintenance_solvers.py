@@ -136,6 +136,7 @@ def solve_cpsat(prep: Prepared, time_limit_s: float = 10.0, workers: int = 2) ->
     for k in range(len(x)):
         model.add_hint(x[k], k in hint)
     solver = cp_model.CpSolver()
+    solver.parameters.catch_sigint_signal = False  # Ctrl+C stays the server's (a clean shutdown), not CP-SAT's
     solver.parameters.max_time_in_seconds = float(time_limit_s)
     solver.parameters.num_workers = max(1, int(workers))
     solver.parameters.relative_gap_limit = REL_GAP

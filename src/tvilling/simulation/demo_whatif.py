@@ -236,23 +236,24 @@ class WhatIfDesk:
         self._asked: set[str] = set()
         self._threads: list[threading.Thread] = []
 
-    def request(self, machine: str, bearing: str) -> bool:
+    def request(self, machine: str, bearing: str, settings: WhatIfSettings | None = None) -> bool:
         """Start the what-if for ``machine``'s ``bearing`` unless one was asked for that machine already
-        (``False`` then). The reported state is read now, on the caller's thread."""
+        (``False`` then). The reported state is read now, on the caller's thread. ``settings`` replace the
+        desk's for this question (e.g. the next stop as the maintenance plan has it)."""
         with self._lock:
             if machine in self._asked:
                 return False
             self._asked.add(machine)
         reported = machine_reported(self.twins, machine)
-        worker = threading.Thread(target=self._work, args=(reported, machine, bearing),
+        worker = threading.Thread(target=self._work, args=(reported, machine, bearing, settings or self.settings),
                                   name=f"what-if {machine}", daemon=True)
         self._threads.append(worker)
         worker.start()
         return True
 
-    def _work(self, reported: Mapping[str, Any], machine: str, bearing: str) -> None:
+    def _work(self, reported: Mapping[str, Any], machine: str, bearing: str, settings: WhatIfSettings) -> None:
         try:
-            answer = ask(reported, machine, bearing, self.settings)
+            answer = ask(reported, machine, bearing, settings)
         except Exception:  # a failed question must not take the demo down; the log says why
             log.exception("what-if for %s", machine)
             return
