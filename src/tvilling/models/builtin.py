@@ -1,8 +1,8 @@
-"""DTDL models shipped with Tvilling: the example plant (v1, v2, v3, and v4 for the simulated plant), and the public
-data sets.
+"""DTDL models shipped with Tvilling: the example plant (v1 to v4, and v5 for the simulated plant with its jobs), and
+the public data sets.
 
 >>> sorted(builtin_names())
-['datasets', 'plant', 'plant-v2', 'plant-v3', 'plant-v4']
+['datasets', 'plant', 'plant-v2', 'plant-v3', 'plant-v4', 'plant-v5']
 >>> "dtmi:tvilling:example:Bearing;1" in {d["@id"] for d in builtin_documents("plant")}
 True
 """
