@@ -4,7 +4,8 @@ work, production is re-planned around it, the crew does it, and the machine come
 :class:`DemoFlow` runs inside the demo's server, beside its runtime, and tells each step through the narrator:
 
 1. **production** — once the plant reports, it seeds production orders on the line and plans them
-   (:class:`~tvilling.planning.demo_plan.PlantClockProduction`, CP-SAT); the dispatcher (a runtime unit) sends
+   (:class:`~tvilling.planning.production_service.ProductionService` on the plant's ``time_scale``, CP-SAT); the
+   dispatcher (a runtime unit) sends
    the plan's jobs to the machines as ``runJob`` commands, and the twins show ``job``, ``jobProgress`` and
    ``partsDone``;
 2. **the decision** — the API's decision watch decides on the bearing's predictive alarm (what-if options, the
@@ -40,11 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from tvilling.core.errors import NotFound, TvillingError
 from tvilling.planning.decision import DecisionService
-from tvilling.planning.demo_plan import PlantClockProduction, demo_orders, plant_kpis
+from tvilling.planning.demo_plan import demo_orders, plant_kpis
 from tvilling.planning.maintenance_service import MaintenanceService
 from tvilling.planning.maintenance_service_config import parse_maintenance
 from tvilling.planning.production_dispatch import DONE, FAILED_OP, RUNNING, Change, DispatchUnit, dispatcher_for
 from tvilling.planning.production_orders import iso
+from tvilling.planning.production_service import ProductionService
 from tvilling.planning.production_twin import read_line
 from tvilling.planning.workorders import APPROVED, CANCELLED, IN_PROGRESS, SCHEDULED, WorkOrder
 from tvilling.planning.workorders_service import WorkOrderService
@@ -210,7 +212,7 @@ class DemoFlow:
         alarms = AlarmService(platform.alarm_store, notify=runtime.hub.notify)
         self.workorders = WorkOrderService(platform.backend.workorders, platform.twins, commands=runtime.commands,
                                            analytics_reset=maintenance_reset(platform, alarms=alarms))
-        self.production = PlantClockProduction(platform, self.speed)
+        self.production = ProductionService(platform, time_scale=self.speed)
         self.dispatcher = dispatcher_for(runtime, self.line, retry_s=5.0 * self.step_s) \
             if runtime.commands is not None else None
         self.state.workorders = self.workorders

@@ -378,3 +378,11 @@ def test_a_configured_machine_simulation_gives_the_planned_rates() -> None:
         assert throughput_per_h([{"ratePerHour": 150.0}], [1500.0])[0] == pytest.approx(150.0, rel=0.01)
     finally:
         p.close()
+
+
+def test_an_accelerated_plant_is_planned_on_its_readings_clock(platform: Platform) -> None:
+    fast = ProductionService(platform, settings=ProductionSettings(time_limit_s=3.0), clock=lambda: T0, time_scale=60)
+    order(fast, "a", 120, [[M1]], 600)  # 120 parts: one plant hour at 1500 rpm, one minute of the readings' clock
+    assert minutes_of(ops(fast.plan("line-1", now=T0).plan)["a", 0]) == 1
+    with pytest.raises(Invalid, match="time_scale must be a number > 0"):
+        ProductionService(platform, time_scale=0)

@@ -2,9 +2,9 @@
 the plant's clock.
 
 The demo's plant runs ``speed`` times faster than the clock its readings carry (60: a plant hour is a minute of
-readings). Maintenance planning knows that (``time_scale``); :class:`PlantClockProduction` is the production
-planner made to know it too: a machine making 120 parts a plant hour makes them in a minute of the readings'
-clock, the clock plans, work orders and the dispatcher use.
+readings). Maintenance planning knows that (``time_scale``), and so does production planning
+(``ProductionService(platform, time_scale=speed)``): a machine making 120 parts a plant hour makes them in a
+minute of the readings' clock, the clock plans, work orders and the dispatcher use.
 
 :func:`demo_maintenance` is the ``[maintenance]`` table of a demo run: planning hours are plant hours counted from
 the plant's first reading (``clock_origin``), so the windows sit at the same plant steps in every run. A
@@ -21,17 +21,12 @@ cover the day in twelve-hour shifts; replacing a bearing takes ``repair_h``; the
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from tvilling.core.errors import Invalid
 from tvilling.planning.maintenance_service_config import DEFAULTS
-from tvilling.planning.production_build import MachineRate
-from tvilling.planning.production_events import Event
 from tvilling.planning.production_orders import iso
-from tvilling.planning.production_service import ProductionService
-from tvilling.planning.production_twin import LineView
 
 #: the demo's maintenance horizon, plant hours: long enough for the bearing's predicted life, short for the what-if
 HORIZON_H = 12.0
@@ -108,52 +103,6 @@ def demo_orders(line: str, machines: list[str], now: datetime, speed: float) -> 
     return out
 
 
-class _WithoutSimulations:
-    """The platform as the demo's production planning reads it: without the simulation table.
-
-    ``production_twin.machine_parameters`` calls ``platform.models.modelset()``, a property, and fails on any
-    platform that configures simulations (the demo's shadow mode). The demo sets no machine-model parameters,
-    so the planner's defaults are the same rates; drop this view once that call is fixed."""
-
-    def __init__(self, platform: Any) -> None:
-        self._platform = platform
-        self.settings = platform.settings.model_copy(update={"simulations": []})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._platform, name)
-
-
-class PlantClockProduction(ProductionService):
-    """Production planning for a plant running ``time_scale`` times faster than its readings' clock.
-
-    Plans stay on the readings' clock (what the dispatcher, the work orders and the dashboard use); each
-    machine's rate is counted per hour of that clock (its parts per plant hour × ``time_scale``), so an
-    operation lasts what the accelerated plant takes for it. KPIs in hours are hours of the readings' clock:
-    × ``time_scale`` gives plant hours (:func:`plant_kpis`).
-    """
-
-    def __init__(self, platform: Any, time_scale: float, **options: Any) -> None:
-        if isinstance(time_scale, bool) or not isinstance(time_scale, int | float) or not math.isfinite(time_scale) \
-                or time_scale <= 0:
-            raise Invalid(f"time_scale must be a number > 0 (plant seconds per second of the readings), not "
-                          f"{time_scale!r}", field="time_scale", rule="range")
-        super().__init__(_WithoutSimulations(platform), **options)
-        self.time_scale = float(time_scale)
-
-    def _rates(self, view: LineView, event: Event | None) -> dict[str, MachineRate]:
-        return {m: replace(r, parts_per_h=r.parts_per_h * self.time_scale)
-                for m, r in super()._rates(view, event).items()}
-
-    def _rate_at(self, view: LineView) -> Any:
-        inner = super()._rate_at(view)
-        scale = self.time_scale
-
-        def rate_at(machine: str, speed: float) -> float:
-            return float(inner(machine, speed)) * scale
-
-        return rate_at
-
-
 #: the KPIs counted in hours of the readings' clock, and the one per hour of it
 _HOURS = ("makespan_h", "total_tardiness_h", "weighted_tardiness_h", "downtime_h", "downtime_avoided_h")
 _PER_HOUR = ("throughput_per_h",)
@@ -176,5 +125,5 @@ def plant_kpis(kpis: dict[str, Any], time_scale: float) -> dict[str, Any]:
     return out
 
 
-__all__ = ["HORIZON_H", "WINDOW_KIND", "PlantClockProduction", "demo_maintenance", "demo_orders", "plant_kpis",
+__all__ = ["HORIZON_H", "WINDOW_KIND", "demo_maintenance", "demo_orders", "plant_kpis",
            "window_spans"]

@@ -11,6 +11,7 @@ the plan in force (:func:`tvilling.planning.production.current_plan`).
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,13 @@ class ProductionService:
     """Production orders and plans of a platform's lines (one planner per process: plans are serialised)."""
 
     def __init__(self, platform: Any, store: Any = None, settings: ProductionSettings | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, time_scale: float = 1.0) -> None:
+        if isinstance(time_scale, bool) or not isinstance(time_scale, int | float) or not math.isfinite(time_scale) \
+                or time_scale <= 0:
+            raise Invalid(f"time_scale must be a number > 0 (plant hours per hour of the readings' clock), not "
+                          f"{time_scale!r}", field="time_scale", rule="range")
+        # an accelerated plant (the demo's 60x): rates count per hour of the readings' clock, which plans stay on
+        self.time_scale = float(time_scale)
         self.platform = platform
         self.store = store if store is not None else platform.backend.production
         self.settings = settings or ProductionSettings.from_env()
@@ -159,7 +166,8 @@ class ProductionService:
         speeds = [event.speed_rpm if event is not None and event.reason == SLOWED and event.machine == m.id
                   and event.speed_rpm is not None else m.speed_rpm for m in view.machines]
         per_h = throughput_per_h([m.parameters for m in view.machines], speeds)
-        return {m.id: MachineRate(m.id, s, r) for m, s, r in zip(view.machines, speeds, per_h, strict=True)}
+        return {m.id: MachineRate(m.id, s, r * self.time_scale)
+                for m, s, r in zip(view.machines, speeds, per_h, strict=True)}
 
     def _open_orders(self, line: str) -> list[ProductionOrder]:
         out: list[ProductionOrder] = []
@@ -225,7 +233,7 @@ class ProductionService:
         params = {m.id: m.parameters for m in view.machines}
 
         def rate_at(machine: str, speed: float) -> float:
-            return throughput_per_h([params.get(machine, {})], [speed])[0]
+            return throughput_per_h([params.get(machine, {})], [speed])[0] * self.time_scale
 
         return rate_at
 
