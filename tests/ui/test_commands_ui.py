@@ -223,3 +223,25 @@ def wait_text_in(locator: Any, expected: str, timeout: float = 20.0) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError(f"expected {expected!r}, the page shows {seen!r}")
+
+
+def test_a_command_answered_while_the_pages_stream_is_down_still_shows_its_answer(browser: Any, server: str,
+                                                                                   machines: list[str]) -> None:
+    """The device can answer before the page's live stream is connected (it starts at "now"): the page
+    reads its own command again until it is final, so it never shows "sent" for a command long done."""
+    ctx = browser.new_context(viewport=VIEWPORT)
+    try:
+        p = ctx.new_page()
+        p.goto(f"{server}/#/twin/{TWIN}")
+        p.wait_for_function("document.body.dataset.ready === 'twin'", timeout=20_000)
+        p.route("**/api/stream**", lambda route: route.abort())  # from now on no stream can (re)connect
+        p.evaluate("window.dispatchEvent(new HashChangeEvent('hashchange'))")  # the page again, without a stream
+        p.wait_for_function("document.body.dataset.ready === 'twin'", timeout=20_000)
+        p.wait_for_selector('#commands button[data-command="setSpeed"]:not([disabled])', timeout=10_000)
+        p.fill('#commands input[name="rpm"]', "1200")
+        p.click('#commands button[data-command="setSpeed"]')
+        wait_text_in(p.locator('#commands [data-outcome="setSpeed"]'), "speedSetpoint 1,200")  # its answer, not an old one
+        assert p.locator('#commands [data-outcome="setSpeed"]').get_attribute("data-status") == "succeeded"
+        assert commands(server, "setSpeed")[-1]["status"] == "succeeded"
+    finally:
+        ctx.close()

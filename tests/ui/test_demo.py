@@ -124,7 +124,12 @@ def test_the_flagship_story_on_the_dashboard(page: Watched, demo: str) -> None:
     p = page.open(f"#/twin/{MACHINE}", "twin")
     p.fill('#commands input[name="rpm"]', "900")
     p.click('#commands button[data-command="setSpeed"]')
-    p.wait_for_selector('#commands [data-command="setSpeed"] [data-status="succeeded"]', timeout=60_000)
+    try:
+        p.wait_for_selector('#commands [data-command="setSpeed"] [data-status="succeeded"]', timeout=60_000)
+    except Exception as e:  # say where the command stood on the server, and what the page showed
+        sent = call("GET", f"{demo}/api/commands?twin={MACHINE}&limit=1000")[1]["items"][-3:]
+        raise AssertionError(f"setSpeed not shown as succeeded: {sent}; "
+                             f"page: {p.inner_text('#commands')[:1500]}") from e
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and reported(demo, MACHINE)["speed"] > 1000:
         time.sleep(0.5)

@@ -298,15 +298,23 @@ export async function mount(view) {
   }
 
   let available = true;
+  let loads = 0;  // only the latest list counts (tabs clicked quickly: an older answer can arrive last)
+  const streamed = new Map();  // alarms the stream told of while a list was being read: kept over it when newer
+  const newer = (a, b) => !b || String(a.updated || a.raised || "") >= String(b.updated || b.raised || "");
   async function load() {
+    const mine = ++loads;
+    streamed.clear();
     const extra = severity ? { severity } : {};
     const got = await listAlarms(TABS[tab].states, extra).catch((e) => { showError(`Could not list alarms: ${e.message}`); return []; });
+    if (mine !== loads) return;
     if (got === null) {
       available = false;
       setChildren(panel, message("info", "This server has no alarm service (GET /api/alarms is not there)."));
       return;
     }
     alarms = new Map(got.map((a) => [a.id, a]));
+    for (const [id, a] of streamed) if (newer(a, alarms.get(id))) alarms.set(id, { ...a, affected: a.affected || alarms.get(id)?.affected || [] });
+    streamed.clear();
     render();
   }
   await load();
@@ -322,6 +330,7 @@ export async function mount(view) {
       return;
     }
     alarms.set(a.id, { ...a, affected: a.affected || alarms.get(a.id)?.affected || [] });
+    streamed.set(a.id, alarms.get(a.id));
     later();
   });
   return () => { stop(); actor.stop(); clearTimeout(shelfTimer); };

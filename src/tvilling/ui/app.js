@@ -33,6 +33,7 @@ async function route() {
   const r = parse(location.hash);
   if (unmount) { try { unmount(); } catch (e) { console.error(e); } unmount = null; }
   view.replaceChildren();
+  delete document.body.dataset.ready;  // until this page says it is ready (tests wait for it)
   document.body.dataset.page = r.page;
   for (const a of document.querySelectorAll("nav a")) {
     a.classList.toggle("active", a.dataset.route === (r.page === "twin" ? "fleet" : r.page));

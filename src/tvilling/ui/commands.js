@@ -5,13 +5,14 @@
 // progress (sent → accepted → succeeded/failed), the values it changes, before and now, and those
 // properties highlighted on the page while the change is fresh.
 
-import { invokeCommand, twinCommands, unitSymbol } from "./api.js";
+import { getJSON, invokeCommand, twinCommands, unitSymbol } from "./api.js";
 import { el, fmt, fmtTime, message, setChildren } from "./util.js";
 
 const NUMERIC = new Set(["double", "float", "integer", "long"]);
 const FINAL = new Set(["succeeded", "failed", "timed_out"]);
 const HISTORY = 6;  // commands listed under the buttons
 const WATCH_MS = 120_000;  // how long after its last move a command's properties stay highlighted
+const FOLLOW_MS = [1000, 1000, 2000, 2000, 5000];  // reading a sent command again until it is final (then every 5 s)
 const LABELS = { pending: "pending", sent: "sent", acknowledged: "accepted", succeeded: "succeeded",
   failed: "failed", timed_out: "timed out" };
 
@@ -68,7 +69,8 @@ function outcome(rec) {
 /**
  * Mount the commands of a twin into `body` (the page's Commands panel).
  * `twin()` returns the page's current twin; `desc` is the model as describeModel() gives it.
- * Returns {update(record), twinChanged()}: for command items from the live stream, and after the twin changed.
+ * Returns {update(record), twinChanged(), stop()}: for command items from the live stream, after the twin changed,
+ * and when the page goes.
  */
 export async function mountCommands(body, { twin, desc }) {
   const id = twin().id;
@@ -144,11 +146,34 @@ export async function mountCommands(body, { twin, desc }) {
       const rec = await invokeCommand(id, c.name, request);
       before.set(rec.id, was);  // the values at the click, even if the stream told us of it first
       update(rec);
+      follow(rec);
     } catch (e) {
       err.textContent = `${care.label}: ${e.message}`;
     } finally {
       button.disabled = !available;
     }
+  }
+
+  /**
+   * Read a command we sent again until it is final: the live stream tells of its progress, but a device
+   * can answer before the page's stream is (re)connected, and the stream starts at "now".
+   */
+  let stopped = false;
+  const followers = new Set();
+  function follow(rec) {
+    const deadline = Math.max(Date.now() + 10_000, Date.parse(rec.deadline || "") + 10_000 || 0);
+    let i = 0;
+    const next = () => {
+      const cur = records.get(rec.id);
+      if (stopped || (cur && FINAL.has(cur.status)) || Date.now() > deadline) return;
+      const timer = setTimeout(async () => {
+        followers.delete(timer);
+        try { update(await getJSON(`/api/commands/${encodeURIComponent(rec.id)}`)); } catch { /* try again */ }
+        next();
+      }, FOLLOW_MS[Math.min(i++, FOLLOW_MS.length - 1)]);
+      followers.add(timer);
+    };
+    next();
   }
 
   // -- rows: a button per command, its latest status, and the answer to the latest command -------
@@ -276,5 +301,11 @@ ${p === "state" ? ".twin-head .badge[class*=\"state-\"] { outline: 2px solid var
   }
 
   render();
-  return { update, twinChanged: render };
+  const stop = () => {
+    stopped = true;
+    for (const t of followers) clearTimeout(t);
+    followers.clear();
+    clearTimeout(watchTimer);
+  };
+  return { update, twinChanged: render, stop };
 }

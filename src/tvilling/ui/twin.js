@@ -492,6 +492,7 @@ export async function mount(view, { id }) {
 
   return () => {
     stop();
+    cmds.stop();
     stopMaintenance();
     healthWatch.stop();
     for (const d of divs) purge(d);
