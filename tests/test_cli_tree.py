@@ -17,6 +17,7 @@ COMMANDS = {
     "alarms unshelve",
     "analytics", "analytics backtest", "analytics family-train", "analytics forecast", "analytics list",
     "analytics promote", "analytics train",
+    "audit", "audit key", "audit list", "audit seal", "audit verify",
     "dead-letters", "demo",
     "eval", "eval cmapss", "eval jobshop", "eval maintenance", "eval nab", "eval skab",
     "maintenance", "maintenance approve", "maintenance cancel", "maintenance done", "maintenance list",
@@ -28,6 +29,7 @@ COMMANDS = {
     "production plan", "production replan", "production show",
     "replay", "serve",
     "sim", "sim calibrate", "sim compare", "sim fmu", "sim list", "sim run", "sim score", "sim show",
+    "tokens", "tokens create", "tokens list", "tokens revoke",
     "twins", "twins create", "twins delete", "twins get", "twins history", "twins import", "twins migrate",
     "twins patch", "twins query", "twins query-help", "twins relate",
 }

@@ -16,7 +16,7 @@ How they run, in order, each command in ``bash -c`` in one fresh working directo
 A command continues on the next line while a quote is open or the line ends with ``\\``.
 ``tvilling serve …`` and ``tvilling plant …`` run in the background, as "in another shell"
 (a new ``tvilling serve`` replaces the running one); ``export NAME=VALUE`` sets the
-environment of the commands after it.
+environment of the commands after it (``export NAME=$(command)``: what the command prints).
 
 Answers: a ``# → …`` line after a command is what it answers, and must match:
 
@@ -273,6 +273,11 @@ class Session:
         where = f"README.md:{cmd.line}: {cmd.text.splitlines()[0]}"
         if words[:1] == ["export"]:
             name, _, value = text.split(None, 1)[1].split("#")[0].strip().partition("=")
+            if value.startswith("$(") and value.endswith(")"):  # NAME=$(command): what the command prints
+                made = subprocess.run(["bash", "-c", value[2:-1]], cwd=self.work, env=self.env, capture_output=True,
+                                      text=True, timeout=600)
+                assert made.returncode == 0, f"{where}\nexit status {made.returncode}; stderr {made.stderr[-1500:]!r}"
+                value = made.stdout.strip()
             self.env[name] = value
             return
         if words[:2] in (["tvilling", "serve"], ["tvilling", "plant"]):

@@ -159,10 +159,16 @@ def build_platform(settings: Settings, backend: Backend | None = None, *,
     """The platform the settings describe, on ``backend`` (default: the one the settings name).
 
     ``hooks`` are where authorisation, guardrails and audit plug into the one write path
-    (default: allow everything, record nothing).
+    (default: allow everything, record nothing; with the setting ``audit`` or ``auth = "required"`` the
+    audit chain's hook follows them).
     """
     if backend is None:
         backend = open_settings_backend(settings)
+    if settings.audit or settings.auth == "required":
+        from tvilling.security.audit_hook import AuditHook
+        from tvilling.twins.hooks import HookChain, OpenHooks
+
+        hooks = HookChain([hooks or OpenHooks(), AuditHook(backend.audit)])
     models = ModelRegistry(backend.model_store)
     twins = TwinService(backend.twin_store, models, default_limit=settings.default_page_size,
                         max_limit=settings.max_page_size, hooks=hooks)

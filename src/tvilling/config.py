@@ -31,10 +31,27 @@ class Settings(BaseSettings):
                            description="PostgreSQL schema holding Tvilling's tables")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    allowed_hosts: list[str] | None = Field(
+        None, description="Host header names (port ignored) the API answers; '*.example.com' matches subdomains, "
+        "'*' any. Unset: localhost, 127.0.0.1, ::1 and `host` when it is a specific address (when `host` is a "
+        "wildcard such as 0.0.0.0, any name, with a warning). Others get 400: this defeats DNS rebinding")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="origins (scheme://host[:port]) of other sites whose pages may send "
+        "writes and open the live streams; pages of the server's own origin always may, others get 403")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted (413 above)")
     default_page_size: int = Field(100, ge=1, le=1000)
     max_page_size: int = Field(1000, ge=1, le=10_000)
     log_level: str = "info"
+    auth: Literal["required", "off"] = Field(
+        "off", description="'required': every API request needs a bearer credential (API token or OpenID Connect "
+        "JWT) and the caller's role must allow the route; 'off': anyone reaching the port may do everything")
+    oidc_issuer: str | None = Field(None, description="OpenID Connect issuer URL whose JWTs are accepted")
+    oidc_audience: str | None = Field(None, description="the audience (aud) the JWTs must name")
+    oidc_roles_claim: str = Field("roles", description="the JWT claim holding the caller's roles")
+    oidc_jwks_url: str | None = Field(None, description="JWKS URL (default: from the issuer's discovery document)")
+    audit: bool = Field(False, description="append every committed change of twin state (telemetry by batch and "
+                        "source) to the tamper-evident audit chain (`tvilling audit verify`); on whenever auth is "
+                        "required")
     broker: str | None = Field(None, description="MQTT broker to ingest from, e.g. mqtt://127.0.0.1:1883")
     mqtt_mappings: Path | None = Field(None, description="TOML/JSON file of payload mappings for other topics")
     mqtt_shared_group: str | None = Field(None, description="shared-subscription group: workers split the load")

@@ -240,7 +240,7 @@ def test_a_command_answered_while_the_pages_stream_is_down_still_shows_its_answe
         p.wait_for_selector('#commands button[data-command="setSpeed"]:not([disabled])', timeout=10_000)
         p.fill('#commands input[name="rpm"]', "1200")
         p.click('#commands button[data-command="setSpeed"]')
-        wait_text_in(p.locator('#commands [data-outcome="setSpeed"]'), "speedSetpoint 1,200")  # its answer, not an old one
+        wait_text_in(p.locator('#commands [data-outcome="setSpeed"]'), "speedSetpoint 1,200")  # this answer
         assert p.locator('#commands [data-outcome="setSpeed"]').get_attribute("data-status") == "succeeded"
         assert commands(server, "setSpeed")[-1]["status"] == "succeeded"
     finally:

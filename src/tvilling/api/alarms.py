@@ -7,7 +7,8 @@ their own (``twin=`` then matches the row's own twin). ``shelved=true|false`` ke
 the alarms a shelf holds now, or only the others.
 
 ``POST /api/alarms/{id}/ack`` and ``/clear`` take an optional body ``{"actor": ..., "note": ...}``
-(the actor defaults to the ``X-Tvilling-Actor`` header, else ``api``) and answer the alarm;
+(without sign-in the actor defaults to the ``X-Tvilling-Actor`` header, else ``api``; a signed-in
+caller always acts as itself) and answer the alarm;
 404 for an unknown alarm, 409 for a move its state does not allow. Acknowledging or
 clearing an alarm derived on a parent twin acts on its source alarm, and so on every
 alarm derived from it. Each step appears on ``/api/stream?types=alarm``.
@@ -110,7 +111,8 @@ async def shelve(request: Request) -> JSONResponse:
     actor = body.get("actor")
     if actor is not None and not isinstance(actor, str):
         raise Invalid("actor must be a string", field="actor", rule="type")
-    who = (actor or principal(request).actor)[:128]
+    caller = principal(request)
+    who = caller.actor if caller.authenticated else (actor or caller.actor)[:128]  # a signed-in caller is who acts
     twins = request.app.state.platform.twins
     svc = service(request)
 
@@ -185,4 +187,6 @@ async def _step_body(request: Request, allowed: tuple[str, ...] = ("actor", "not
     for field in allowed:
         if body.get(field) is not None and not isinstance(body[field], str):
             raise Invalid(f"{field} must be a string", field=field, rule="type")
+    if principal(request).authenticated:  # the signed-in identity acts; a name in the body cannot replace it
+        return actor, body.get("note")
     return (body.get("actor") or actor)[:128], body.get("note")

@@ -15,18 +15,34 @@ from typing import Any
 from fastapi import FastAPI
 
 from tvilling import __version__
-from tvilling.api import alarms, commands, docs, errors, graph, history, ingest, models, openapi, streams, twins
+from tvilling.api import (
+    alarms,
+    audit,
+    commands,
+    docs,
+    errors,
+    graph,
+    guard,
+    history,
+    ingest,
+    models,
+    openapi,
+    streams,
+    twins,
+)
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import health as health_routes
 from tvilling.api import maintenance as maintenance_routes
 from tvilling.api import production as production_routes
 from tvilling.api import scenarios as scenario_routes
 from tvilling.api import simulations as simulation_routes
+from tvilling.api import tokens as token_routes
 from tvilling.api import ui as ui_routes
 from tvilling.api import workorders as workorder_routes
 from tvilling.app import Platform
 from tvilling.config import Settings
 from tvilling.runtime import Runtime
+from tvilling.security import http as security_http
 
 
 def create_app(settings: Settings | None = None, *, platform: Platform | None = None,
@@ -77,6 +93,8 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(workorder_routes.router)
     app.include_router(maintenance_routes.router)
     app.include_router(production_routes.router)
+    app.include_router(token_routes.router)
+    app.include_router(audit.router)
     app.include_router(ui_routes.router)
     generate = app.openapi
 
@@ -86,4 +104,6 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]
+    security_http.install(app, runtime.platform.settings, runtime.platform.backend)  # after the routes and document
+    guard.install(app, runtime.platform.settings)  # outermost: host, origin and content type before sign-in
     return app

@@ -33,10 +33,12 @@ from tvilling.twins.ports import ModelStore, TwinStore
 
 if TYPE_CHECKING:
     from tvilling.analytics.binding.registry import AnalyticRegistry
+    from tvilling.backend.audit import AuditStore
     from tvilling.backend.postgres import PostgresDatabase
     from tvilling.backend.production import ProductionStore
     from tvilling.backend.scenarios import ScenarioStore
     from tvilling.backend.sqlite import SqliteDatabase
+    from tvilling.backend.tokens import TokenStore
     from tvilling.backend.workorders import WorkOrderStore
     from tvilling.config import Settings
     from tvilling.decisions.alarms.store import AlarmStore
@@ -142,6 +144,18 @@ class Backend:
     def production(self) -> ProductionStore:
         """Production orders and plans (opened on first access)."""
         store: ProductionStore = self._open("production")
+        return store
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """API tokens, stored as hashes (opened on first access)."""
+        store: TokenStore = self._open("tokens")
+        return store
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        """The tamper-evident audit chain and its seals (opened on first access)."""
+        store: AuditStore = self._open("audit")
         return store
 
     @contextmanager

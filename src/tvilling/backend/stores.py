@@ -19,7 +19,7 @@ MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
 STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios",
-          "workorders", "production")
+          "workorders", "production", "tokens", "audit")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -89,6 +89,14 @@ def _memory(name: str) -> Any:
         from tvilling.backend.production import MemoryProduction
 
         return MemoryProduction()
+    if name == "tokens":
+        from tvilling.backend.tokens import MemoryTokens
+
+        return MemoryTokens()
+    if name == "audit":
+        from tvilling.backend.audit import MemoryAudit
+
+        return MemoryAudit()
     from tvilling.analytics.binding.registry import MemoryRegistry
 
     return MemoryRegistry()
@@ -123,6 +131,14 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.production import SqlProduction
 
         return SqlProduction(target)
+    if name == "tokens":
+        from tvilling.backend.tokens import SqlTokens
+
+        return SqlTokens(target)
+    if name == "audit":
+        from tvilling.backend.audit import SqlAudit
+
+        return SqlAudit(target)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target)
@@ -157,6 +173,14 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.production import SqlProduction
 
         return SqlProduction(target, schema=schema)
+    if name == "tokens":
+        from tvilling.backend.tokens import SqlTokens
+
+        return SqlTokens(target, schema=schema)
+    if name == "audit":
+        from tvilling.backend.audit import SqlAudit
+
+        return SqlAudit(target, schema=schema)
     from tvilling.analytics.binding.registry import SqlRegistry
 
     return SqlRegistry(target, schema=schema)

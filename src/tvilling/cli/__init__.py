@@ -7,7 +7,8 @@
 * :mod:`.ingest` — ``replay`` and ``dead-letters``;
 * :mod:`.alarms` — ``alarms …``; :mod:`.analytics` — ``analytics …``; :mod:`.evaluation` — ``eval …``
   (with :mod:`.jobshop` — ``eval jobshop`` — and :mod:`.maintenance_eval` — ``eval maintenance``);
-* :mod:`.simulation` — ``sim …``; :mod:`.maintenance` — ``maintenance …``; :mod:`.production` — ``production …``.
+* :mod:`.simulation` — ``sim …``; :mod:`.maintenance` — ``maintenance …``; :mod:`.production` — ``production …``;
+* :mod:`.tokens` — ``tokens …`` (API tokens); :mod:`.audit` — ``audit …`` (the audit chain).
 
 ``main`` (the entry point ``tvilling = "tvilling.cli:main"``) is the root group with every command added.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from tvilling.cli.alarms import alarms_group
 from tvilling.cli.analytics import analytics_group
+from tvilling.cli.audit import audit_group
 from tvilling.cli.evaluation import eval_group
 from tvilling.cli.ingest import dead_letters, replay
 from tvilling.cli.jobshop import eval_jobshop
@@ -26,10 +28,12 @@ from tvilling.cli.production import production_group
 from tvilling.cli.root import main
 from tvilling.cli.serve import demo, plant, serve
 from tvilling.cli.simulation import sim_group
+from tvilling.cli.tokens import tokens_group
 from tvilling.cli.twins import twins
 
 for _command in (serve, replay, dead_letters, eval_group, models, twins, alarms_group, analytics_group, plant,
-                 demo, sim_group, maintenance_group, production_group):
+                 demo, sim_group, maintenance_group, production_group, tokens_group,
+                 audit_group):
     main.add_command(_command)
 for _command in (eval_jobshop, eval_maintenance):
     eval_group.add_command(_command)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -38,7 +39,8 @@ PLANNER_MODULE, PLANNER_FUNCTION = "tvilling.planning.maintenance", "plan_propos
 
 
 class Client:
-    """JSON over HTTP to a ``tvilling serve``, acting as ``actor`` (the ``X-Tvilling-Actor`` header)."""
+    """JSON over HTTP to a ``tvilling serve``, acting as ``actor`` (the ``X-Tvilling-Actor`` header), or, where
+    the environment variable ``TVILLING_TOKEN`` holds an API token, as that token's identity."""
 
     def __init__(self, server: str, actor: str, timeout: float = 60.0) -> None:
         parts = urllib.parse.urlsplit(server if "://" in server else f"http://{server}")
@@ -51,8 +53,11 @@ class Client:
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The answer's JSON; a problem answer raises the error of its status with the server's detail."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers={
-            "content-type": "application/json", "accept": "application/json", "x-tvilling-actor": self.actor})
+        headers = {"content-type": "application/json", "accept": "application/json", "x-tvilling-actor": self.actor}
+        token = os.environ.get("TVILLING_TOKEN", "").strip()
+        if token:  # a server with auth required: the token's identity acts, not the actor named above
+            headers["authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 raw = answer.read()

@@ -28,9 +28,13 @@ from tvilling.examples import EXAMPLES
               help="Start with an example: 'plant' registers the example production line (line-1, 4 machines, as "
                    "`tvilling plant` simulates it) and adds the demo's analytics and alarm rules and the C-MAPSS "
                    "engine-rul analytic to the configured ones.")
+@click.option("--auth", type=click.Choice(["required", "off"]), default=None,
+              help="'required': every request needs an API token or OpenID Connect JWT (setting auth; default off).")
+@click.option("--insecure", is_flag=True, default=False,
+              help="Allow --auth off on an address other than loopback (anyone reaching the port may do anything).")
 def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
           port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None,
-          opcua: Path | None, example: str | None) -> None:
+          opcua: Path | None, example: str | None, auth: str | None, insecure: bool) -> None:
     """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
     import uvicorn
 
@@ -39,7 +43,13 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
     from tvilling.examples import example_settings, seed_example
 
     settings = settings_from(config_file, data_dir=data_dir, store=store, host=host, port=port, broker=broker,
-                             mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group, opcua=opcua)
+                             mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group, opcua=opcua,
+                             auth=auth)
+    if settings.auth == "off" and not insecure and not _loopback(settings.host):
+        raise click.UsageError(f"refusing to serve on {settings.host} with authentication off: anyone who can reach "
+                               "it could read every twin and send commands to the machines. Use --auth required "
+                               "(with API tokens or an OpenID Connect issuer), listen on 127.0.0.1, or give "
+                               "--insecure if you really mean it")
     with errors():  # a taken port: one line and exit 1, before the store opens
         check_listen(settings.host, settings.port)
     if example is not None:
@@ -52,10 +62,23 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
             click.echo(f"example {example}: {created} twin(s) created; analytics "
                        f"{', '.join(a['name'] for a in platform.settings.analytics)}", err=True)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"
-    click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where})", err=True)
+    click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where}; "
+               f"auth {settings.auth})", err=True)
     # open streams never end by themselves: give them 5 s on shutdown, then close them
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 timeout_graceful_shutdown=5)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``): only this machine can reach it."""
+    import ipaddress
+
+    if host.strip("[]").lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command("plant")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import http.client
 import json
+import os
 import re
 import time
 import urllib.parse
@@ -264,6 +265,9 @@ class Server:
         """``(status, JSON answer)``; problems are raised. ``raw`` sends bytes that are JSON already."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         headers = {"content-type": "application/json", "accept": "application/json"}
+        token = os.environ.get("TVILLING_TOKEN", "").strip()
+        if token:  # a server with auth required
+            headers["authorization"] = f"Bearer {token}"
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, on a new one
             conn = self._connection()
             try:

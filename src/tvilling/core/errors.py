@@ -82,10 +82,17 @@ class PreconditionFailed(Conflict):
 
 
 class Unauthorized(TvillingError):
-    """The caller is not allowed to do this."""
+    """The caller is not known: no credential, or one that is malformed, expired, revoked or unknown."""
 
     status = 401
     title = "Unauthorized"
+
+
+class Forbidden(TvillingError):
+    """The caller is known but not allowed to do this (its roles or scope do not cover it)."""
+
+    status = 403
+    title = "Forbidden"
 
 
 class Unavailable(TvillingError):

@@ -554,12 +554,13 @@ def check_plan_args(solver: Any, time_limit_s: Any, horizon_h: Any) -> None:
     """``Invalid`` naming the argument of a plan request that is wrong."""
     if solver not in SOLVERS:
         raise Invalid(f"solver must be one of {list(SOLVERS)}, not {solver!r}", field="solver", rule="enum")
-    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) \
-            or not math.isfinite(time_limit_s) or not 0 < time_limit_s <= 600:
+    # range checks before anything that converts to float: a 400-digit integer is out of range, not a 500;
+    # NaN and infinity fail the comparisons too
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) or not 0 < time_limit_s <= 600:
         raise Invalid(f"time_limit_s must be seconds in (0, 600], not {time_limit_s!r}", field="time_limit_s",
                       rule="range")
     if horizon_h is not None and (isinstance(horizon_h, bool) or not isinstance(horizon_h, int | float)
-                                  or not math.isfinite(horizon_h) or not 0 < horizon_h <= 24 * 366):
+                                  or not 0 < horizon_h <= 24 * 366):
         raise Invalid(f"horizon_h must be hours in (0, {24 * 366}], not {horizon_h!r}", field="horizon_h",
                       rule="range")
 
