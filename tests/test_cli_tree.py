@@ -19,6 +19,7 @@ COMMANDS = {
     "analytics promote", "analytics train",
     "audit", "audit key", "audit list", "audit seal", "audit verify",
     "dead-letters", "demo",
+    "devices", "devices add", "devices init", "devices list", "devices remove", "devices server",
     "eval", "eval cmapss", "eval jobshop", "eval maintenance", "eval nab", "eval skab",
     "maintenance", "maintenance approve", "maintenance cancel", "maintenance done", "maintenance list",
     "maintenance plan", "maintenance propose", "maintenance record", "maintenance schedule", "maintenance show",
@@ -30,6 +31,7 @@ COMMANDS = {
     "replay", "serve",
     "sim", "sim calibrate", "sim compare", "sim fmu", "sim list", "sim run", "sim score", "sim show",
     "tokens", "tokens create", "tokens list", "tokens revoke",
+    "policies", "policies list", "policies put", "policies delete",
     "twins", "twins create", "twins delete", "twins get", "twins history", "twins import", "twins migrate",
     "twins patch", "twins query", "twins query-help", "twins relate",
 }

@@ -52,7 +52,28 @@ class Settings(BaseSettings):
     audit: bool = Field(False, description="append every committed change of twin state (telemetry by batch and "
                         "source) to the tamper-evident audit chain (`tvilling audit verify`); on whenever auth is "
                         "required")
-    broker: str | None = Field(None, description="MQTT broker to ingest from, e.g. mqtt://127.0.0.1:1883")
+    rate_limit_writes_per_s: float = Field(50.0, ge=0, description="with auth required: writes (any method but "
+                                           "GET/HEAD/OPTIONS) per second per identity, beyond the burst (429 "
+                                           "with Retry-After above it; 0: no limit)")
+    rate_limit_writes_burst: int = Field(200, ge=1, description="with auth required: writes one identity may "
+                                         "send at once before rate_limit_writes_per_s applies")
+    rate_limit_auth_failures_per_min: int = Field(30, ge=0, description="with auth required: refused credentials "
+                                                  "per minute per client address before it gets 429 (0: no limit)")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) of the HTTP API: serve https")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_ca: Path | None = Field(None, description="CA file: require HTTPS clients to present a certificate it "
+                                "signed (mutual TLS)")
+    broker: str | None = Field(None, description="MQTT broker to ingest from, e.g. mqtt://127.0.0.1:1883, or "
+                               "mqtts://host:8883 for TLS")
+    broker_admin: str | None = Field(None, description="the broker's dynamic-security admin for `tvilling devices`, "
+                                     "mqtt://ADMIN:PASSWORD@HOST:PORT; keep it in TVILLING_BROKER_ADMIN, not on "
+                                     "a command line")
+    mqtt_ca: Path | None = Field(None, description="CA file the mqtts:// broker's certificate is checked against "
+                                 "(default: the system's trust store)")
+    mqtt_cert: Path | None = Field(None, description="client certificate presented to the mqtts:// broker")
+    mqtt_key: Path | None = Field(None, description="private key of mqtt_cert")
+    mqtt_tls_insecure: bool = Field(False, description="skip the broker certificate's host-name check (the chain "
+                                    "is still verified); refused unless the broker is on loopback")
     mqtt_mappings: Path | None = Field(None, description="TOML/JSON file of payload mappings for other topics")
     mqtt_shared_group: str | None = Field(None, description="shared-subscription group: workers split the load")
     mqtt_client_id: str | None = Field(

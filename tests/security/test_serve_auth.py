@@ -70,3 +70,11 @@ def test_the_cli_reaches_a_server_with_auth_required_through_TVILLING_TOKEN(tmp_
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_demo_refuses_a_public_address_without_insecure(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "tvilling.cli", "demo", "--host", "0.0.0.0", "--port",
+                           str(free_port()), "--duration", "1"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=_env(tmp_path))
+    assert done.returncode != 0
+    assert "refusing to serve the demo on 0.0.0.0" in done.stderr and "--insecure" in done.stderr

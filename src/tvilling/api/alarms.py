@@ -32,10 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
 from tvilling.api.principal import principal
-from tvilling.core.errors import Invalid
+from tvilling.core.errors import Forbidden, Invalid
 from tvilling.decisions.alarms.record import SEVERITIES, STATES
 from tvilling.decisions.alarms.service import AlarmService
 from tvilling.decisions.alarms.shelves import check_reason, descendants, parse_duration
+from tvilling.security.enforce import visible
 
 router = APIRouter(prefix="/api/alarms", tags=["alarms"])
 _BODY_DOC = json_body({"type": "object", "additionalProperties": False,
@@ -80,7 +81,8 @@ async def list_alarms(request: Request,
     def run() -> dict[str, Any]:
         items = svc.list(state=state, twin=twin, severity=severity, rule=rule, after=after, limit=limit,
                          grouped=grouped, shelved=shelved)
-        return {"items": svc.view(items, grouped=grouped), "next": items[-1].id if len(items) == limit else None}
+        return {"items": visible(request, svc.view(items, grouped=grouped), kind="alarms"),  # the caller's twins
+                "next": items[-1].id if len(items) == limit else None}
 
     return await run_in_threadpool(run)
 
@@ -155,7 +157,10 @@ async def end_shelf(request: Request, shelf_id: str) -> dict[str, Any]:
 @router.get("/{alarm_id}", responses=problems(404), summary="One alarm")
 async def get_alarm(request: Request, alarm_id: str) -> dict[str, Any]:
     svc = service(request)
-    return await run_in_threadpool(lambda: svc.view([svc.get(alarm_id)])[0])
+    doc: dict[str, Any] = await run_in_threadpool(lambda: svc.view([svc.get(alarm_id)])[0])
+    if not visible(request, [doc], kind="alarms"):
+        raise Forbidden("the caller's role or policies do not allow this", rule="policy")
+    return doc
 
 
 @router.post("/{alarm_id}/ack", openapi_extra=_BODY_DOC, responses=STEP_ERRORS, summary="Acknowledge an active alarm")

@@ -33,6 +33,7 @@ from tvilling.api import (
 from tvilling.api import analytics as analytics_routes
 from tvilling.api import health as health_routes
 from tvilling.api import maintenance as maintenance_routes
+from tvilling.api import policies as policy_routes
 from tvilling.api import production as production_routes
 from tvilling.api import scenarios as scenario_routes
 from tvilling.api import simulations as simulation_routes
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(maintenance_routes.router)
     app.include_router(production_routes.router)
     app.include_router(token_routes.router)
+    app.include_router(policy_routes.router)
     app.include_router(audit.router)
     app.include_router(ui_routes.router)
     generate = app.openapi

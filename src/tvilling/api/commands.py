@@ -24,9 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.api.body import read_json
 from tvilling.api.openapi import problems
 from tvilling.api.principal import principal
-from tvilling.core.errors import Invalid, Unavailable
+from tvilling.core.errors import Forbidden, Invalid, Unavailable
 from tvilling.decisions.commands import CommandService, describe_commands
 from tvilling.decisions.lifecycle import STATUSES
+from tvilling.security.enforce import require, visible
 
 #: Without a command transport (no broker, no OPC UA) every command route answers 503.
 router = APIRouter(tags=["commands"], responses=problems(503))
@@ -65,6 +66,7 @@ def split_body(body: Any) -> tuple[Any, Any]:
              responses=problems(400, 404, 409, 413, 422),
              summary="Send a command declared by the twin's model to its asset")
 async def invoke(request: Request, twin_id: str, name: str) -> JSONResponse:
+    require(request, "execute", twin_id, path=f"commands.{name}")  # policies on the command (auth required)
     svc = service(request)
     body = await read_json(request) if await _has_body(request) else None
     command, timeout_s = split_body(body)
@@ -87,7 +89,10 @@ async def declared_commands(request: Request, twin_id: str) -> dict[str, Any]:
 async def get_command(request: Request, command_id: str) -> dict[str, Any]:
     svc = service(request)
     record = await run_in_threadpool(svc.get, command_id)
-    return record.to_json()
+    doc: dict[str, Any] = record.to_json()
+    if not visible(request, [doc]):
+        raise Forbidden("the caller's role or policies do not allow this", rule="policy")
+    return doc
 
 
 @router.get("/api/commands", responses=problems(400, 422),
@@ -98,7 +103,8 @@ async def list_commands(request: Request, twin: str | None = None,
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     svc = service(request)
     items = await run_in_threadpool(svc.list, twin=twin, status=status, after=after, limit=limit)
-    return {"items": [r.to_json() for r in items], "next": items[-1].id if len(items) == limit else None}
+    return {"items": visible(request, [r.to_json() for r in items]),  # the twins the caller may read
+            "next": items[-1].id if len(items) == limit else None}
 
 
 async def _has_body(request: Request) -> bool:

@@ -38,7 +38,7 @@ FAVICON = "/ui/favicon.svg"
 #: this origin only; inline scripts and styles because FastAPI's page starts Swagger UI from an inline <script>
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
-       "base-uri 'self'; frame-ancestors 'self'")
+       "base-uri 'self'; frame-ancestors 'none'")
 
 
 @lru_cache(maxsize=8)

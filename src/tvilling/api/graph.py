@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.api.body import if_match, read_json
 from tvilling.api.openapi import IF_MATCH, json_body, problems
 from tvilling.api.twins import WRITE, _actor, _json
+from tvilling.security.enforce import visible
 from tvilling.twins.query import MAX_PREDICATES, MAX_STEPS, OPS, encode_cursor
 from tvilling.twins.query import __doc__ as QUERY_DOC
 
@@ -115,7 +116,7 @@ async def delete_relationship(request: Request, twin_id: str, rel_id: str) -> Re
 async def query(request: Request) -> Response:
     doc = await read_json(request)
     page = await run_in_threadpool(request.app.state.platform.twins.query, doc)
-    return _json({"items": [t.to_json() for t in page.items],
+    return _json({"items": visible(request, [t.to_json() for t in page.items], docs=True),  # forbidden: absent
                   "next": encode_cursor(page.next) if page.next is not None else None})
 
 
@@ -127,4 +128,4 @@ async def feed(request: Request, after: int = 0, limit: int | None = None) -> Re
         raise Malformed("after must be ≥ 0", field="after")
     events = await run_in_threadpool(request.app.state.platform.twins.feed, after=after, limit=limit)
     nxt = events[-1].position if events else after
-    return _json({"items": [e.to_json() for e in events], "next": nxt})
+    return _json({"items": visible(request, [e.to_json() for e in events]), "next": nxt})

@@ -259,7 +259,8 @@ class Guard:
         if media not in types:
             what = f"Content-Type {given[:100]!r}" if given is not None else "no Content-Type"
             raise UnsupportedMediaType(f"{method} {scope['path'][:200]} takes a body of type "
-                                       f"{' or '.join(sorted(types))}; this request has {what}",
+                                       f"{' or '.join(sorted(types))}; this request has {what} (with curl: "
+                                       "--json BODY, or -H 'Content-Type: application/json' -d BODY)",
                                        field="Content-Type", rule="content_type", accepted=sorted(types))
 
 

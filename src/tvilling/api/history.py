@@ -19,6 +19,7 @@ from tvilling.core.envelope import format_ts, parse_ts
 from tvilling.core.errors import Malformed, TooLarge, TvillingError
 from tvilling.core.readings import QUALITY_NAMES, flag_names
 from tvilling.ingest.normalise import to_us
+from tvilling.security.enforce import require
 
 router = APIRouter(tags=["history"])
 AGGS = ("min", "max", "avg", "last", "count", "sum")
@@ -85,6 +86,7 @@ async def history(request: Request, twin_id: str) -> Response:
     property = params.get("property")
     if property is None:
         raise Malformed("query.property: Field required", field="query.property")
+    require(request, "read", twin_id, kind="history", path=f"reported.{property}")  # a revoked path: 403
     limit, after = _int_param(params, "limit"), _int_param(params, "after")
     if limit is None:
         limit = 1000

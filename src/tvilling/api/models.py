@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
+from tvilling.api.principal import principal
 from tvilling.models.service import describe_records
+from tvilling.security.audit_events import record as audit
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -29,6 +31,11 @@ async def add_models(request: Request, validate_only: bool = False) -> JSONRespo
     registry = request.app.state.platform.models
     ids = await run_in_threadpool(registry.add, doc, validate_only=validate_only)
     status = 200 if validate_only else 201
+    if not validate_only:
+        platform = request.app.state.platform
+        await run_in_threadpool(audit, platform, principal(request), "model.upload",
+                                f"models:{ids[0] if len(ids) == 1 else len(ids)}", {"models": ids[:50]},
+                                request=doc)
     return JSONResponse({"models": ids, "validate_only": validate_only, "valid": True}, status_code=status)
 
 
@@ -47,5 +54,8 @@ async def get_model(request: Request, dtmi: str) -> dict[str, Any]:
 @router.post("/{dtmi}/decommission", responses=problems(400, 404),
              summary="Decommission a model version: no new twins of it")
 async def decommission(request: Request, dtmi: str, undo: bool = False) -> dict[str, Any]:
-    rec = await run_in_threadpool(request.app.state.platform.models.decommission, dtmi, not undo)
+    platform = request.app.state.platform
+    rec = await run_in_threadpool(platform.models.decommission, dtmi, not undo)
+    await run_in_threadpool(audit, platform, principal(request), "model.recommission" if undo else "model.decommission",
+                            f"model:{dtmi}")
     return describe_records([rec])[0]

@@ -80,6 +80,7 @@ from starlette.types import Message, Receive, Scope, Send
 from tvilling.api.errors import problem
 from tvilling.api.openapi import problems
 from tvilling.core.errors import Malformed, TvillingError, Unavailable
+from tvilling.security.enforce import screener
 from tvilling.streams import Change, ChangeHub, SlowConsumer, Subscription, parse_filter
 
 router = APIRouter(tags=["streams"])
@@ -142,7 +143,8 @@ async def stream(request: Request, twins: str | None = None, model: str | None =
     params = {k: v for k, v in {"twins": twins, "model": model, "properties": properties, "types": types,
                                 "after": after, "buffer": buffer}.items() if v is not None}
     sub = await open_subscription(request.app, params, last_event_id=request.headers.get("last-event-id"))
-    return EventStream(sub, heartbeat=float(getattr(request.app.state, "stream_heartbeat_s", HEARTBEAT_S)))
+    return EventStream(sub, heartbeat=float(getattr(request.app.state, "stream_heartbeat_s", HEARTBEAT_S)),
+                       screen=screener(request))
 
 
 def sse_event(cursor: str, event: str, data: bytes) -> bytes:
@@ -154,8 +156,10 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, subscription: Subscription, *, heartbeat: float = HEARTBEAT_S) -> None:
+    def __init__(self, subscription: Subscription, *, heartbeat: float = HEARTBEAT_S,
+                 screen: Callable[[Change], Change | None] | None = None) -> None:
         self.subscription = subscription
+        self.screen = screen  # auth required: each change as the subscriber may see it when sent (policies)
         self.heartbeat = heartbeat
         self.status_code = 200
         self.background = None
@@ -209,21 +213,30 @@ class EventStream(Response):
                 cursor = sub.resume_cursor()
                 await body(b": keep-alive\n" + (b"id: " + cursor.encode() + b"\n" if cursor else b"") + b"\n")
                 continue
-            await body(_batch(first, sub))
+            chunk = _batch(first, sub, self.screen)
+            if chunk:
+                await body(chunk)
 
 
 async def _no_receive() -> Message:
     return {"type": "http.disconnect"}
 
 
-def _batch(first: Change, sub: Subscription) -> bytes:
-    """``first`` and what else is ready, up to ``BATCH_BYTES``: few writes, and little held outside the queue."""
-    parts = [_sse(first)]
-    size = len(parts[0])
-    while size < BATCH_BYTES and (more := sub.ready(1)):
-        parts.append(_sse(more[0]))
-        size += len(parts[-1])
-    return b"".join(parts)
+def _batch(first: Change, sub: Subscription, screen: Callable[[Change], Change | None] | None = None) -> bytes:
+    """``first`` and what else is ready, up to ``BATCH_BYTES``: few writes, and little held outside the queue;
+    without what ``screen`` hides from the subscriber."""
+    parts: list[bytes] = []
+    size = 0
+    change: Change | None = first
+    while True:
+        if screen is not None and change is not None:
+            change = screen(change)
+        if change is not None:
+            parts.append(_sse(change))
+            size += len(parts[-1])
+        if size >= BATCH_BYTES or not (more := sub.ready(1)):
+            return b"".join(parts)
+        change = more[0]
 
 
 def _sse(change: Change) -> bytes:
@@ -249,7 +262,7 @@ async def websocket_stream(websocket: WebSocket) -> None:
             return
     try:
         async with sub:
-            await _pump(websocket, sub)
+            await _pump(websocket, sub, screener(websocket))
     except TvillingError as err:  # the hub stopped before we entered
         await _close_with(websocket, err, 1013)
 
@@ -286,7 +299,8 @@ async def _subscribe_message(websocket: WebSocket) -> Subscription | None:
         return None
 
 
-async def _pump(websocket: WebSocket, sub: Subscription) -> None:
+async def _pump(websocket: WebSocket, sub: Subscription,
+                screen: Callable[[Change], Change | None] | None = None) -> None:
     async with anyio.create_task_group() as tg:
 
         async def watch() -> None:
@@ -300,7 +314,10 @@ async def _pump(websocket: WebSocket, sub: Subscription) -> None:
 
         tg.start_soon(watch)
         try:
-            async for c in sub:  # one frame at a time: the server's send waits while the client is behind
+            async for change in sub:  # one frame at a time: the server's send waits while the client is behind
+                c = change if screen is None else screen(change)  # the policies as they are now
+                if c is None:
+                    continue
                 frame = b'{"id":' + json.dumps(c.cursor).encode() + b',"item":' + c.json + b"}"
                 await websocket.send({"type": "websocket.send", "text": frame.decode()})
         except SlowConsumer as exc:

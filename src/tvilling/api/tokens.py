@@ -21,6 +21,8 @@ from tvilling.api.openapi import json_body, problems
 from tvilling.api.principal import principal
 from tvilling.backend.tokens import TokenStore
 from tvilling.core.errors import Invalid
+from tvilling.security.audit_events import record as audit
+from tvilling.security.audit_events import token_detail
 from tvilling.security.tokens import ROLES, issue
 
 router = APIRouter(tags=["security"])
@@ -56,10 +58,12 @@ async def create_token(request: Request) -> JSONResponse:
     for key in ("name", "role", "twins", "expires"):
         if key in body and not isinstance(body[key], str):
             raise Invalid(f"{key} must be a string", field=key, rule="type")
-    by = principal(request).actor
+    caller = principal(request)
     token, secret = await run_in_threadpool(
         issue, _store(request), body.get("name", ""), body.get("role", ""), twins=body.get("twins", "*"),
-        expires_in=body.get("expires"), by=by, now=datetime.now(UTC))
+        expires_in=body.get("expires"), by=caller.actor, now=datetime.now(UTC))
+    await run_in_threadpool(audit, request.app.state.platform, caller, "token.create", f"token:{token.id}",
+                            token_detail(token))  # never the secret
     return JSONResponse({**token.to_json(), "secret": secret}, status_code=201,
                         headers={"Location": f"/api/tokens/{token.id}", "Cache-Control": "no-store"})
 
@@ -73,4 +77,7 @@ async def list_tokens(request: Request) -> dict[str, Any]:
 @router.delete("/api/tokens/{token_id}", responses=problems(404), summary="Revoke an API token")
 async def revoke_token(request: Request, token_id: str) -> dict[str, Any]:
     token = await run_in_threadpool(lambda: _store(request).revoke(token_id, at=datetime.now(UTC)))
+    await run_in_threadpool(audit, request.app.state.platform, principal(request), "token.revoke",
+                            f"token:{token.id}", token_detail(token))
     return token.to_json()
+

@@ -15,6 +15,7 @@ from tvilling.api.principal import principal
 from tvilling.core.errors import Malformed
 from tvilling.core.principal import Principal
 from tvilling.core.twin import Twin
+from tvilling.security.enforce import view_of, visible
 from tvilling.twins.service import parse_time
 
 #: Every route addresses a twin by id: an id that is not one (too long, bad characters) is a 413/422.
@@ -51,8 +52,12 @@ IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False, "sc
                  "description": "* to create the twin only if it does not exist (412 if it does)"}
 
 
-def twin_response(twin: Twin, status: int = 200) -> JSONResponse:
-    return JSONResponse(twin.to_json(), status_code=status, headers={"ETag": twin.etag})
+def twin_response(twin: Twin, status: int = 200, request: Request | None = None) -> JSONResponse:
+    doc = twin.to_json()
+    view = None if request is None else view_of(request)  # auth required: without the paths it may not read
+    if view is not None:
+        doc = view.twin(doc) or {"id": twin.id, "revision": twin.revision}
+    return JSONResponse(doc, status_code=status, headers={"ETag": twin.etag})
 
 
 @router.put("/{twin_id}", responses={201: {"description": "Created: the twin did not exist"}, **WRITE},
@@ -64,7 +69,7 @@ async def put_twin(request: Request, twin_id: str) -> JSONResponse:
     create_only = request.headers.get("if-none-match", "").strip() == "*"
     twin, created = await run_in_threadpool(svc.put, twin_id, body, actor=_actor(request),
                                             if_match=if_match(request), create_only=create_only)
-    return twin_response(twin, 201 if created else 200)
+    return twin_response(twin, 201 if created else 200, request)
 
 
 @router.get("/{twin_id}", summary="A twin; with revision= or at= as it was then (time travel)")
@@ -76,7 +81,7 @@ async def get_twin(request: Request, twin_id: str, revision: int | None = Query(
         twin = await run_in_threadpool(svc.get_at, twin_id, revision=revision, at=when)
     else:
         twin = await run_in_threadpool(svc.get, twin_id)
-    return twin_response(twin)
+    return twin_response(twin, request=request)
 
 
 @router.patch("/{twin_id}", openapi_extra={**json_body(PATCH_BODY), "parameters": [IF_MATCH]}, responses=WRITE,
@@ -86,7 +91,7 @@ async def patch_twin(request: Request, twin_id: str) -> JSONResponse:
     svc = request.app.state.platform.twins
     twin = await run_in_threadpool(svc.patch, twin_id, body, actor=_actor(request),
                                    if_match=if_match(request))
-    return twin_response(twin)
+    return twin_response(twin, request=request)
 
 
 @router.delete("/{twin_id}", status_code=204, responses=WRITE, openapi_extra={"parameters": [IF_MATCH]},
@@ -120,7 +125,7 @@ async def twin_events(request: Request, twin_id: str, after: int = Query(0, ge=0
     svc = request.app.state.platform.twins
     events = await run_in_threadpool(svc.events, twin_id, after=after, limit=limit)
     nxt = events[-1].revision if events else after
-    return _json({"items": [e.to_json() for e in events], "next": nxt})
+    return _json({"items": visible(request, [e.to_json() for e in events]), "next": nxt})
 
 
 def _json(value: Any) -> Response:

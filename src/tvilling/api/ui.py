@@ -31,7 +31,7 @@ VENDOR_MAX_AGE = 86_400
 #: ('unsafe-eval' because plotly.min.js compiles functions at run time; it refuses to start without it)
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
-       "base-uri 'self'; frame-ancestors 'self'")
+       "base-uri 'self'; frame-ancestors 'none'")
 
 
 def ui_root() -> Path:

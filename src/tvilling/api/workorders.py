@@ -28,6 +28,7 @@ from tvilling.api.openapi import IF_MATCH, json_body, problems
 from tvilling.api.principal import principal
 from tvilling.planning.workorders import STATES, WorkOrder, parse_time
 from tvilling.planning.workorders_service import WorkOrderService
+from tvilling.security.enforce import visible
 
 router = APIRouter(tags=["workorders"])
 _LOCK = threading.Lock()
@@ -118,7 +119,8 @@ async def list_workorders(
     until = _time(end, "end")
     items = await run_in_threadpool(svc.list, state=state, asset=asset, start=since, end=until, after=after,
                                     limit=limit)
-    return {"items": [o.to_json() for o in items], "next": items[-1].id if len(items) == limit else None}
+    return {"items": visible(request, [o.to_json() for o in items], twin_key="asset", kind="workorders"),
+            "next": items[-1].id if len(items) == limit else None}
 
 
 @router.get("/api/workorders/{workorder_id}", responses=problems(400, 404),

@@ -34,6 +34,7 @@ from tvilling.twins.ports import ModelStore, TwinStore
 if TYPE_CHECKING:
     from tvilling.analytics.binding.registry import AnalyticRegistry
     from tvilling.backend.audit import AuditStore
+    from tvilling.backend.policies import PolicyStore
     from tvilling.backend.postgres import PostgresDatabase
     from tvilling.backend.production import ProductionStore
     from tvilling.backend.scenarios import ScenarioStore
@@ -150,6 +151,12 @@ class Backend:
     def tokens(self) -> TokenStore:
         """API tokens, stored as hashes (opened on first access)."""
         store: TokenStore = self._open("tokens")
+        return store
+
+    @cached_property
+    def policies(self) -> PolicyStore:
+        """Authorisation policies (opened on first access)."""
+        store: PolicyStore = self._open("policies")
         return store
 
     @cached_property

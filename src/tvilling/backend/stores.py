@@ -19,7 +19,7 @@ MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
 STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios",
-          "workorders", "production", "tokens", "audit")
+          "workorders", "production", "tokens", "audit", "policies")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -93,6 +93,10 @@ def _memory(name: str) -> Any:
         from tvilling.backend.tokens import MemoryTokens
 
         return MemoryTokens()
+    if name == "policies":
+        from tvilling.backend.policies import MemoryPolicies
+
+        return MemoryPolicies()
     if name == "audit":
         from tvilling.backend.audit import MemoryAudit
 
@@ -135,6 +139,10 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.tokens import SqlTokens
 
         return SqlTokens(target)
+    if name == "policies":
+        from tvilling.backend.policies import SqlPolicies
+
+        return SqlPolicies(target)
     if name == "audit":
         from tvilling.backend.audit import SqlAudit
 
@@ -177,6 +185,10 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.tokens import SqlTokens
 
         return SqlTokens(target, schema=schema)
+    if name == "policies":
+        from tvilling.backend.policies import SqlPolicies
+
+        return SqlPolicies(target, schema=schema)
     if name == "audit":
         from tvilling.backend.audit import SqlAudit
 

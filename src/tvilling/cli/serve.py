@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tvilling import __version__
 from tvilling.cli.common import errors, settings_from, store_options
 from tvilling.examples import EXAMPLES
+
+if TYPE_CHECKING:
+    from tvilling.config import Settings
 
 
 @click.command("serve")
@@ -32,9 +37,16 @@ from tvilling.examples import EXAMPLES
               help="'required': every request needs an API token or OpenID Connect JWT (setting auth; default off).")
 @click.option("--insecure", is_flag=True, default=False,
               help="Allow --auth off on an address other than loopback (anyone reaching the port may do anything).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Serve https with this PEM certificate (chain); needs --tls-key (setting tls_cert).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The PEM private key of --tls-cert (setting tls_key).")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Require clients to present a certificate signed by this CA: mutual TLS (setting tls_ca).")
 def serve(data_dir: Path | None, store: str | None, config_file: str | None, host: str | None,
           port: int | None, broker: str | None, mqtt_mappings: Path | None, mqtt_shared_group: str | None,
-          opcua: Path | None, example: str | None, auth: str | None, insecure: bool) -> None:
+          opcua: Path | None, example: str | None, auth: str | None, insecure: bool, tls_cert: Path | None,
+          tls_key: Path | None, tls_ca: Path | None) -> None:
     """Run the HTTP API (embedded store in ./tvilling-data unless --store is given)."""
     import uvicorn
 
@@ -44,13 +56,14 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
 
     settings = settings_from(config_file, data_dir=data_dir, store=store, host=host, port=port, broker=broker,
                              mqtt_mappings=mqtt_mappings, mqtt_shared_group=mqtt_shared_group, opcua=opcua,
-                             auth=auth)
+                             auth=auth, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
     if settings.auth == "off" and not insecure and not _loopback(settings.host):
         raise click.UsageError(f"refusing to serve on {settings.host} with authentication off: anyone who can reach "
                                "it could read every twin and send commands to the machines. Use --auth required "
                                "(with API tokens or an OpenID Connect issuer), listen on 127.0.0.1, or give "
                                "--insecure if you really mean it")
-    with errors():  # a taken port: one line and exit 1, before the store opens
+    with errors():  # a taken port or unusable TLS files: one line and exit 1, before the store opens
+        tls = _check_tls(settings)
         check_listen(settings.host, settings.port)
     if example is not None:
         settings = example_settings(settings, example)
@@ -62,11 +75,29 @@ def serve(data_dir: Path | None, store: str | None, config_file: str | None, hos
             click.echo(f"example {example}: {created} twin(s) created; analytics "
                        f"{', '.join(a['name'] for a in platform.settings.analytics)}", err=True)
     where = settings.store.split("@")[-1] if settings.store else f"embedded store in {settings.data_dir}/"
-    click.echo(f"tvilling {__version__}: serving on http://{settings.host}:{settings.port} ({where}; "
-               f"auth {settings.auth})", err=True)
+    click.echo(f"tvilling {__version__}: serving on http{'s' if tls else ''}://{settings.host}:{settings.port} "
+               f"({where}; auth {settings.auth}{'; client certificates required' if settings.tls_ca else ''})",
+               err=True)
+    ssl_options: dict[str, Any] = {}
+    if tls:
+        ssl_options = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+        if settings.tls_ca is not None:
+            ssl_options.update(ssl_ca_certs=str(settings.tls_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
     # open streams never end by themselves: give them 5 s on shutdown, then close them
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, **ssl_options)
+
+
+def _check_tls(settings: Settings) -> bool:
+    """Check the TLS files of the API and of an ``mqtts://`` broker; return whether the API serves https."""
+    from tvilling.connect.mqtt.gmqtt_transport import ssl_context
+    from tvilling.connect.mqtt.port import parse_url
+    from tvilling.runtime.transports import mqtt_tls
+    from tvilling.security.tls import check_server_files
+
+    if settings.broker:
+        ssl_context(parse_url(settings.broker, mqtt_tls(settings)))
+    return check_server_files(settings.tls_cert, settings.tls_key, settings.tls_ca)
 
 
 def _loopback(host: str) -> bool:
@@ -132,10 +163,18 @@ def plant(machines: int, speed: float, seed: int, broker: str, opcua_port: int |
               help="Seconds each bearing learns its normal behaviour before it is scored.")
 @click.option("--fault-at", "fault_at_s", type=click.FloatRange(min=0.0), default=90.0, show_default=True,
               help="Seconds after the start when the bearing defect begins.")
+@click.option("--insecure", is_flag=True, default=False,
+              help="Serve the demo (which has no sign-in) on an address other than loopback anyway.")
 def demo(machines: int, speed: float, seed: int, duration: float | None, host: str, port: int,
-         data_dir: Path | None, broker: str | None, auto: bool, learn_s: float, fault_at_s: float) -> None:
+         data_dir: Path | None, broker: str | None, auto: bool, learn_s: float, fault_at_s: float,
+         insecure: bool) -> None:
     """Run the platform, a simulated production line and the dashboard in one process."""
     import asyncio
+
+    if not insecure and not _loopback(host):
+        raise click.UsageError(f"refusing to serve the demo on {host}: it runs without authentication, so anyone "
+                               "who can reach that address could send commands and delete twins; keep it on "
+                               "127.0.0.1, or add --insecure if you really mean it")
 
     from tvilling.demo import DemoOptions, run_demo
 

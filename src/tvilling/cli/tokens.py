@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -34,6 +34,22 @@ def _tokens(data_dir: Path | None, store: str | None, config_file: str | None) -
             yield opened
         finally:
             opened.close()
+
+
+def _audited(data_dir: Path | None, store: str | None, config_file: str | None, action: str, token: Any) -> None:
+    """Append ``action`` on ``token`` to the audit chain when the settings turn audit on (or require auth)."""
+    from tvilling.backend.stores import open_store
+    from tvilling.security.audit_events import enabled, record, token_detail
+
+    settings = settings_from(config_file, data_dir=data_dir, store=store)
+    if not enabled(settings):
+        return
+    with errors():
+        chain = open_store("audit", settings.store, data_dir=settings.data_dir, schema=settings.pg_schema)
+        try:
+            record(chain, _who(), action, f"token:{token.id}", token_detail(token))
+        finally:
+            chain.close()
 
 
 def _who() -> str:
@@ -61,6 +77,7 @@ def create(data_dir: Path | None, store: str | None, config_file: str | None, na
 
     with _tokens(data_dir, store, config_file) as opened, errors():
         token, secret = issue(opened, name, role, twins=twins, expires_in=expires, by=_who(), now=datetime.now(UTC))
+    _audited(data_dir, store, config_file, "token.create", token)
     until = token.expires.isoformat() if token.expires else "never"
     click.echo(f"token {token.name} (id {token.id}, role {token.role}, twins {token.twins}, expires {until})",
                err=True)
@@ -84,4 +101,5 @@ def revoke(data_dir: Path | None, store: str | None, config_file: str | None, to
     """Revoke the API token TOKEN_ID: it is refused from now on."""
     with _tokens(data_dir, store, config_file) as opened, errors():
         token = opened.revoke(token_id, at=datetime.now(UTC))
+    _audited(data_dir, store, config_file, "token.revoke", token)
     click.echo(f"token {token.name} (id {token.id}) revoked at {token.revoked.isoformat() if token.revoked else ''}")

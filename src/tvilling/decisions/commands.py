@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from tvilling.core.errors import Conflict, Invalid, NotFound, TvillingError, Unavailable
 from tvilling.core.patch import check_json
+from tvilling.core.principal import Principal
 from tvilling.decisions.lifecycle import (
     ACKNOWLEDGED,
     FAILED,
@@ -34,6 +35,7 @@ from tvilling.decisions.transport import CommandTransport, SupportsCall, device_
 from tvilling.models.interface import CommandDef, CommandPayload
 from tvilling.models.schema import PrimitiveSchema
 from tvilling.models.values import Issues, check_value
+from tvilling.security.audit_events import record as audit
 from tvilling.twins.service import TwinService
 
 log = logging.getLogger("tvilling.decisions.commands")
@@ -91,9 +93,13 @@ class CommandService:
                              timeout_s=self.timeout_s if timeout_s is None else timeout_s, actor=actor)
         await _io(self.store.add, record)
         try:
-            return await self._send(record, clean)
+            done = await self._send(record, clean)
         except Conflict:  # an answer or the sweeper moved it meanwhile: report where it stands
-            return await _io(self.store.get, record.id)
+            done = await _io(self.store.get, record.id)
+        await _io(audit, self.twins, actor, "command.send", f"twin:{twin_id}",
+                  {"command": name, "id": record.id, "status": done.status, "error": done.error},
+                  request={"twin": twin_id, "command": name, "request": clean})
+        return done
 
     async def _send(self, record: CommandRecord, clean: Any) -> CommandRecord:
         twin_id, name = record.twin, record.name
@@ -150,8 +156,22 @@ class CommandService:
         if (record.twin, record.name) != (twin, name):
             log.warning("answer for command %s names %s/%s, but it was sent to %s/%s; ignored", request_id,
                         twin, name, record.twin, record.name)
+            await self._audit_answer(twin, record, status, payload, "refused")
             return None
-        return await self._apply(record, target, payload, status=status)
+        done = await self._apply(record, target, payload, status=status)
+        if done is not None:
+            await self._audit_answer(twin, done, status, payload, "ok")
+        return done
+
+    async def _audit_answer(self, twin: str, record: CommandRecord, status: Any, payload: Any, outcome: str) -> None:
+        """An answer as the device's (by the twin it names; the transport proves no more than that)."""
+        device = Principal(id=twin[:128] or "unknown", kind="device")
+        detail = {"command": record.name, "id": record.id, "device_status": str(status)[:64],
+                  "status": record.status}
+        if outcome == "refused":
+            detail["reason"] = f"the answer names {twin}, but the command went to {record.twin}/{record.name}"
+        await _io(audit, self.twins, device, "command.answer", f"twin:{record.twin}", detail, outcome,
+                  request={"id": record.id, "status": status, "payload": payload})
 
     async def _apply(self, record: CommandRecord, target: str, payload: Any, *, status: Any) -> CommandRecord | None:
         for _ in range(MAX_CAS_TRIES):

@@ -54,6 +54,7 @@ from tvilling.planning.decision_store import DecisionStore, decision_store
 from tvilling.planning.maintenance_service import Built, MaintenanceService
 from tvilling.planning.maintenance_types import Window, downtime_rate, stopped_ids
 from tvilling.planning.workorders import CANCELLED, DONE
+from tvilling.security.audit_events import record as audit
 
 if TYPE_CHECKING:
     from tvilling.planning.workorders_service import WorkOrderService
@@ -401,6 +402,8 @@ class DecisionService:
         record = {**record, "status": "approved", "updated": _now(), "approved_by": actor,
                   "work_order_state": order.state}
         self.store.save(record)
+        audit(self.platform, principal, "decision.approve", f"decision:{decision_id}",
+              {"asset": record.get("asset"), "work_order": wo, "work_order_state": order.state})
         return record
 
 

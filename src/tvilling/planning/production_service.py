@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tvilling.core.errors import Invalid, NotFound, PreconditionFailed
+from tvilling.core.principal import Principal
 from tvilling.planning.jobshop import Schedule
 from tvilling.planning.jobshop_dispatch import repair
 from tvilling.planning.jobshop_solver import SolveOptions, solve
@@ -48,6 +49,7 @@ from tvilling.planning.production_events import (
 from tvilling.planning.production_kpis import compare, lost_production, plan_kpis
 from tvilling.planning.production_orders import OPEN, ProductionOrder, cancel, complete, parse_order
 from tvilling.planning.production_twin import LineView, read_line, throughput_per_h
+from tvilling.security.audit_events import record as audit
 
 PAGE = 1000
 
@@ -102,6 +104,8 @@ class ProductionService:
                 raise Invalid(f"routing[{k}]: no feasible machine: {', '.join(eligible)} make no parts at their "
                               "present speed", field=f"routing[{k}]", machines=list(eligible), rule="no-machine")
         self.store.add_order(order)
+        audit(self.platform, by, "production.order.create", f"order:{order.id}",
+              {"line": order.line, "quantity": order.quantity})
         return order
 
     def get_order(self, order_id: str) -> ProductionOrder:
@@ -113,11 +117,13 @@ class ProductionService:
         orders: list[ProductionOrder] = self.store.list_orders(line=line, state=state, after=after, limit=limit)
         return orders
 
-    def cancel_order(self, order_id: str, *, now: datetime | None = None) -> ProductionOrder:
-        """Cancel an open order (the next plan drops it)."""
+    def cancel_order(self, order_id: str, *, now: datetime | None = None, by: Principal | str | None = None
+                     ) -> ProductionOrder:
+        """Cancel an open order (the next plan drops it); ``by``: who (default: the request's caller)."""
         order = self.get_order(order_id)
         done = cancel(order, now=now or self._clock())
         self.store.update_order(done, expected_version=order.version)
+        audit(self.platform, by, "production.order.cancel", f"order:{order.id}", {"line": order.line})
         return done
 
     # ------------------------------------------------------------------ plans
@@ -227,6 +233,9 @@ class ProductionService:
                 except PreconditionFailed:
                     continue  # changed meanwhile (cancelled): the next plan reads it again
             comparison = compare(previous, plan, by_id) if previous is not None else None
+            audit(self.platform, None, "production.plan", f"line:{line}",
+                  {"plan": plan.id, "previous": plan.previous, "reason": str(reason)[:200],
+                   "operations": len(operations), "solver": solver.get("status")})
             return Replanned(plan, comparison, solver)
 
     def _rate_at(self, view: LineView) -> Callable[[str, float], float]:

@@ -48,6 +48,7 @@ from tvilling.planning.workorders import (
     transition,
 )
 from tvilling.planning.workorders_record import maintenance_record, operating_hours
+from tvilling.security.audit_events import record as audit
 
 if TYPE_CHECKING:
     from tvilling.backend.workorders import WorkOrderStore
@@ -133,6 +134,8 @@ class WorkOrderService:
                               f"{', '.join(sorted(declared)) or 'none'}", field="maintenance_command",
                               rule="unknown_command", twin=order.asset)
         self.store.add(order, by=actor)
+        audit(self.twins, by, "workorder.propose", f"workorder:{order.id}",
+              {"asset": order.asset, "state": order.state, "task": order.task})
         return order
 
     def get(self, order_id: str) -> WorkOrder:
@@ -244,6 +247,9 @@ class WorkOrderService:
                 if expected is not None:
                     raise
                 continue  # another writer came first: decide again on what it stored
+            audit(self.twins, actor, f"workorder.{to}", f"workorder:{order_id}",
+                  {"asset": new.asset, "from": current.state, "to": new.state, "version": new.version,
+                   "note": None if note is None else str(note)[:300]})
             return new
         raise Conflict(f"work order {order_id} kept changing while it was being moved to {to}; try again",
                        workorder=order_id, rule="contention")

@@ -40,7 +40,7 @@ import msgspec
 
 from tvilling.connect.mapping import TopicPattern
 from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-from tvilling.connect.mqtt.port import Inbound, MqttTransport, SessionOptions, TransportFactory, parse_url
+from tvilling.connect.mqtt.port import Inbound, MqttTransport, SessionOptions, TlsFiles, TransportFactory, parse_url
 from tvilling.core.errors import Invalid
 from tvilling.plant.plant import CommandResult, Frame, Plant
 
@@ -68,7 +68,8 @@ class PlantRunner:
 
     def __init__(self, plant: Plant, url: str = "mqtt://127.0.0.1:1883", *, interval: float = 1.0, qos: int = 0,
                  protocol_version: int = 5, client_id: str | None = None, on_frame: FrameHook | None = None,
-                 step: bool = True, transport_factory: TransportFactory | None = None) -> None:
+                 step: bool = True, transport_factory: TransportFactory | None = None,
+                 tls_files: TlsFiles | None = None) -> None:
         if qos not in (0, 1):
             raise Invalid("qos must be 0 or 1", field="qos", rule="enum")
         if protocol_version not in (4, 5):
@@ -87,7 +88,8 @@ class PlantRunner:
                                       protocol_version=protocol_version)
         subscriptions = [(COMMANDS.subscription, 1), (DESIRED.subscription, 1)]
         factory = transport_factory or GmqttTransport
-        self.transport: MqttTransport = factory(parse_url(url), self.options, subscriptions, self._on_message)
+        self.transport: MqttTransport = factory(parse_url(url, tls_files), self.options, subscriptions,
+                                                self._on_message)
         self._loop_task: asyncio.Task[None] | None = None
         self._answers: set[asyncio.Task[None]] = set()
 

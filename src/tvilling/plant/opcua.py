@@ -19,15 +19,25 @@ fault, a full job queue). The machine's job (``job``, ``lastJob``: String; ``job
 
 With ``interval=None`` it only shows what it is given: pass ``server.update`` as the
 ``on_frame`` hook of a :class:`~tvilling.plant.mqtt.PlantRunner` to serve both protocols.
+
+Secured like a plant's controller: with ``security=OpcUaServerSecurity(...)`` it offers only
+the given policies (by default Basic256Sha256 SignAndEncrypt, no unsecured endpoint), presents
+its own application certificate, accepts only client certificates found in the ``trusted``
+folders (asyncua's trust store) and, when ``users`` is given, only those usernames and passwords
+(anonymous sessions are then refused).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +58,61 @@ PART_PATHS = ("partNumber", "installDate")
 _TEXT = frozenset({"state", "job", "lastJob", "partNumber"})
 
 
+@dataclass(frozen=True)
+class OpcUaServerSecurity:
+    """What the plant's OPC UA server demands of a client (see the module docstring)."""
+
+    certificate: Path  # the server's application certificate (DER or PEM); its URI SAN is ``application_uri``
+    private_key: Path
+    application_uri: str = "urn:tvilling:plant:server"
+    #: asyncua ``SecurityPolicyType`` names offered, e.g. ``Basic256Sha256_Sign``, ``Aes256Sha256RsaPss_SignAndEncrypt``
+    policies: Sequence[str] = ("Basic256Sha256_SignAndEncrypt",)
+    trusted: Sequence[Path] = ()  # folders of trusted client (or CA) certificates; empty: any valid certificate
+    users: Mapping[str, str] = field(default_factory=dict)  # username -> password; empty: anonymous allowed
+
+
+class _PasswordUsers:
+    """An asyncua user manager: a session's username and password must match one of ``users``."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = dict(users)
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        expected = self.users.get(username or "")
+        if expected is None or password is None or not hmac.compare_digest(expected.encode(), password.encode()):
+            return None  # asyncua answers BadUserAccessDenied
+        return User(role=UserRole.User, name=username)
+
+
+async def _secure(server: Any, security: OpcUaServerSecurity) -> None:
+    """Apply ``security`` to an initialised, not yet started asyncua server."""
+    ua = _asyncua().ua
+    from asyncua.crypto.truststore import TrustStore
+    from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+    try:
+        policies = [getattr(ua.SecurityPolicyType, name) for name in security.policies]
+    except AttributeError as exc:
+        raise Invalid(f"unknown OPC UA security policy {exc.name!r}", field="policies", rule="enum") from None
+    await server.set_application_uri(security.application_uri)
+    await server.load_certificate(str(security.certificate))
+    await server.load_private_key(str(security.private_key))
+    server.set_security_policy(policies)
+    options = CertificateValidatorOptions.EXT_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+    store = None
+    if security.trusted:
+        store = TrustStore([Path(p) for p in security.trusted], [])
+        await store.load()
+        options |= CertificateValidatorOptions.TRUSTED
+    server.set_certificate_validator(CertificateValidator(options, store))
+    if security.users:
+        server.iserver.user_manager = _PasswordUsers(security.users)
+        server.set_identity_tokens([ua.UserNameIdentityToken])
+
+
 def _asyncua() -> Any:
     try:
         import asyncua
@@ -61,7 +126,7 @@ class PlantOpcUaServer:
     """Serves ``plant``'s twins over OPC UA on ``opc.tcp://host:port/tvilling/plant`` (port 0: a free one)."""
 
     def __init__(self, plant: Plant, *, port: int = 0, host: str = LOOPBACK, interval: float | None = None,
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str = NAMESPACE, security: OpcUaServerSecurity | None = None) -> None:
         if interval is not None and not interval > 0:
             raise Invalid("interval must be > 0 seconds (or None)", field="interval", rule="range")
         self.plant = plant
@@ -69,6 +134,7 @@ class PlantOpcUaServer:
         self.port = port
         self.interval = interval
         self.namespace = namespace
+        self.security = security
         self.ns = 0
         self._server: Server | None = None
         self._vars: dict[tuple[str, str], Node] = {}
@@ -93,7 +159,10 @@ class PlantOpcUaServer:
         await server.init()
         server.set_endpoint(self.url)
         server.set_server_name(f"Tvilling simulated plant {self.plant.line}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.security is None:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            await _secure(server, self.security)
         self.ns = await server.register_namespace(self.namespace)
         await self._build(server)
         try:

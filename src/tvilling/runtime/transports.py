@@ -19,9 +19,12 @@ from tvilling.core.errors import Invalid, Unavailable
 from tvilling.runtime.units import StackUnit
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tvilling.app import Platform
     from tvilling.config import Settings
     from tvilling.connect.mqtt.identity import MqttIdentity
+    from tvilling.connect.mqtt.port import TlsFiles
     from tvilling.connect.opcua import OpcUaConfig
     from tvilling.decisions.transport import CommandTransport
 
@@ -35,6 +38,19 @@ def transport_factory(settings: Settings) -> Any:
     from tvilling.connect.mqtt.gmqtt_transport import mqtt311_transport
 
     return mqtt311_transport
+
+
+def mqtt_tls(settings: Settings) -> TlsFiles | None:
+    """The ``TlsFiles`` of an ``mqtts://`` broker from the settings (``mqtt_ca``, ``mqtt_cert``/``mqtt_key``,
+    ``mqtt_tls_insecure``); ``None`` when none is set."""
+    from tvilling.connect.mqtt.port import TlsFiles
+
+    def name(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    files = TlsFiles(ca=name(settings.mqtt_ca), cert=name(settings.mqtt_cert), key=name(settings.mqtt_key),
+                     insecure=settings.mqtt_tls_insecure)
+    return None if files == TlsFiles() else files
 
 
 def opcua_config(settings: Settings) -> OpcUaConfig:
@@ -92,7 +108,7 @@ class MqttIngestUnit(StackUnit):
         log.info("ingesting from %s (%d payload mapping(s))", s.broker, len(mappings))
         ingest = MqttIngest(self.platform.ingest, s.broker or "", client_id=self.identity.identity.ingest_client_id,
                             mappings=mappings, shared_group=s.mqtt_shared_group,
-                            transport_factory=transport_factory(s))
+                            transport_factory=transport_factory(s), tls_files=mqtt_tls(s))
         self.ingest = await stack.enter_async_context(ingest)
         stack.callback(setattr, self, "ingest", None)
 
@@ -142,7 +158,8 @@ class MqttCommandLink:
 
         client_id = self.identity.identity.commands_client_id if self.identity is not None else None
         client = MqttCommands(self.settings.broker or "", on_response=self.on_response, client_id=client_id,
-                              transport_factory=transport_factory(self.settings))
+                              transport_factory=transport_factory(self.settings),
+                              tls_files=mqtt_tls(self.settings))
         self._client = await client.__aenter__()
         return self
 

@@ -15,6 +15,11 @@ finds the route a request (HTTP or WebSocket) is for, looks up what the route ne
 
 A path no route matches goes on to the app (FastAPI's 404 or 405). WebSocket refusals are HTTP
 responses where the server supports the denial-response extension, else a close with code 1008.
+It also audits (when ``tokens`` is a backend) each refusal — the route, the reason and the client's
+address, never the body or the credential; a request without any credential once a minute per address —
+and the first sign-in of each identity in an hour, and applies the rate limits of
+:mod:`tvilling.security.ratelimit` (429 with ``Retry-After``). Requests run under
+:func:`tvilling.security.audit_events.bind`, so the services' own audit entries name the caller.
 With ``auth = "off"`` the middleware is not added and everything behaves as before.
 """
 
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.routing import WebSocketRoute, compile_path
@@ -36,8 +42,12 @@ from starlette.websockets import WebSocket
 
 from tvilling.core.errors import Forbidden, TvillingError, Unauthorized
 from tvilling.core.principal import Principal
+from tvilling.security import audit_events
+from tvilling.security.audit_hook import Appender
 from tvilling.security.authn import Authenticator, Caller
+from tvilling.security.enforce import check_route
 from tvilling.security.permissions import Need, allows, declared
+from tvilling.security.ratelimit import RateLimited, RateLimits
 
 if TYPE_CHECKING:
     from tvilling.backend.tokens import TokenStore
@@ -127,7 +137,14 @@ def _refusal(err: TvillingError) -> JSONResponse:
         reason = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in err.message)[:200]
         headers["WWW-Authenticate"] = (f'Bearer realm="tvilling", error="invalid_token", error_description="{reason}"'
                                        if err.fields.get("rule") != "missing_credential" else 'Bearer realm="tvilling"')
+    if isinstance(err, RateLimited):
+        headers["Retry-After"] = str(err.retry_after)
     return JSONResponse(err.to_problem(), status_code=err.status, media_type=PROBLEM, headers=headers)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def decide(target: Target, caller: Caller) -> None:
@@ -148,10 +165,15 @@ def decide(target: Target, caller: Caller) -> None:
 class AuthMiddleware:
     """Authenticates every request and checks its route's declared permission (see the module docs)."""
 
-    def __init__(self, app: ASGIApp, *, routes: RouteTable, authenticator: Authenticator) -> None:
+    def __init__(self, app: ASGIApp, *, routes: RouteTable, authenticator: Authenticator,
+                 limits: RateLimits | None = None, audit: Appender | None = None) -> None:
         self.app = app
         self.routes = routes
         self.authenticator = authenticator
+        self.limits = limits
+        self.audit = audit
+        self.sign_ins = audit_events.SignIns()
+        self.anonymous = audit_events.SignIns(every_s=60.0)  # requests without a credential: audited once a minute
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -167,18 +189,44 @@ class AuthMiddleware:
             state["principal"] = ANONYMOUS
             await self.app(scope, receive, send)
             return
+        address = _client(scope)
+        caller: Caller | None = None
         try:
+            if self.limits is not None:
+                self.limits.check_address(address)  # used up its failed sign-ins: not even looked at
             caller = self.authenticator.authenticate(Headers(scope=scope).get("authorization"))
             decide(target, caller)
+            if target.need is not None:  # the policies, on the addressed twin (or dead letters)
+                check_route(scope["app"], caller, target.need.action, target.need.resource, target.twin)
+            if self.limits is not None:
+                self.limits.check_write(method, caller.principal.id)
         except TvillingError as err:
-            await self._refuse(err, scope, receive, send)
+            if isinstance(err, Unauthorized) and self.limits is not None \
+                    and err.fields.get("rule") != "missing_credential":
+                self.limits.failed(address)  # a credential presented and refused: a guess, counted
+            await self._refuse(err, scope, receive, send, target=target, caller=caller)
             return
         state["principal"] = caller.principal
         state["caller"] = caller
-        await self.app(scope, receive, send)
+        if self.audit is not None and self.sign_ins.first(caller.principal.id):
+            await run_in_threadpool(
+                audit_events.record, self.audit, caller.principal, "auth.sign_in", f"principal:{caller.principal.id}",
+                {"roles": list(caller.principal.roles), "twins": caller.twins, "address": address})
+        with audit_events.bind(self.audit, caller.principal):
+            await self.app(scope, receive, send)
 
-    async def _refuse(self, err: TvillingError, scope: Scope, receive: Receive, send: Send) -> None:
-        # TODO(audit increment): append a "refused" audit entry (actor if known, route, reason)
+    async def _refuse(self, err: TvillingError, scope: Scope, receive: Receive, send: Send, *,
+                      target: Target | None = None, caller: Caller | None = None) -> None:
+        quiet = err.fields.get("rule") == "missing_credential" and not self.anonymous.first(_client(scope))
+        if self.audit is not None and target is not None and not isinstance(err, RateLimited) and not quiet:
+            # the route and the reason, never the body or the credential (429s are not audited one by one)
+            detail = {"status": err.status, "rule": err.fields.get("rule"), "reason": err.message[:300],
+                      "path": _route_path(scope)[:256], "address": _client(scope)}
+            await run_in_threadpool(
+                audit_events.record, self.audit, ANONYMOUS if caller is None else caller.principal,
+                "auth.sign_in" if isinstance(err, Unauthorized) else "http.forbidden",
+                f"route:{target.method} {target.path}", detail, "refused",
+                request={"method": target.method, "path": _route_path(scope)})
         response = _refusal(err)
         if scope["type"] == "http":
             await response(scope, receive, send)
@@ -211,14 +259,22 @@ def _document(app: FastAPI) -> None:
 def install(app: FastAPI, settings: Settings, tokens: Any) -> None:
     """With ``settings.auth == "required"``, authenticate and authorise every request of ``app``.
 
-    ``tokens`` is the token store, or a backend (whose ``tokens`` store opens on first use). With auth off
-    nothing is installed.
+    ``tokens`` is the token store, or a backend (whose ``tokens`` store opens on first use; its ``audit``
+    chain records sign-ins and refusals). The rate limits (:mod:`tvilling.security.ratelimit`) are on
+    ``app.state.rate_limits``. With auth off nothing is installed but, with the setting ``audit``, a
+    middleware that lets the services find the audit chain.
     """
+    sink: Appender | None = getattr(tokens, "audit", None) if audit_events.enabled(settings) else None
     if settings.auth != "required":
+        if sink is not None:  # audit on without auth: the services' entries find the chain through the request
+            app.add_middleware(audit_events.ScopeMiddleware, sink=sink)
         return
     store: Callable[[], TokenStore] = (lambda: tokens.tokens) if hasattr(tokens, "tokens") else (lambda: tokens)
     authenticator = Authenticator.from_settings(settings, store)
-    app.add_middleware(AuthMiddleware, routes=RouteTable(app), authenticator=authenticator)
+    limits = RateLimits.from_settings(settings)
+    app.add_middleware(AuthMiddleware, routes=RouteTable(app), authenticator=authenticator, limits=limits,
+                       audit=sink)
+    app.state.rate_limits = limits
     _document(app)
     app.state.auth_required = True
 

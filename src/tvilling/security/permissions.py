@@ -89,8 +89,7 @@ R, W, X, A = "read", "write", "execute", "admin"
 
 #: Every route of the app and what it needs. List and query routes (``/api/query``, ``/api/events``,
 #: ``/api/stream``, ``/api/ws``, ``/api/commands``, ``/api/alarms``…) are allowed by role only.
-#: TODO(policies increment): filter their results by the caller's twins pattern and policies instead of
-#: returning every twin's items to a token scoped to some twins.
+#: Their results are filtered by the caller's twins pattern and policies (:mod:`tvilling.security.enforce`).
 ROUTES: dict[tuple[str, str], Need] = {
     # public: liveness, the dashboard's static files, the API documentation
     ("GET", "/health"): PUBLIC,
@@ -193,6 +192,11 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("DELETE", "/api/tokens/{token_id}"): Need(A, "tokens"),
     ("GET", "/api/audit"): Need(A, "audit"),
     ("GET", "/api/audit/verify"): Need(A, "audit"),
+    # security: authorisation policies (tvilling.security.policies)
+    ("GET", "/api/policies"): Need(A, "policies"),
+    ("GET", "/api/policies/{policy_id}"): Need(A, "policies"),
+    ("PUT", "/api/policies/{policy_id}"): Need(A, "policies"),
+    ("DELETE", "/api/policies/{policy_id}"): Need(A, "policies"),
 }
 
 

@@ -2,7 +2,7 @@
 
 from tvilling.connect.mqtt.commands import MqttCommands, command_topic, desired_topic
 from tvilling.connect.mqtt.ingest import IngestStats, MqttIngest
-from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MqttTransport, SessionOptions, parse_url
+from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MqttTransport, SessionOptions, TlsFiles, parse_url
 from tvilling.connect.mqtt.telemetry import TELEMETRY_TOPIC, Translator
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "MqttIngest",
     "MqttTransport",
     "SessionOptions",
+    "TlsFiles",
     "Translator",
     "command_topic",
     "desired_topic",

@@ -25,7 +25,7 @@ import msgspec
 
 from tvilling.connect.mapping import TopicPattern
 from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-from tvilling.connect.mqtt.port import Inbound, MqttTransport, SessionOptions, TransportFactory, parse_url
+from tvilling.connect.mqtt.port import Inbound, MqttTransport, SessionOptions, TlsFiles, TransportFactory, parse_url
 from tvilling.core.errors import Invalid
 
 log = logging.getLogger("tvilling.connect.mqtt.commands")
@@ -61,13 +61,14 @@ class MqttCommands:
 
     def __init__(self, url: str = "mqtt://127.0.0.1:1883", *, client_id: str | None = None,
                  on_response: ResponseCallback | None = None, session_expiry_s: int = 24 * 3600,
-                 transport_factory: TransportFactory | None = None) -> None:
+                 transport_factory: TransportFactory | None = None, tls_files: TlsFiles | None = None) -> None:
         self.on_response = on_response
         self.options = SessionOptions(client_id=client_id or f"tvilling-commands-{uuid.uuid4().hex[:12]}",
                                       clean_start=False, session_expiry_s=session_expiry_s, receive_maximum=100)
         subscriptions = [(RESPONSES.subscription, 1)] if on_response is not None else []
         factory = transport_factory or GmqttTransport
-        self.transport: MqttTransport = factory(parse_url(url), self.options, subscriptions, self._on_message)
+        self.transport: MqttTransport = factory(parse_url(url, tls_files), self.options, subscriptions,
+                                                self._on_message)
 
     async def __aenter__(self) -> MqttCommands:
         await self.transport.__aenter__()

@@ -41,8 +41,9 @@ import numpy as np
 from gmqtt.mqtt.package import Package
 from gmqtt.storage import PersistentStorage
 
-from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MessageHandler, Receiver, SessionOptions
+from tvilling.connect.mqtt.port import BrokerAddress, Inbound, MessageHandler, Receiver, SessionOptions, TlsFiles
 from tvilling.core.errors import Unauthorized, Unavailable
+from tvilling.security.tls import client_context
 
 log = logging.getLogger("tvilling.connect.mqtt")
 
@@ -68,6 +69,14 @@ def pubacks(mids: Sequence[int]) -> bytes:
     out[:, 2] = ids >> 8
     out[:, 3] = ids & 0xFF
     return out.tobytes()
+
+
+def ssl_context(address: BrokerAddress) -> ssl.SSLContext | bool:
+    """The TLS context of an ``mqtts://`` address (raises ``Invalid`` for unusable files), ``False`` for plain."""
+    if not address.tls:
+        return False
+    files = address.tls_files or TlsFiles()
+    return client_context(address.host, ca=files.ca, cert=files.cert, key=files.key, insecure=files.insecure)
 
 
 class NotAcknowledged(Exception):
@@ -145,6 +154,7 @@ class GmqttTransport:
         if handler is not None and receiver is not None:
             raise ValueError("give a handler or a receiver, not both")
         self.address = address
+        self._ssl = ssl_context(address)
         self.options = options
         self.subscriptions = tuple(subscriptions)
         self.handler = handler
@@ -293,10 +303,9 @@ class GmqttTransport:
         if self.receiver is None:
             client.on_message = on_message
         where = f"{addr.host}:{addr.port}"
-        ssl_arg: ssl.SSLContext | bool = ssl.create_default_context() if addr.tls else False
         try:
             version = gmqtt.constants.MQTTv311 if opts.protocol_version == 4 else gmqtt.constants.MQTTv50
-            await asyncio.wait_for(client.connect(addr.host, addr.port, ssl=ssl_arg, keepalive=opts.keepalive_s,
+            await asyncio.wait_for(client.connect(addr.host, addr.port, ssl=self._ssl, keepalive=opts.keepalive_s,
                                                   version=version), opts.connect_timeout_s)
         except gmqtt.MQTTConnectError as exc:
             await self._drop(conn, "refused")
@@ -305,6 +314,10 @@ class GmqttTransport:
                 raise Unauthorized(f"MQTT broker {where} refused client {opts.client_id!r}: {exc}",
                                    broker=where) from None
             raise Unavailable(f"MQTT broker {where} refused the connection: {exc}", broker=where) from None
+        except ssl.SSLError as exc:  # before OSError, of which it is one: not a network problem
+            await self._drop(conn, "tls")
+            raise Unavailable(f"MQTT broker {where}: TLS handshake failed: {exc.reason or exc}", broker=where,
+                              rule="tls") from None
         except (OSError, TimeoutError) as exc:
             await self._drop(conn, "unreachable")
             raise Unavailable(f"MQTT broker {where} unreachable: {exc or type(exc).__name__}",

@@ -47,7 +47,7 @@ from types import TracebackType
 
 from tvilling.connect.mapping import PayloadMapping
 from tvilling.connect.mqtt.gmqtt_transport import GmqttTransport
-from tvilling.connect.mqtt.port import BatchTransport, BatchTransportFactory, SessionOptions, parse_url
+from tvilling.connect.mqtt.port import BatchTransport, BatchTransportFactory, SessionOptions, TlsFiles, parse_url
 from tvilling.connect.mqtt.telemetry import TELEMETRY_TOPIC, Translator
 from tvilling.core.envelope import Envelope
 from tvilling.core.errors import Invalid, TvillingError
@@ -91,7 +91,7 @@ class MqttIngest:
                  topics: Sequence[str] = (TELEMETRY_TOPIC,), mappings: Sequence[PayloadMapping] = (),
                  shared_group: str | None = None, qos: int = 1, max_inflight: int = 4000,
                  batch_size: int = 2000, batch_ms: float = 2.0, session_expiry_s: int = 7 * 24 * 3600,
-                 transport_factory: BatchTransportFactory | None = None) -> None:
+                 transport_factory: BatchTransportFactory | None = None, tls_files: TlsFiles | None = None) -> None:
         if qos not in (0, 1):
             raise Invalid("qos must be 0 or 1", field="qos", rule="enum")
         if not 1 <= max_inflight <= 65535:
@@ -102,7 +102,7 @@ class MqttIngest:
             raise Invalid("shared_group must be a non-empty name without '/', '+' or '#'", field="shared_group",
                           rule="format")
         self.sink = sink
-        self.address = parse_url(url)
+        self.address = parse_url(url, tls_files)
         self.translator = Translator(topics, mappings)
         self._mapped = bool(mappings)
         self.qos = qos

@@ -5,17 +5,31 @@ the adapter (gmqtt won the measurement in ``bench/mqtt_raw.py``).
 
 >>> parse_url("mqtts://ingest:secret@broker.example:8884")
 BrokerAddress(host='broker.example', port=8884, tls=True, username='ingest', password='secret')
+>>> parse_url("mqtts://127.0.0.1", TlsFiles(ca="ca.pem")).tls_files
+TlsFiles(ca='ca.pem', cert=None, key=None, insecure=False)
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from tvilling.core.errors import Invalid
+from tvilling.security.tls import is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """How an ``mqtts://`` client checks the broker and shows itself: a CA file (default: the system's trust
+    store), an optional client certificate and key, and ``insecure`` (no host-name check; loopback only)."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +39,15 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    tls_files: TlsFiles | None = field(default=None, repr=False)
 
 
-def parse_url(url: str) -> BrokerAddress:
-    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://…`` (TLS, 8883)."""
+def parse_url(url: str, tls_files: TlsFiles | None = None) -> BrokerAddress:
+    """``mqtt://[user[:password]@]host[:port]`` (1883) or ``mqtts://…`` (TLS, 8883).
+
+    ``tls_files`` apply to an ``mqtts://`` URL; given (non-empty) with a plain ``mqtt://`` one, they are an
+    error rather than silently unused, as is ``insecure`` for a broker that is not on loopback.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise Invalid(f"MQTT url {url!r}: scheme must be mqtt:// or mqtts://", field="url", rule="url")
@@ -39,10 +58,17 @@ def parse_url(url: str) -> BrokerAddress:
         raise Invalid(f"MQTT url {url!r}: bad port", field="url", rule="url") from None
     if not parts.hostname:
         raise Invalid(f"MQTT url {url!r}: no host", field="url", rule="url")
+    if tls_files is not None and not tls and tls_files != TlsFiles():
+        raise Invalid(f"MQTT url {url!r}: TLS settings (CA, client certificate) are given but the URL is not "
+                      "mqtts://", field="url", rule="tls")
+    if tls_files is not None and tls_files.insecure and not is_loopback(parts.hostname):
+        raise Invalid(f"MQTT url {url!r}: skipping the host-name check (mqtt_tls_insecure) is refused for a broker "
+                      "not on loopback", field="mqtt_tls_insecure", rule="tls")
     return BrokerAddress(
         host=parts.hostname, port=port, tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls_files=tls_files if tls else None,
     )
 
 

@@ -19,10 +19,18 @@ tvilling.core.errors.Invalid: opcua: endpoint.url must start with opc.tcp:// (go
 A node is either an OPC UA node id string (``ns=2;s=Line1.M1.Speed``, ``ns=2;i=1001``,
 ``i=2258``, ``nsu=urn:plant;s=…``) or a browse path from the Root node whose segments are
 browse names, optionally qualified with a namespace index (``Objects/2:Line1/M1/Speed``).
+
+Security (``[endpoint]`` keys): ``security_policy`` (``None``, ``Basic256Sha256``,
+``Aes128Sha256RsaOaep``, ``Aes256Sha256RsaPss``; underscores allowed), ``security_mode``
+(``Sign`` | ``SignAndEncrypt``), ``certificate`` + ``private_key`` (the client's PEM or DER
+files; its application URI is read from the certificate), ``server_certificate`` (pins the
+server's), ``username`` + ``password``, or ``password_env`` naming the environment variable
+that holds the password. Files and the variable are checked here, before any connection.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -51,12 +59,28 @@ class OpcUaEndpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     server_certificate: str | None = None  # when absent, taken from the server's endpoint description
     username: str | None = None
     password: str | None = None
+    password_env: str | None = None  # the environment variable holding the password (instead of ``password``)
     timeout_s: float = 4.0  # per request
 
     def __repr__(self) -> str:
         secret = "***" if self.password is not None else None
         return f"OpcUaEndpoint(url={self.display_url!r}, security_policy={self.security_policy!r}, " \
                f"username={self.username!r}, password={secret!r})"
+
+    @property
+    def policy(self) -> str:
+        """The security policy's canonical name (``Aes128_Sha256_RsaOaep`` → ``Aes128Sha256RsaOaep``)."""
+        return self.security_policy.replace("_", "")
+
+    def resolved_password(self) -> str | None:
+        """``password``, or the value of the variable named by ``password_env`` (``Invalid`` when unset)."""
+        if self.password_env is None:
+            return self.password
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise Invalid(f"opcua: endpoint.password_env names {self.password_env!r}, which is not set",
+                          field="endpoint.password_env", rule="required")
+        return value
 
     @property
     def display_url(self) -> str:
@@ -129,18 +153,26 @@ def validate_opcua_config(cfg: OpcUaConfig) -> OpcUaConfig:
     if not ep.url.startswith("opc.tcp://") or len(ep.url) <= len("opc.tcp://"):
         raise Invalid(f"opcua: endpoint.url must start with opc.tcp:// (got {ep.display_url!r})",
                       field="endpoint.url", rule="format")
-    if ep.security_policy not in SECURITY_POLICIES:
+    if ep.policy not in SECURITY_POLICIES:
         raise Invalid(f"opcua: endpoint.security_policy must be one of {list(SECURITY_POLICIES)}",
                       field="endpoint.security_policy", rule="enum")
     if ep.security_mode not in SECURITY_MODES:
         raise Invalid(f"opcua: endpoint.security_mode must be one of {list(SECURITY_MODES)}",
                       field="endpoint.security_mode", rule="enum")
-    if ep.security_policy != "None" and not (ep.certificate and ep.private_key):
+    if ep.policy != "None" and not (ep.certificate and ep.private_key):
         raise Invalid(f"opcua: security policy {ep.security_policy} needs endpoint.certificate and "
                       "endpoint.private_key", field="endpoint.certificate", rule="required")
-    if (ep.username is None) != (ep.password is None):
-        raise Invalid("opcua: endpoint.username and endpoint.password go together", field="endpoint.username",
-                      rule="required")
+    if ep.password is not None and ep.password_env is not None:
+        raise Invalid("opcua: give endpoint.password or endpoint.password_env, not both", field="endpoint.password",
+                      rule="exclusive")
+    if (ep.username is None) != (ep.password is None and ep.password_env is None):
+        raise Invalid("opcua: endpoint.username and endpoint.password (or password_env) go together",
+                      field="endpoint.username", rule="required")
+    ep.resolved_password()
+    for key in ("certificate", "private_key", "server_certificate"):
+        path = getattr(ep, key)
+        if path is not None and not os.path.isfile(path):
+            raise Invalid(f"opcua: endpoint.{key}: no such file {path!r}", field=f"endpoint.{key}", rule="exists")
     _positive(ep.timeout_s, "endpoint.timeout_s")
     for name in ("publishing_ms", "batch_ms", "reconnect_min_s", "reconnect_max_s", "drain_timeout_s"):
         _positive(getattr(cfg, name), name, allow_zero=name == "batch_ms")

@@ -18,6 +18,7 @@ from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
 
 from tvilling.connect.opcua.config import OpcUaEndpoint, is_node_id, path_segments
+from tvilling.connect.opcua.security import refusal, secure_client
 from tvilling.connect.opcua.status import translate_error
 from tvilling.core.errors import Invalid, NotFound, Unavailable
 
@@ -69,22 +70,14 @@ class OpcUaSession:
         client = Client(ep.url, timeout=ep.timeout_s, watchdog_intervall=max(ep.timeout_s / 4, 0.25))
         client.name = client.description = "Tvilling"
         client.application_uri = "urn:tvilling:client"
-        if ep.username is not None:
-            client.set_user(ep.username)
-            client.set_password(ep.password or "")
         client.connection_lost_callback = self._on_lost
         try:
-            if ep.security_policy != "None":
-                parts = [ep.security_policy, ep.security_mode, ep.certificate or "",
-                         (ep.private_key or "") + (f"::{ep.private_key_password}" if ep.private_key_password else "")]
-                if ep.server_certificate:
-                    parts.append(ep.server_certificate)
-                await client.set_security_string(",".join(parts))
+            await secure_client(client, ep)
             await client.connect()
         except BaseException as exc:
             await _quiet_disconnect(client)
             if isinstance(exc, Exception):
-                raise translate_error(exc, "connect", endpoint=ep.display_url) from exc
+                raise (refusal(exc, ep) or translate_error(exc, "connect", endpoint=ep.display_url)) from exc
             raise
         self._client = client
         self.lost.clear()

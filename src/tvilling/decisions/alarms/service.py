@@ -36,6 +36,7 @@ from tvilling.decisions.alarms import shelves as sh
 from tvilling.decisions.alarms.record import Alarm
 from tvilling.decisions.alarms.shelves import Shelf
 from tvilling.decisions.alarms.store import AlarmStore
+from tvilling.security.audit_events import record as audit
 
 RETRIES = 10
 Move = Callable[[Alarm], tuple[Alarm, str]]
@@ -45,10 +46,12 @@ class AlarmService:
     """Read, acknowledge and clear alarms (API, CLI) and apply rule verdicts (the engine)."""
 
     def __init__(self, store: AlarmStore, *, clock: Callable[[], datetime] | None = None,
-                 notify: Callable[[], None] | None = None) -> None:
+                 notify: Callable[[], None] | None = None, audit: Any = None) -> None:
         self.store = store
         self.clock = clock or (lambda: datetime.now(UTC))
         self.notify = notify
+        #: where the operator steps are audited: a platform or twin service (None: the request's chain)
+        self.audit = audit
 
     # -- reads ----------------------------------------------------------------------------
     def get(self, alarm_id: str) -> Alarm:
@@ -90,6 +93,9 @@ class AlarmService:
             self._cascade(alarm, lambda a: rec.shelve(a, shelf=shelf.id, until=shelf.until, now=now))
             taken += 1
         self._notify()
+        audit(self.audit, actor, "alarm.shelve", f"twin:{twin}",
+              {"shelf": shelf.id, "twins": len(shelf.twins), "duration_s": duration_s, "reason": reason[:300],
+               "taken": taken})
         return shelf, taken
 
     def end_shelf(self, shelf_id: str, *, actor: str = "api") -> Shelf:
@@ -104,6 +110,7 @@ class AlarmService:
             other = sh.covering(others, alarm.twin, now)
             self._cascade(alarm, _reshelve(other, now))
         self._notify()
+        audit(self.audit, actor, "alarm.unshelve", f"twin:{shelf.twin}", {"shelf": shelf.id})
         return shelf
 
     def shelves(self, *, active: bool | None = None, limit: int = 100) -> builtins.list[Shelf]:
@@ -118,12 +125,21 @@ class AlarmService:
     def acknowledge(self, alarm_id: str, *, actor: str = "api", note: str | None = None) -> Alarm:
         """``active → acknowledged`` for the alarm, its source and the source's derived alarms."""
         now = self.clock()
-        return self._operator_step(alarm_id, lambda a: rec.acknowledge(a, now=now, actor=actor, note=note))
+        done = self._operator_step(alarm_id, lambda a: rec.acknowledge(a, now=now, actor=actor, note=note))
+        self._audit_step("alarm.ack", done, actor, note)
+        return done
 
     def clear(self, alarm_id: str, *, actor: str = "api", note: str | None = None) -> Alarm:
         """``active | acknowledged → cleared`` for the alarm, its source and the source's derived alarms."""
         now = self.clock()
-        return self._operator_step(alarm_id, lambda a: rec.clear(a, now=now, actor=actor, note=note))
+        done = self._operator_step(alarm_id, lambda a: rec.clear(a, now=now, actor=actor, note=note))
+        self._audit_step("alarm.clear", done, actor, note)
+        return done
+
+    def _audit_step(self, action: str, alarm: Alarm, actor: str, note: str | None) -> None:
+        audit(self.audit, actor, action, f"alarm:{alarm.id}",
+              {"twin": alarm.twin, "rule": alarm.rule, "severity": alarm.severity, "state": alarm.state,
+               "note": None if note is None else note[:300]})
 
     def _operator_step(self, alarm_id: str, move: Move) -> Alarm:
         alarm = self.store.get(alarm_id)
