@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from tvilling.api.body import if_match, read_json
 from tvilling.api.openapi import IF_MATCH, json_body, problems
 from tvilling.api.twins import WRITE, _actor, _json
-from tvilling.security.enforce import visible
-from tvilling.twins.query import MAX_PREDICATES, MAX_STEPS, OPS, encode_cursor
+from tvilling.security.enforce import check_query, linked, require, run_query, visible
+from tvilling.twins.query import MAX_PREDICATES, MAX_STEPS, OPS, encode_cursor, parse_query
 from tvilling.twins.query import __doc__ as QUERY_DOC
 
 router = APIRouter(tags=["graph"])
@@ -72,6 +72,8 @@ QUERY_BODY = {"description": QUERY_DOC or "a twin query", "anyOf": [
             summary="Create or replace a relationship")
 async def put_relationship(request: Request, twin_id: str, rel_id: str) -> dict[str, Any]:
     body = await read_json(request)
+    if isinstance(body, dict) and isinstance(body.get("target"), str):  # else the service says what is wrong
+        require(request, "read", body["target"])  # no link to a twin it may not read: no probe of its existence
     svc = request.app.state.platform.twins
     rel = await run_in_threadpool(svc.set_relationship, twin_id, rel_id, body, actor=_actor(request),
                                   if_match=if_match(request))
@@ -81,14 +83,14 @@ async def put_relationship(request: Request, twin_id: str, rel_id: str) -> dict[
 
 
 @router.get("/api/twins/{twin_id}/relationships", responses=TWIN,
-            summary="A twin's relationships (incoming=true: to it)")
+            summary="A twin's relationships (incoming=true: to it), those to or from twins the caller may read")
 async def list_relationships(request: Request, twin_id: str, incoming: bool = False) -> dict[str, Any]:
     svc = request.app.state.platform.twins
     if incoming:
         pairs = await run_in_threadpool(svc.incoming, twin_id)
-        return {"items": [{**msgspec.to_builtins(r), "source": s} for s, r in pairs]}
+        return {"items": linked(request, [{**msgspec.to_builtins(r), "source": s} for s, r in pairs], key="source")}
     rels = await run_in_threadpool(svc.relationships, twin_id)
-    return {"items": [{**msgspec.to_builtins(r), "source": twin_id} for r in rels]}
+    return {"items": linked(request, [{**msgspec.to_builtins(r), "source": twin_id} for r in rels])}
 
 
 @router.get("/api/twins/{twin_id}/relationships/{rel_id}", responses=TWIN, summary="One relationship")
@@ -99,6 +101,7 @@ async def get_relationship(request: Request, twin_id: str, rel_id: str) -> dict[
     rel = twin.relationships.get(rel_id)
     if rel is None:
         raise NotFound(f"twin {twin_id!r} has no relationship {rel_id!r}", twin=twin_id, relationship=rel_id)
+    require(request, "read", rel.target)  # a link to a twin the caller may not read: 403, naming neither
     return {**msgspec.to_builtins(rel), "source": twin_id}
 
 
@@ -115,7 +118,10 @@ async def delete_relationship(request: Request, twin_id: str, rel_id: str) -> Re
              summary="Query twins by model, property predicates and relationship traversal")
 async def query(request: Request) -> Response:
     doc = await read_json(request)
-    page = await run_in_threadpool(request.app.state.platform.twins.query, doc)
+    svc = request.app.state.platform.twins
+    q = parse_query(doc, default_limit=svc.default_limit, max_limit=svc.max_limit)
+    check_query(request, (".".join(p.path) for step in q.steps for p in step.where))  # see check_query: 403
+    page = await run_in_threadpool(run_query, request, svc, q)  # a traversal: through readable twins only
     return _json({"items": visible(request, [t.to_json() for t in page.items], docs=True),  # forbidden: absent
                   "next": encode_cursor(page.next) if page.next is not None else None})
 

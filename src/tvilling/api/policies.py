@@ -3,6 +3,7 @@
 ``PUT /api/policies/{policy_id}`` takes a policy (see :mod:`tvilling.security.policies`) and answers 201
 when it was created, 200 when it replaced one; ``DELETE`` removes it. A change applies at once to
 every request and every open stream of this process (and within a quarter second in the others).
+Each change is appended to the audit chain (``policy.put``, ``policy.delete``, with the policy) when audit is on.
 With auth required these routes need the ``admin`` role.
 """
 
@@ -16,7 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from tvilling.api.body import read_json
 from tvilling.api.openapi import json_body, problems
+from tvilling.api.principal import principal
 from tvilling.backend.policies import PolicyStore
+from tvilling.security.audit_events import record as audit
 from tvilling.security.enforce import guard_of
 from tvilling.security.permissions import ACTIONS
 from tvilling.security.policies import Policy
@@ -71,6 +74,9 @@ async def put_policy(request: Request, policy_id: str) -> JSONResponse:
     policy = Policy.from_json(body, policy_id=policy_id)
     created = await run_in_threadpool(_store(request).put, policy)
     guard_of(request.app).changed()
+    await run_in_threadpool(audit, request.app.state.platform, principal(request), "policy.put",
+                            f"policy:{policy.id}", {"policy": policy.to_json(), "created": created},
+                            request=policy.to_json())
     return JSONResponse(policy.to_json(), status_code=201 if created else 200)
 
 
@@ -78,4 +84,6 @@ async def put_policy(request: Request, policy_id: str) -> JSONResponse:
 async def delete_policy(request: Request, policy_id: str) -> dict[str, Any]:
     policy = await run_in_threadpool(_store(request).delete, policy_id)
     guard_of(request.app).changed()
+    await run_in_threadpool(audit, request.app.state.platform, principal(request), "policy.delete",
+                            f"policy:{policy.id}", {"policy": policy.to_json()})
     return policy.to_json()

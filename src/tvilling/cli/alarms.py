@@ -30,7 +30,7 @@ def alarms_list(data_dir: Path | None, store: str | None, config_file: str | Non
     from tvilling.decisions.alarms import AlarmService
 
     with opened_platform(data_dir, store, config_file) as p:
-        svc = AlarmService(p.alarm_store)
+        svc = AlarmService(p.alarm_store, audit=p)
         items = svc.view(svc.list(state=state, twin=twin, severity=severity, rule=rule, limit=limit,
                                   grouped=not copies), grouped=not copies)
         if as_json:
@@ -52,7 +52,7 @@ def _alarm_step(step: str, alarm_id: str, actor: str, note: str | None, data_dir
     from tvilling.decisions.alarms import AlarmService
 
     with opened_platform(data_dir, store, config_file) as p:
-        svc = AlarmService(p.alarm_store)
+        svc = AlarmService(p.alarm_store, audit=p)
         alarm = (svc.acknowledge if step == "ack" else svc.clear)(alarm_id, actor=actor, note=note)
         emit(alarm.to_json())
 
@@ -95,7 +95,7 @@ def alarms_shelve(data_dir: Path | None, store: str | None, config_file: str | N
 
     with opened_platform(data_dir, store, config_file) as p:
         seconds = parse_duration(duration, field="--for")
-        emit(shelve_twin(AlarmService(p.alarm_store), p.twins, twin_id, duration_s=seconds, reason=reason,
+        emit(shelve_twin(AlarmService(p.alarm_store, audit=p), p.twins, twin_id, duration_s=seconds, reason=reason,
                          actor=actor, subtree=not no_subtree))
 
 
@@ -109,7 +109,7 @@ def alarms_unshelve(data_dir: Path | None, store: str | None, config_file: str |
     from tvilling.decisions.alarms import AlarmService
 
     with opened_platform(data_dir, store, config_file) as p:
-        svc = AlarmService(p.alarm_store)
+        svc = AlarmService(p.alarm_store, audit=p)
         emit(svc.end_shelf(shelf_id, actor=actor).to_json(svc.clock()))
 
 
@@ -121,7 +121,7 @@ def alarms_shelves(data_dir: Path | None, store: str | None, config_file: str | 
     from tvilling.decisions.alarms import AlarmService
 
     with opened_platform(data_dir, store, config_file) as p:
-        svc = AlarmService(p.alarm_store)
+        svc = AlarmService(p.alarm_store, audit=p)
         emit([s.to_json(svc.clock()) for s in svc.shelves(active=True if active else None)])
 
 

@@ -26,13 +26,18 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection
 
 from tvilling.core.errors import Forbidden, NotFound
+from tvilling.core.events import RELATIONSHIP_SET
 from tvilling.core.principal import Principal
 from tvilling.security.authn import Caller
 from tvilling.security.policies import Decision, Evaluator, Policy, redact
 from tvilling.streams.subscription import Change
+from tvilling.twins.ports import Page
+from tvilling.twins.query import Predicate, Query, Step, page_of, rel_matches
 
 if TYPE_CHECKING:
     from tvilling.backend.policies import PolicyStore
+    from tvilling.core.twin import Twin
+    from tvilling.twins.service import TwinService
 
 #: The kind of data each kind of stream/list item is about.
 ITEM_KINDS = {"event": "twin", "command": "twin", "alarm": "alarms", "workorder": "workorders"}
@@ -40,6 +45,7 @@ ITEM_KINDS = {"event": "twin", "command": "twin", "alarm": "alarms", "workorder"
 ROUTE_KINDS = {"twins": "twin", "commands": "twin", "history": "history", "analytics": "analytics",
                "workorders": "workorders", "alarms": "alarms", "dead_letters": "dead-letters"}
 SECTIONS = ("reported", "desired")
+ID_CHUNK = 500  # ids per ``in`` predicate when a traversal is run for a caller (see run_query)
 MAX_SUBGRAPH = 100_000
 
 
@@ -118,12 +124,28 @@ class View:
             return Decision(False, "outside the credential's twins scope")
         return self.evaluator.decide(action, twin, kind=kind, path=path, model=model)
 
+    @property
+    def restricted(self) -> bool:
+        """Whether some twin may be out of the caller's sight (a policy applies, or its token's scope)."""
+        return not self.evaluator.unrestricted or self.caller.twins != "*"
+
+    def reads(self, twin: str) -> bool:
+        """Whether the caller may read the twin ``twin`` (the target or source of a relationship)."""
+        return not self.restricted or bool(self.may("read", twin))
+
     def twin(self, doc: Mapping[str, Any], *, kind: str = "twin") -> dict[str, Any] | None:
-        """A twin document as the caller may read it: None when it may not, else without hidden paths."""
+        """A twin document as the caller may read it: None when it may not, else without hidden paths and
+        without the relationships to twins it may not read."""
         twin_id, model = doc.get("id"), doc.get("model")
         if not isinstance(twin_id, str) or not self.may("read", twin_id, kind=kind, model=_str(model)):
             return None
-        return self._redacted(twin_id, _str(model), doc)
+        out = self._redacted(twin_id, _str(model), doc)
+        rels = out.get("relationships")
+        if self.restricted and isinstance(rels, list):
+            kept = [r for r in rels if not isinstance(r, Mapping) or self.reads(str(r.get("target")))]
+            if len(kept) != len(rels):
+                out = {**out, "relationships": kept}
+        return out
 
     def item(self, item: Mapping[str, Any], *, twin_key: str = "twin", kind: str | None = None
              ) -> Mapping[str, Any] | None:
@@ -137,6 +159,9 @@ class View:
         if not self.may("read", twin, kind=what, model=model):
             return None
         payload = item.get("payload")
+        if item.get("type") == RELATIONSHIP_SET and isinstance(payload, Mapping) and self.restricted \
+                and not self.reads(str(payload.get("target"))):
+            return None  # a link to a twin the caller may not read: that twin's id is not shown
         if item.get("kind", "event") == "event" and isinstance(payload, Mapping) and self.evaluator.revokes_paths:
             shown = self._redacted(twin, model, payload)
             if shown is not payload:
@@ -262,6 +287,75 @@ def visible(request: HTTPConnection, items: Iterable[Mapping[str, Any]], *, docs
     return [i for i in shown if i is not None]
 
 
+def linked(request: HTTPConnection, items: Iterable[Mapping[str, Any]], *, key: str = "target") -> list[Any]:
+    """The relationships among ``items`` whose twin at ``key`` (the target; the source of an incoming one)
+    the caller may read: the others are left out, so that a list names no twin the caller may not read.
+    With auth off, all of them."""
+    view = view_of(request)
+    if view is None or not view.restricted:
+        return list(items)
+    return [i for i in items if view.reads(str(i.get(key)))]
+
+
+def check_query(request: HTTPConnection, paths: Iterable[str]) -> None:
+    """``Forbidden`` when a query filters on a property (``paths``: those of its ``where`` predicates) that
+    a policy hides from the caller on some twin; nothing with auth off.
+
+    Why refuse rather than filter as if the property were absent: the predicates run inside the store (SQL
+    on the embedded and PostgreSQL stores), which knows nothing of the caller, and a filter on the results
+    afterwards cannot stand in for it: ``["reported.temperature", "exists", false]`` would still tell which
+    twins have the property, and the twins matched by the earlier steps of a traversal are never seen. The
+    refusal is decided from the query's text and the caller's policies alone, so it tells nothing the
+    caller did not know (which twins exist, match, or hold which value); its body names neither a twin,
+    nor the path, nor a value. It is conservative: a path hidden on some twins is refused for all of them.
+    """
+    view = view_of(request)
+    if view is not None and any(view.evaluator.may_hide(p) for p in paths):
+        raise Forbidden("the query filters on a property the caller may not read", rule="policy")
+
+
+def run_query(request: HTTPConnection, twins: TwinService, query: Query) -> Page:
+    """Run ``query`` for the caller: as the store runs it, except for a traversal (more than one step) by a
+    caller some twins may be hidden from, which is run here over only the twins the caller may read.
+
+    The store would follow relationships through any twin, so the twins it returns could tell of a twin
+    the caller may not read (that it exists, is linked, or matches a ``where``). Here each step selects
+    through the store (its ``where`` and ``model``, among the ids the step before reached, a page at a
+    time), keeps the twins the caller may read, and follows their relationships: the answer is the one
+    the query would give if the hidden twins did not exist. Single steps need none of this: their
+    results are filtered afterwards (:func:`visible`).
+    """
+    view = view_of(request)
+    if view is None or not view.restricted or len(query.steps) == 1:
+        return twins.run_query(query)
+
+    def select(step: Step, among: set[str] | None) -> dict[str, Twin]:
+        found: dict[str, Twin] = {}
+        ids = None if among is None else sorted(among)
+        for at in [0] if ids is None else range(0, len(ids), ID_CHUNK):
+            where = step.where if ids is None else (*step.where, Predicate(("id",), "in", ids[at:at + ID_CHUNK]))
+            one = Query(steps=(Step(model=step.model, exact=step.exact, where=where),), limit=twins.max_limit)
+            while True:
+                page = twins.run_query(one)
+                found.update((t.id, t) for t in page.items if view.may("read", t.id, model=t.model))
+                if page.next is None:
+                    break
+                one = Query(steps=one.steps, limit=one.limit, after=page.next)
+        return found
+
+    current = select(query.steps[0], None)
+    for step in query.steps[1:]:
+        reached: set[str] = set()
+        for twin in current.values():
+            pairs = ([(r.target, r) for r in twin.relationships.values()] if step.direction == "out"
+                     else twins.store.incoming(twin.id))
+            reached.update(other for other, r in pairs if r.name == step.via and rel_matches(r.properties,
+                                                                                           step.rel_where))
+        current = select(step, reached) if reached else {}
+    ids = sorted(i for i in current if query.after is None or i > query.after)
+    return Page(*page_of([current[i] for i in ids[:query.limit + 1]], query.limit))
+
+
 def shown(request: HTTPConnection, doc: dict[str, Any]) -> dict[str, Any]:
     """One twin document the caller may read (the route checked that), without the paths it may not."""
     view = view_of(request)
@@ -299,5 +393,5 @@ def check_route(app: Any, caller: Caller, action: str, resource: str, twin: str 
         raise Forbidden("the caller's role or policies do not allow this", rule="policy")
 
 
-__all__ = ["PolicyGuard", "SubgraphIndex", "View", "check_route", "guard_of", "require", "screener", "shown",
-           "view_of", "visible"]
+__all__ = ["PolicyGuard", "SubgraphIndex", "View", "check_query", "check_route", "guard_of", "linked", "require",
+           "run_query", "screener", "shown", "view_of", "visible"]

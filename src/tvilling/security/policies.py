@@ -202,11 +202,15 @@ class Evaluator:
         self._members = members
         self._model_of = model_of
         self._rules: list[_Rule] = []
+        #: the path globs of the revokes of ``read`` on twins: (the glob, its text before any wildcard)
+        self._hiding: list[tuple[re.Pattern[str], str]] = []
         for policy in applicable(policies, principal):
             for e in policy.entries:
                 paths = tuple(_glob(p, under=True) for p in e.paths)
                 for r in e.resources:
                     kind, selector, value = _parse_resource(r)
+                    if e.effect == "revoke" and "read" in e.actions and kind == "twin":
+                        self._hiding += [(g, _fixed(p)) for g, p in zip(paths, e.paths, strict=True)]
                     self._rules.append(_Rule(
                         policy.id, e.effect == "grant", frozenset(e.actions),
                         None if selector is not None and kind == "twin" else kind, selector,
@@ -279,6 +283,21 @@ class Evaluator:
             return model is not None and rule.match is not None and rule.match.match(model) is not None
         return self._members is not None and rule.root is not None and twin in self._members(rule.root)
 
+    def may_hide(self, path: str) -> bool:
+        """Whether a policy revokes reading ``path``, something under it or something it lies under, on
+        any twin: decided from the policies alone, never from the data (see :func:`enforce.check_query`).
+
+        >>> from tvilling.core.principal import Principal
+        >>> who = Principal(id="u", kind="user", roles=("viewer",), authenticated=True)
+        >>> e = Evaluator([Policy.from_json({"id": "p", "subjects": ["*"], "entries": [{"effect": "revoke",
+        ...     "actions": ["read"], "resources": ["twin:line-2*"], "paths": ["reported.motor.temp*"]}]})], who)
+        >>> [e.may_hide(p) for p in ("reported.motor.temperature", "reported.motor", "reported.speed")]
+        [True, True, False]
+        """
+        below = path + "."
+        return any(glob.match(path) is not None or below.startswith(fixed) or fixed.startswith(below)
+                   for glob, fixed in self._hiding)
+
     def hidden_paths(self, twin: str, model: str | None, sections: Mapping[str, Any]) -> list[tuple[str, ...]]:
         """The paths of ``sections`` (``{"reported": {...}, "desired": {...}}``) the principal may not read."""
         if not self.revokes_paths:
@@ -297,6 +316,12 @@ class Evaluator:
             if isinstance(values, Mapping):
                 walk((section,), values)
         return out
+
+
+def _fixed(pattern: str) -> str:
+    """The text a path glob's matches start with: before its first wildcard (a literal path: itself and a dot)."""
+    head = re.split(r"[*?]", pattern, maxsplit=1)[0]
+    return head if head != pattern else pattern + "."
 
 
 def redact(doc: Mapping[str, Any], hidden: Sequence[tuple[str, ...]]) -> dict[str, Any]:
