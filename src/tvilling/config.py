@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     oidc_audience: str | None = Field(None, description="the audience (aud) the JWTs must name")
     oidc_roles_claim: str = Field("roles", description="the JWT claim holding the caller's roles")
     oidc_jwks_url: str | None = Field(None, description="JWKS URL (default: from the issuer's discovery document)")
+    oidc_client_id: str | None = Field(None, description="the dashboard's client id at the OpenID Connect provider: "
+                                       "set, the dashboard signs people in (authorisation code + PKCE, /auth/login)")
+    oidc_client_secret: str | None = Field(None, description="the dashboard client's secret, for a confidential "
+                                           "client (sent with HTTP Basic); unset: a public client")
+    oidc_redirect_url: str | None = Field(None, description="where the provider sends the browser back (register it "
+                                          "there); default: <the request's base URL>/auth/callback")
+    oidc_scope: str = Field("openid profile", description="the scopes the dashboard's sign-in asks for")
+    session_hours: float = Field(8.0, gt=0, le=24 * 30, description="how long a dashboard sign-in lasts")
     audit: bool = Field(False, description="append every committed change of twin state (telemetry by batch and "
                         "source) to the tamper-evident audit chain (`tvilling audit verify`); on whenever auth is "
                         "required")

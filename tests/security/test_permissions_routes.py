@@ -18,7 +18,7 @@ from tvilling.security.http import WEBSOCKET, app_routes
 from tvilling.security.permissions import ACTIONS, ROLES, ROUTES, allows, rights
 
 PUBLIC_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/", "/ui/vendor/{name}",
-                "/ui/{rel:path}"}
+                "/ui/{rel:path}", "/auth/login", "/auth/callback"}  # the sign-in flow starts signed out
 
 
 @pytest.fixture(scope="module", params=["off", "required"])

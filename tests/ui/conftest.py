@@ -147,7 +147,7 @@ class Watched:
 
 @pytest.fixture
 def watched(browser: Any, server: str, plant: dict[str, Any]) -> Iterator[Watched]:
-    ctx = browser.new_context(viewport=VIEWPORT)
+    ctx = browser.new_context(viewport=VIEWPORT, bypass_csp=True)  # waits evaluate strings in the page
     w = Watched(ctx.new_page(), server)
     try:
         yield w

@@ -54,7 +54,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, sync_playwright: Any) -> Iter
 
 @pytest.fixture
 def page(browser: Any, demo: str) -> Iterator[Watched]:
-    ctx = browser.new_context(viewport=VIEWPORT)
+    ctx = browser.new_context(viewport=VIEWPORT, bypass_csp=True)  # waits evaluate strings in the page
     w = Watched(ctx.new_page(), demo)
     try:
         yield w

@@ -29,7 +29,7 @@ METHODS = ("get", "put", "post", "delete", "patch")
 
 @pytest.fixture
 def tour(browser: Any, server: str, plant: dict[str, Any]) -> Iterator[Watched]:
-    ctx = browser.new_context(viewport=VIEWPORT)
+    ctx = browser.new_context(viewport=VIEWPORT, bypass_csp=True)  # waits evaluate strings in the page
     try:
         yield Watched(ctx.new_page(), server)
     finally:

@@ -31,6 +31,7 @@ from tvilling.api import (
     twins,
 )
 from tvilling.api import analytics as analytics_routes
+from tvilling.api import auth as auth_routes
 from tvilling.api import health as health_routes
 from tvilling.api import maintenance as maintenance_routes
 from tvilling.api import policies as policy_routes
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, platform: Platform | None = 
     app.include_router(token_routes.router)
     app.include_router(policy_routes.router)
     app.include_router(audit.router)
+    app.include_router(auth_routes.router)
     app.include_router(ui_routes.router)
     generate = app.openapi
 

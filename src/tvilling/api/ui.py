@@ -27,12 +27,10 @@ TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf
          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json",
          ".png": "image/png", ".ico": "image/x-icon"}
 VENDOR_MAX_AGE = 86_400
-#: the app's own security policy: every script, style, image and connection from this origin only.
-#: The dashboard needs no 'unsafe-eval': the plotly.js that plotly 7 ships draws without it (tests/ui/test_csp.py
-#: runs the pages with charts under this policy less 'unsafe-eval' and fails on any refusal). It is still sent
-#: only because the other browser tests wait with Playwright's wait_for_function, which evaluates a string in
-#: the page: drop it together with bypass_csp=True on their browser contexts.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+#: the app's own security policy: every script, style, image and connection from this origin only, and no
+#: code made from strings ('unsafe-eval'): the plotly.js that plotly 7 ships draws without it
+#: (tests/ui/test_csp.py runs the pages with charts under this policy and fails on any refusal).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; object-src 'none'; "
        "base-uri 'self'; frame-ancestors 'none'")
 

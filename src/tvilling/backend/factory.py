@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from tvilling.backend.postgres import PostgresDatabase
     from tvilling.backend.production import ProductionStore
     from tvilling.backend.scenarios import ScenarioStore
+    from tvilling.backend.sessions import SessionStore
     from tvilling.backend.sqlite import SqliteDatabase
     from tvilling.backend.tokens import TokenStore
     from tvilling.backend.workorders import WorkOrderStore
@@ -151,6 +152,12 @@ class Backend:
     def tokens(self) -> TokenStore:
         """API tokens, stored as hashes (opened on first access)."""
         store: TokenStore = self._open("tokens")
+        return store
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        """The dashboard's sign-in sessions, stored as hashes (opened on first access)."""
+        store: SessionStore = self._open("sessions")
         return store
 
     @cached_property

@@ -19,7 +19,7 @@ MEMORY, EMBEDDED, POSTGRES = "memory", "embedded", "postgresql"
 DB_FILE = "tvilling.db"
 HISTORY_FILE = "history.duckdb"
 STORES = ("command_store", "alarm_store", "dead_letters", "analytics_registry", "cursors", "scenarios",
-          "workorders", "production", "tokens", "audit", "policies")
+          "workorders", "production", "tokens", "audit", "policies", "sessions")
 
 
 def kind_of(url: str | os.PathLike[str]) -> str:
@@ -93,6 +93,10 @@ def _memory(name: str) -> Any:
         from tvilling.backend.tokens import MemoryTokens
 
         return MemoryTokens()
+    if name == "sessions":
+        from tvilling.backend.sessions import MemorySessions
+
+        return MemorySessions()
     if name == "policies":
         from tvilling.backend.policies import MemoryPolicies
 
@@ -139,6 +143,10 @@ def _sqlite(name: str, target: Any) -> Any:
         from tvilling.backend.tokens import SqlTokens
 
         return SqlTokens(target)
+    if name == "sessions":
+        from tvilling.backend.sessions import SqlSessions
+
+        return SqlSessions(target)
     if name == "policies":
         from tvilling.backend.policies import SqlPolicies
 
@@ -185,6 +193,10 @@ def _postgres(name: str, target: Any, schema: str) -> Any:
         from tvilling.backend.tokens import SqlTokens
 
         return SqlTokens(target, schema=schema)
+    if name == "sessions":
+        from tvilling.backend.sessions import SqlSessions
+
+        return SqlSessions(target, schema=schema)
     if name == "policies":
         from tvilling.backend.policies import SqlPolicies
 

@@ -1,10 +1,11 @@
-"""Authentication: who a request's ``Authorization: Bearer …`` credential names.
+"""Authentication: who a request's ``Authorization: Bearer …`` credential (or dashboard session) names.
 
 An API token (``tvl_…``) is looked up by its hash; an expired, revoked or unknown one is
 :class:`~tvilling.core.errors.Unauthorized` with the reason. Its caller is a ``service`` principal
 ``token:<name>`` with the token's role, limited to the twins its pattern covers. Any other bearer
 credential is an OpenID Connect JWT, verified by :class:`tvilling.security.oidc.OidcVerifier` when an
-issuer is configured (else ``Unauthorized``: no issuer configured).
+issuer is configured (else ``Unauthorized``: no issuer configured). A dashboard session cookie
+(:mod:`tvilling.security.sessions`) names the person who signed in: :meth:`Authenticator.session`.
 
 >>> from datetime import UTC, datetime
 >>> from tvilling.backend.tokens import MemoryTokens
@@ -28,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from tvilling.core.errors import Invalid, TvillingError, Unauthorized
 from tvilling.core.principal import Principal
+from tvilling.security import sessions as dashboard_sessions
 from tvilling.security.tokens import is_token, usable
 
 if TYPE_CHECKING:
+    from tvilling.backend.sessions import SessionStore
     from tvilling.backend.tokens import TokenStore
     from tvilling.config import Settings
 
@@ -74,21 +77,24 @@ class Authenticator:
 
     def __init__(self, tokens: TokenStore | Callable[[], TokenStore], *, issuer: str | None = None,
                  audience: str | None = None, jwks_url: str | None = None, roles_claim: str = "roles",
+                 sessions: SessionStore | Callable[[], SessionStore] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if issuer and not audience:
             raise Invalid("an OpenID Connect issuer needs an audience: set oidc_audience (TVILLING_OIDC_AUDIENCE)",
                           field="oidc_audience", rule="required")
         self._tokens = tokens
+        self._sessions = sessions
         self._issuer, self._audience, self._jwks_url, self._roles_claim = issuer, audience, jwks_url, roles_claim
         self._clock = clock
         self._verifier: Any = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, tokens: TokenStore | Callable[[], TokenStore]) -> Authenticator:
+    def from_settings(cls, settings: Settings, tokens: TokenStore | Callable[[], TokenStore],
+                      sessions: SessionStore | Callable[[], SessionStore] | None = None) -> Authenticator:
         """The authenticator the settings describe (``oidc_issuer``, ``oidc_audience``…)."""
         return cls(tokens, issuer=settings.oidc_issuer, audience=settings.oidc_audience,
-                   jwks_url=settings.oidc_jwks_url, roles_claim=settings.oidc_roles_claim)
+                   jwks_url=settings.oidc_jwks_url, roles_claim=settings.oidc_roles_claim, sessions=sessions)
 
     def _store(self) -> TokenStore:
         return self._tokens() if callable(self._tokens) else self._tokens
@@ -99,6 +105,16 @@ class Authenticator:
         if is_token(credential):
             return self._token(credential)
         return Caller(self._oidc(credential))
+
+    def session(self, secret: str) -> tuple[Caller, dashboard_sessions.Session]:
+        """The caller a dashboard session cookie's ``secret`` names, and its session; ``Unauthorized`` when the
+        session is unknown, ended or expired."""
+        if self._sessions is None:
+            raise Unauthorized("this server keeps no dashboard sessions: send 'Authorization: Bearer <token>'",
+                               rule="session_unknown")
+        store = self._sessions() if callable(self._sessions) else self._sessions
+        session = dashboard_sessions.usable(store.find(secret), self._clock())
+        return Caller(session.principal()), session
 
     def _token(self, secret: str) -> Caller:
         store = self._store()

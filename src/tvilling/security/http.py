@@ -5,6 +5,9 @@ finds the route a request (HTTP or WebSocket) is for, looks up what the route ne
 :data:`tvilling.security.permissions.ROUTES`, and
 
 * lets a public route through;
+* takes the caller from the ``Authorization: Bearer`` header or, without one, from the dashboard's session
+  cookie (:mod:`tvilling.security.sessions`), for which a POST, PUT, PATCH or DELETE must also send the
+  session's ``X-CSRF-Token`` (403 otherwise);
 * answers 401 (with ``WWW-Authenticate: Bearer``) when the credential is missing, malformed, expired,
   revoked or unknown, naming the reason;
 * answers 403 when the caller's roles do not grant the route's need, when the route addresses a twin
@@ -48,6 +51,7 @@ from tvilling.security.authn import Authenticator, Caller
 from tvilling.security.enforce import check_route
 from tvilling.security.permissions import Need, allows, declared
 from tvilling.security.ratelimit import RateLimited, RateLimits
+from tvilling.security.sessions import CSRF_HEADER, UNSAFE, check_csrf, cookie_secret
 
 if TYPE_CHECKING:
     from tvilling.backend.tokens import TokenStore
@@ -194,7 +198,7 @@ class AuthMiddleware:
         try:
             if self.limits is not None:
                 self.limits.check_address(address)  # used up its failed sign-ins: not even looked at
-            caller = self.authenticator.authenticate(Headers(scope=scope).get("authorization"))
+            caller = self._identify(scope, method, state)
             decide(target, caller)
             if target.need is not None:  # the policies, on the addressed twin (or dead letters)
                 check_route(scope["app"], caller, target.need.action, target.need.resource, target.twin)
@@ -214,6 +218,20 @@ class AuthMiddleware:
                 {"roles": list(caller.principal.roles), "twins": caller.twins, "address": address})
         with audit_events.bind(self.audit, caller.principal):
             await self.app(scope, receive, send)
+
+    def _identify(self, scope: Scope, method: str, state: dict[str, Any]) -> Caller:
+        """The caller of a request: its bearer credential or, without one, its dashboard session cookie (then a
+        change needs the session's ``X-CSRF-Token``; the session goes on ``request.state.session``)."""
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        secret = cookie_secret(headers.get("cookie")) if authorization is None else None
+        if secret is None:
+            return self.authenticator.authenticate(authorization)
+        caller, session = self.authenticator.session(secret)
+        if method in UNSAFE:
+            check_csrf(session, headers.get(CSRF_HEADER))
+        state["session"] = session
+        return caller
 
     async def _refuse(self, err: TvillingError, scope: Scope, receive: Receive, send: Send, *,
                       target: Target | None = None, caller: Caller | None = None) -> None:
@@ -270,7 +288,8 @@ def install(app: FastAPI, settings: Settings, tokens: Any) -> None:
             app.add_middleware(audit_events.ScopeMiddleware, sink=sink)
         return
     store: Callable[[], TokenStore] = (lambda: tokens.tokens) if hasattr(tokens, "tokens") else (lambda: tokens)
-    authenticator = Authenticator.from_settings(settings, store)
+    sessions = (lambda: tokens.sessions) if hasattr(tokens, "sessions") else None
+    authenticator = Authenticator.from_settings(settings, store, sessions)
     limits = RateLimits.from_settings(settings)
     app.add_middleware(AuthMiddleware, routes=RouteTable(app), authenticator=authenticator, limits=limits,
                        audit=sink)

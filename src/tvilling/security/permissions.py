@@ -3,7 +3,8 @@
 Roles are ordered, each including the rights of the ones before it:
 
 ========  ====================================================================================
-viewer    read twins, models, history, commands, alarms, work orders, plans, analytics, streams
+viewer    read twins, models, history, commands, alarms, work orders, plans, analytics, streams;
+          see and end their own dashboard session
 operator  + execute: send commands, acknowledge/clear/shelve alarms, move work orders
 engineer  + write: twins, models, telemetry, analytics, simulations, scenarios, planning
 admin     + everything: API tokens, dead letters, the audit log, history retention
@@ -48,6 +49,7 @@ PUBLIC = Need("public", "public")
 #: What each role's rights add to the previous role's (see :func:`rights`).
 _VIEWER = {("read", r) for r in ("twins", "models", "history", "commands", "alarms", "workorders", "planning",
                                  "analytics", "simulations", "scenarios", "streams", "system")}
+_VIEWER |= {("read", "session"), ("write", "session")}  # see who one is signed in as, and sign out
 _OPERATOR = {("execute", r) for r in ("commands", "alarms", "workorders")}
 _ENGINEER = {("write", r) for r in ("twins", "models", "telemetry", "analytics", "simulations", "scenarios",
                                     "planning", "workorders")}
@@ -99,6 +101,11 @@ ROUTES: dict[tuple[str, str], Need] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/ui/vendor/{name}"): PUBLIC,
     ("GET", "/ui/{rel:path}"): PUBLIC,
+    # the dashboard's sign-in (tvilling.api.auth): the flow itself is public, a session is not
+    ("GET", "/auth/login"): PUBLIC,
+    ("GET", "/auth/callback"): PUBLIC,
+    ("GET", "/auth/session"): Need(R, "session"),
+    ("POST", "/auth/logout"): Need(W, "session"),
     # models
     ("POST", "/api/models"): Need(W, "models"),
     ("GET", "/api/models"): Need(R, "models"),

@@ -8,6 +8,56 @@ export class ApiError extends Error {
   }
 }
 
+// -- the signed-in person ----------------------------------------------------------------------
+// Under auth the dashboard is signed in by a session cookie the page cannot read (HttpOnly); every
+// change it sends carries the session's CSRF token (X-CSRF-Token), which /auth/session tells it.
+// The pages' own fetch calls go through the same door: the window's fetch is wrapped once, here, so
+// that every same-origin POST/PUT/PATCH/DELETE sends the token and a 401 anywhere tells the shell.
+const UNSAFE = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+let csrfToken = null;
+const signedOutListeners = new Set();
+
+/** Called whenever the server says the page is not (or no longer) signed in (a 401). */
+export function onSignedOut(fn) {
+  signedOutListeners.add(fn);
+}
+
+const pageFetch = window.fetch.bind(window);
+window.fetch = async (input, init = {}) => {
+  const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+  const method = (init.method || (input instanceof Request ? input.method : "GET")).toUpperCase();
+  if (csrfToken && url.origin === location.origin && UNSAFE.has(method)) {
+    const headers = new Headers(init.headers || (input instanceof Request ? input.headers : undefined));
+    headers.set("x-csrf-token", csrfToken);
+    init = { ...init, headers };
+  }
+  const res = await pageFetch(input, init);
+  if (res.status === 401 && url.origin === location.origin && url.pathname !== "/auth/session") {
+    for (const fn of signedOutListeners) fn();
+  }
+  return res;
+};
+
+/**
+ * Who is signed in: {auth: "off"} when the server runs without auth, {auth: "required", principal: {id, roles},
+ * csrf_token} when signed in, or null when a sign-in is needed (401).
+ */
+export async function signedIn() {
+  const res = await fetch("/auth/session", { headers: { accept: "application/json" } });
+  if (res.status === 404) return { auth: "off" };  // a server without the sign-in routes
+  if (res.status === 401) return null;
+  const data = await res.json();
+  if (!res.ok) throw new ApiError(res.status, data);
+  csrfToken = data.csrf_token || null;
+  return data;
+}
+
+/** End this browser's session. */
+export async function signOut() {
+  await request("POST", "/auth/logout");
+  csrfToken = null;
+}
+
 async function request(method, url, body) {
   const init = { method, headers: { accept: "application/json" } };
   if (body !== undefined) {

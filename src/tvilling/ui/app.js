@@ -1,7 +1,7 @@
-// The dashboard's shell: hash routes, the live-connection indicator, the open-alarm count.
+// The dashboard's shell: sign-in, hash routes, the live-connection indicator, the open-alarm count.
 
-import { listAlarms, live, onLiveState } from "./api.js";
-import { message, sevRank } from "./util.js";
+import { listAlarms, live, onLiveState, onSignedOut, signedIn, signOut } from "./api.js";
+import { el, message, setChildren, sevRank } from "./util.js";
 
 const routes = {
   fleet: () => import("./fleet.js"),
@@ -73,16 +73,56 @@ async function refreshAlarmCount() {
   return true;
 }
 let countTimer = null;
-refreshAlarmCount().then((ok) => {
-  if (!ok) return;
-  live({ types: "alarm" }, () => {  // a few alarm changes at once → one refresh
-    clearTimeout(countTimer);
-    countTimer = setTimeout(refreshAlarmCount, 300);
+
+// -- who is signed in: with auth off nothing shows; under auth the person and "Sign out", or "Sign in" ----------
+const whoEl = document.getElementById("who");
+let signedOut = false;
+
+function showSignIn(text) {
+  if (signedOut) return;
+  signedOut = true;
+  generation++;  // a page still loading stops here
+  if (unmount) { try { unmount(); } catch (e) { console.error(e); } unmount = null; }
+  whoEl.hidden = false;
+  setChildren(whoEl, el("a", { class: "signin", href: "/auth/login", "data-action": "sign-in" }, "Sign in"));
+  setChildren(view, el("section", { class: "signin-panel" },
+    message("info", text),
+    el("a", { class: "btn primary", href: "/auth/login", "data-action": "sign-in" }, "Sign in")));
+  document.body.dataset.ready = "signin";
+}
+
+function showPerson(session) {
+  const p = session.principal;
+  const button = el("button", { class: "signout", "data-action": "sign-out", onclick: async () => {
+    button.disabled = true;
+    try { await signOut(); } catch (e) { console.error(e); }
+    location.reload();
+  } }, "Sign out");
+  whoEl.hidden = false;
+  setChildren(whoEl, el("span", { class: "person", title: `roles: ${p.roles.join(", ") || "none"}` },
+    p.id, el("span", { class: "roles" }, p.roles.join(", "))), button);
+}
+
+async function start() {
+  let session;
+  try { session = await signedIn(); } catch (e) { console.error(e); session = { auth: "off" }; }
+  if (session === null) {
+    showSignIn("This server asks you to sign in before it shows the plant.");
+    return;
+  }
+  if (session.auth !== "off") showPerson(session);
+  onSignedOut(() => showSignIn("You are not signed in any more (the session ended or expired): sign in again."));
+  refreshAlarmCount().then((ok) => {
+    if (!ok) return;
+    live({ types: "alarm" }, () => {  // a few alarm changes at once → one refresh
+      clearTimeout(countTimer);
+      countTimer = setTimeout(refreshAlarmCount, 300);
+    });
+    setInterval(refreshAlarmCount, 30_000);  // shelves end by themselves, without a change on the stream
   });
-  setInterval(refreshAlarmCount, 30_000);  // shelves end by themselves, without a change on the stream
-});
+  routes.workorders().then((m) => m.watchProposedBadge(document.getElementById("nav-workorders"))).catch(console.error);
+  window.addEventListener("hashchange", () => { if (!signedOut) route(); });
+  route();
+}
 
-routes.workorders().then((m) => m.watchProposedBadge(document.getElementById("nav-workorders"))).catch(console.error);
-
-window.addEventListener("hashchange", route);
-route();
+start();

@@ -11,6 +11,11 @@ Usable from any test (``tests/`` is on ``sys.path``)::
 Clients (``client_credentials`` grant): ``ops`` (roles ``["operator", "viewer", "superuser"]``), ``alice``
 (roles ``"engineer admin"`` as one string, ``preferred_username`` alice) and ``nobody`` (no roles). Their
 roles are in the ``roles`` claim and in ``realm_access.roles``.
+
+With ``redirect_uris``, people sign in by the authorisation code flow with PKCE (clients ``dashboard``, public,
+and ``dashboard-confidential``, secret ``dashboard-confidential-secret``) through the provider's development
+login form (any password) and consent page: ``eva`` is an operator, ``ann`` a viewer, ``erik`` an engineer,
+``ada`` an admin, anyone else has no role.
 """
 
 from __future__ import annotations
@@ -84,10 +89,12 @@ class SigningKey:
 class OidcProvider:
     """``oidc-provider`` on 127.0.0.1 with one signing key; ``start``/``stop``/``restart`` or ``with``."""
 
-    def __init__(self, folder: Path, *, key: SigningKey | None = None, access_ttl_s: int = 300) -> None:
+    def __init__(self, folder: Path, *, key: SigningKey | None = None, access_ttl_s: int = 300,
+                 redirect_uris: tuple[str, ...] = ()) -> None:
         self.folder = folder
         self.key = key or SigningKey()
         self.access_ttl_s = access_ttl_s
+        self.redirect_uris = redirect_uris
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -108,7 +115,8 @@ class OidcProvider:
         log = self.folder / "provider.log"
         with log.open("ab") as out:
             self._proc = subprocess.Popen(
-                [NODE, str(HERE / "provider.mjs"), str(self.port), str(jwks), "--access-ttl", str(self.access_ttl_s)],
+                [NODE, str(HERE / "provider.mjs"), str(self.port), str(jwks), "--access-ttl", str(self.access_ttl_s),
+                 *(arg for uri in self.redirect_uris for arg in ("--redirect-uri", uri))],
                 stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
