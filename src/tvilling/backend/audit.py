@@ -34,6 +34,7 @@ from __future__ import annotations
 import builtins
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -193,7 +194,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Chain:
+class _Chain(ABC):
     """What every adapter shares: chaining, sealing at the interval, verifying."""
 
     seal_every: int | None
@@ -229,11 +230,13 @@ class _Chain:
     def public_key(self) -> Ed25519PublicKey | None:
         return self.key.public()
 
+    @abstractmethod
     def _all(self) -> builtins.list[Entry]:
-        raise NotImplementedError
+        """Every entry, by sequence number (each store reads its own)."""
 
+    @abstractmethod
     def seals(self) -> builtins.list[Seal]:
-        raise NotImplementedError
+        """Every seal, by the sequence number it seals up to."""
 
     def verify(self, *, public_key: Ed25519PublicKey | None = None) -> Report:
         trusted = public_key if public_key is not None else self.key.public()
